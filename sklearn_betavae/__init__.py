@@ -1,0 +1,11 @@
+"""sklearn_betavae: the beta-VAE as a scikit-learn transformer, built on skorch.
+
+Imports only the core dependencies (scikit-learn, torch, skorch, numpy).
+"""
+
+from ._estimator import BetaVAETransformer
+from ._loss import BetaVAELoss
+
+__version__ = "0.1.0"
+
+__all__ = ["BetaVAELoss", "BetaVAETransformer", "__version__"]

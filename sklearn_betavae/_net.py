@@ -1,0 +1,106 @@
+"""BetaVAENet: a skorch ``NeuralNet`` trained without targets on the beta-VAE loss.
+
+Only skorch's documented hooks are overridden (``get_loss``,
+``train_step_single``, ``validation_step``, ``_default_callbacks``); the
+training loop, callbacks and history are skorch's own.
+"""
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from skorch.utils import to_tensor
+
+from ._loss import decoder_distribution, posterior_distribution
+
+LOSS_TERMS = ("loss", "rec_loss", "kl_loss")
+
+
+class BetaVAENet(NeuralNet):
+    """skorch net for a VAE module returning ``(decoder_output, mu, logvar)``.
+
+    The criterion is called as ``criterion(X, p, q)`` and must return a dict
+    with ``"loss"``, ``"rec_loss"`` and ``"kl_loss"`` (as ``BetaVAELoss``
+    does). The history holds ``train_loss``, ``train_rec_loss``,
+    ``train_kl_loss`` per epoch and, with a validation split, the same with
+    ``valid_``. A non-finite loss stops training with a ``FloatingPointError``
+    naming the epoch and batch, before the optimizer takes that step.
+
+    Parameters
+    ----------
+    warmup_epochs : int, default=0
+        KL annealing (Bowman et al., 2016): during the first ``warmup_epochs``
+        epochs the gradient step weighs the KL term by ``epoch / warmup_epochs``
+        times ``beta``, which keeps latents from collapsing early in training.
+        The recorded losses always use the full ``beta``, so the history and
+        early stopping see the objective itself.
+    **kwargs
+        Passed to ``skorch.NeuralNet``.
+    """
+
+    def __init__(self, *args, warmup_epochs=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warmup_epochs = warmup_epochs
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        epoch = len(self.history)
+        self.kl_weight_ = min(1.0, epoch / self.warmup_epochs) if self.warmup_epochs else 1.0
+
+    @property
+    def _default_callbacks(self):
+        scorings = [
+            (f"{prefix}_{term}", PassthroughScoring(name=f"{prefix}_{term}", on_train=prefix == "train"))
+            for prefix in ("train", "valid")
+            for term in LOSS_TERMS
+        ]
+        return [("epoch_timer", EpochTimer()), *scorings, ("print_log", PrintLog())]
+
+    def loss_terms(self, y_pred, X):
+        """All loss terms of a batch: the criterion's dict."""
+        decoder_output, mu, logvar = y_pred
+        X = to_tensor(X, device=self.device)
+        p = decoder_distribution(decoder_output, self.criterion_.default_dist)
+        return self.criterion_(X, p, posterior_distribution(mu, logvar))
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """The total beta-VAE loss of a batch; ``y_true`` is ignored."""
+        return self.loss_terms(y_pred, X)["loss"]
+
+    def _record_terms(self, terms, prefix):
+        for term in LOSS_TERMS:
+            value = terms[term].item()
+            if term == "loss" and not torch.isfinite(terms[term]):
+                epoch = len(self.history)
+                # skorch has opened this batch's record; earlier ones of this
+                # phase hold "<prefix>_loss".
+                batches = self.history[-1]["batches"]
+                batch = 1 + sum(f"{prefix}_loss" in record for record in batches[:-1])
+                raise FloatingPointError(
+                    f"The {prefix} loss became {value} at epoch {epoch}, batch {batch}; "
+                    "training stopped before that update. Lower learning_rate_init, "
+                    "or check the scale of the data."
+                )
+            if term != "loss":  # skorch records "<prefix>_loss" itself
+                self.history.record_batch(f"{prefix}_{term}", value)
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, _ = batch
+        y_pred = self.infer(Xi, **fit_params)
+        terms = self.loss_terms(y_pred, Xi)
+        self._record_terms(terms, "train")
+        objective = terms["loss"]
+        if self.kl_weight_ < 1.0:
+            beta = self.criterion_.beta
+            objective = terms["rec_loss"] + self.kl_weight_ * beta * terms["kl_loss"]
+        objective.backward()
+        return {"loss": terms["loss"], "y_pred": y_pred}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, _ = batch
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            terms = self.loss_terms(y_pred, Xi)
+        self._record_terms(terms, "valid")
+        return {"loss": terms["loss"], "y_pred": y_pred}

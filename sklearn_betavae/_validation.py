@@ -1,0 +1,86 @@
+"""Checks that scikit-learn's validators do not cover: devices, data domains, user modules."""
+
+import copy
+import re
+
+import numpy as np
+import torch
+from torch import nn
+
+_DEVICE_GRAMMAR = '"auto", "cpu", "cuda", "cuda:N" (N a GPU index) or a torch.device'
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    ``"auto"`` is CUDA when available, else CPU. A CUDA device asked for on a
+    machine without one is an error, not a silent fall-back.
+    """
+    if isinstance(device, str):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise ValueError(f"device must be {_DEVICE_GRAMMAR}; got {device!r}.")
+        device = torch.device(device)
+    if not isinstance(device, torch.device) or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be {_DEVICE_GRAMMAR}; got {device!r}.")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was asked for but CUDA is not available here; "
+                'use device="cpu" or device="auto".'
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r}: there are only {torch.cuda.device_count()} "
+                "CUDA device(s)."
+            )
+    return device
+
+
+def check_unit_interval(X, default_dist):
+    """Bernoulli data must be probabilities: every value in [0, 1]."""
+    low, high = np.min(X), np.max(X)
+    if low < 0 or high > 1:
+        raise ValueError(
+            f'default_dist={default_dist!r} needs data in [0, 1]; X ranges over '
+            f"[{low:g}, {high:g}]. Scale X to [0, 1] (e.g. MinMaxScaler) or use "
+            'default_dist="normal" or "laplace".'
+        )
+
+
+def check_user_module(module, name):
+    """A private copy of a user's encoder or decoder, so theirs is never trained."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{name} must be None or a torch.nn.Module; got {type(module).__name__}.")
+    return copy.deepcopy(module)
+
+
+def check_module_outputs(module, n_features, n_components):
+    """Run one tiny batch through the VAE and explain any shape mismatch."""
+    probe = torch.zeros(2, n_features, dtype=next(module.parameters()).dtype,
+                        device=next(module.parameters()).device)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            encoded = module.encoder(probe)
+            if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2):
+                raise ValueError(
+                    "encoder must return a pair (mu, logvar); got "
+                    f"{type(encoded).__name__}."
+                )
+            for part, tensor in zip(("mu", "logvar"), encoded):
+                if tuple(tensor.shape) != (2, n_components):
+                    raise ValueError(
+                        f"encoder's {part} must have shape (batch_size, n_components) = "
+                        f"(2, {n_components}) on a batch of 2; got {tuple(tensor.shape)}."
+                    )
+            decoded = module.decoder(encoded[0])
+            if tuple(decoded.shape) != (2, n_features):
+                raise ValueError(
+                    f"decoder must return shape (batch_size, n_features) = (2, {n_features}) "
+                    f"on a batch of 2; got {tuple(decoded.shape)}."
+                )
+    finally:
+        module.train(was_training)

@@ -1,0 +1,49 @@
+"""Shared fixtures: autouse seeding, tiny data, fast parameters, GPU skip helper."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+# Few epochs and small layers: every fit in the suite takes well under a second.
+FAST_PARAMS = dict(
+    device="cpu", n_components=3, hidden_layer_sizes=(16,), max_iter=3, batch_size=32,
+    random_state=0,
+)
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """A small subset of the raw digits (0-16 pixel values), float64."""
+    X, _ = load_digits(return_X_y=True)
+    return X[:240]
+
+
+@pytest.fixture(scope="module")
+def random_data():
+    """Random data with distinct dimensions: 7 samples would be too few, so 40 x 9."""
+    return np.random.RandomState(42).normal(size=(40, 9))
+
+
+@pytest.fixture(scope="module")
+def unit_data(digits):
+    """Digits scaled to [0, 1], for the Bernoulli decoder."""
+    return digits / 16.0

@@ -1,0 +1,338 @@
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from torch import nn
+
+from sklearn_betavae import BetaVAETransformer
+from tests.conftest import FAST_PARAMS, requires_cuda
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
+
+
+# Behaviour ---------------------------------------------------------------
+
+
+def test_methods_return_cpu_numpy_of_the_right_shapes(fitted, digits):
+    Z = fitted.transform(digits)
+    assert Z.shape == (240, 3) and Z.dtype == np.float64
+    assert fitted.inverse_transform(Z).shape == (240, 64)
+    assert fitted.score_samples(digits[:7]).shape == (7,)
+    assert np.isfinite(fitted.score(digits))
+    assert fitted.sample(5, random_state=0).shape == (5, 64)
+    assert list(fitted.get_feature_names_out()) == [
+        "betavaetransformer0", "betavaetransformer1", "betavaetransformer2"]
+    assert fitted.n_features_in_ == 64 and fitted.device_ == torch.device("cpu")
+
+
+def test_transform_is_deterministic_and_batch_invariant(fitted, digits):
+    Z = fitted.transform(digits)
+    assert np.array_equal(Z, fitted.transform(digits))
+    np.testing.assert_allclose(fitted.transform(digits[:1]), Z[:1], rtol=1e-12)
+    np.testing.assert_allclose(fitted.score_samples(digits[5:6]), fitted.score_samples(digits)[5:6],
+                               rtol=1e-12)
+
+
+def test_inverse_transform_is_in_input_units(fitted, digits):
+    # Standardisation is undone: the decoded mean code lands near the data mean.
+    decoded = fitted.inverse_transform(np.zeros((1, 3)))
+    assert np.abs(decoded - digits.mean(0)).mean() < 2.0
+    assert decoded.max() > 5  # raw pixel units (0-16), not z-scores
+
+
+def test_sample_is_reproducible(fitted):
+    assert np.array_equal(fitted.sample(4, random_state=1), fitted.sample(4, random_state=1))
+    assert not np.array_equal(fitted.sample(4, random_state=1), fitted.sample(4, random_state=2))
+    with pytest.raises(ValueError, match="n_samples"):
+        fitted.sample(0)
+
+
+def test_same_random_state_gives_bit_identical_results(digits):
+    a = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    b = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    assert np.array_equal(a.transform(digits), b.transform(digits))
+    assert np.array_equal(a.net_.history[:, "train_loss"], b.net_.history[:, "train_loss"])
+    c = BetaVAETransformer(**{**FAST_PARAMS, "random_state": 1}).fit(digits)
+    assert not np.array_equal(a.transform(digits), c.transform(digits))
+
+
+def test_fit_leaves_the_global_torch_rng_alone(digits):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads),
+                                          (None, None)])
+def test_pickle_and_joblib_round_trips(fitted, digits, dumps, loads, tmp_path):
+    if dumps is None:
+        joblib.dump(fitted, tmp_path / "vae.joblib")
+        restored = joblib.load(tmp_path / "vae.joblib")
+    else:
+        restored = loads(dumps(fitted))
+    assert np.array_equal(restored.transform(digits), fitted.transform(digits))
+    assert restored.score(digits) == fitted.score(digits)
+
+
+def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch):
+    """Write a pickle whose tensors are tagged as CUDA, then load it on this CPU.
+
+    Without a GPU here, torch's serialisation tagger is patched to label every
+    storage "cuda:0", which is what a GPU-fitted pickle holds; loading one
+    without CUDA fails unless skorch maps it to the CPU.
+    """
+    import copy
+
+    from torch import serialization
+
+    gpu_like = copy.deepcopy(fitted)
+    gpu_like.net_.device = "cuda"
+    gpu_like.device_ = torch.device("cuda")
+    tagger = (0, lambda storage: "cuda:0", lambda storage, location: None)
+    monkeypatch.setattr(serialization, "_package_registry",
+                        [tagger, *serialization._package_registry])
+    payload = pickle.dumps(gpu_like)
+    monkeypatch.undo()
+    assert b"cuda:0" in payload
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="CUDA"):
+        restored = pickle.loads(payload)
+    assert str(restored.net_.device) == "cpu"
+    assert np.array_equal(restored.transform(digits), fitted.transform(digits))
+
+
+@requires_cuda
+def test_cuda_fit_transforms_and_pickles(digits):
+    vae = BetaVAETransformer(**{**FAST_PARAMS, "device": "cuda"}).fit(digits)
+    assert next(vae.net_.module_.parameters()).is_cuda
+    Z = vae.transform(digits)
+    assert isinstance(Z, np.ndarray)
+    assert np.array_equal(pickle.loads(pickle.dumps(vae)).transform(digits), Z)
+
+
+@pytest.mark.slow
+def test_raw_digits_give_active_latents_and_beat_pca():
+    """Defaults on digits as load_digits returns them (pixel values 0-16).
+
+    benchmarks/bench_digits_defaults.py: over seeds 0-2 the default beta kept
+    6-7 of 8 latents active and beta=1 reached 0.57-0.58 of PCA's error.
+    """
+    from sklearn.datasets import load_digits
+
+    X, _ = load_digits(return_X_y=True)
+    X_train, X_test = train_test_split(X, test_size=0.25, random_state=0)
+    k = 8
+    pca = PCA(k).fit(X_train)
+    pca_error = np.mean((pca.inverse_transform(pca.transform(X_test)) - X_test) ** 2)
+    vae = BetaVAETransformer(beta=1.0, device="cpu", n_components=k, random_state=0).fit(X_train)
+    vae_error = np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2)
+    assert vae_error < pca_error
+    kl = _kl_per_latent(BetaVAETransformer(device="cpu", n_components=k, random_state=0)
+                        .fit(X_train), X_test)
+    assert np.sum(kl > 0.1) > k / 2, kl
+
+
+def _kl_per_latent(vae, X):
+    with torch.no_grad():
+        x = torch.as_tensor((X - vae.mean_) / vae.scale_, dtype=torch.float32)
+        mu, logvar = vae.net_.module_.eval().encoder(x)
+        return (0.5 * (logvar.exp() + mu**2 - 1 - logvar)).mean(0).numpy()
+
+
+def test_score_prefers_the_better_model(digits):
+    X_train, X_test = digits[:180], digits[180:]
+    short = BetaVAETransformer(**{**FAST_PARAMS, "max_iter": 1}).fit(X_train)
+    longer = BetaVAETransformer(**{**FAST_PARAMS, "max_iter": 40}).fit(X_train)
+    assert longer.score(X_test) > short.score(X_test)
+
+
+@pytest.mark.parametrize("dist", ["laplace", "bernoulli"])
+def test_other_decoder_distributions(unit_data, dist):
+    vae = BetaVAETransformer(default_dist=dist, **FAST_PARAMS).fit(unit_data)
+    decoded = vae.inverse_transform(vae.transform(unit_data))
+    if dist == "bernoulli":
+        assert decoded.min() >= 0 and decoded.max() <= 1
+        assert np.array_equal(vae.scale_, np.ones(64))
+    assert np.isfinite(vae.score(unit_data))
+
+
+def test_standardize_false_trains_on_raw_values(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS, standardize=False).fit(digits)
+    assert np.array_equal(vae.mean_, np.zeros(64))
+    assert np.array_equal(vae.scale_, np.ones(64))
+
+
+def test_constant_features_are_handled(random_data):
+    X = random_data.copy()
+    X[:, 2] = 5.0
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(X)
+    assert vae.scale_[2] == 1.0
+    assert np.all(np.isfinite(vae.transform(X)))
+
+
+def test_dataframes_give_feature_names_and_pandas_output(digits):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(digits[:, :6], columns=[f"voxel{i}" for i in range(6)])
+    vae = BetaVAETransformer(**FAST_PARAMS).set_output(transform="pandas").fit(df)
+    assert list(vae.feature_names_in_) == list(df.columns)
+    Z = vae.transform(df)
+    assert isinstance(Z, pd.DataFrame)
+    assert list(Z.columns) == list(vae.get_feature_names_out())
+
+
+class PairEncoder(nn.Module):
+    def __init__(self, n_features, n_components):
+        super().__init__()
+        self.linear = nn.Linear(n_features, 2 * n_components)
+
+    def forward(self, x):
+        return tuple(self.linear(x).chunk(2, dim=-1))
+
+
+def test_user_modules_are_copied_not_trained_in_place(random_data):
+    encoder, decoder = PairEncoder(9, 2), nn.Linear(2, 9)
+    before = [p.detach().clone() for p in [*encoder.parameters(), *decoder.parameters()]]
+    params = {**FAST_PARAMS, "n_components": 2}
+    vae = BetaVAETransformer(**params, encoder=encoder, decoder=decoder).fit(random_data)
+    after = [*encoder.parameters(), *decoder.parameters()]
+    assert all(torch.equal(b, a) for b, a in zip(before, after))
+    assert isinstance(vae.net_.module_.encoder, PairEncoder)
+    assert vae.net_.module_.encoder is not encoder
+    assert vae.transform(random_data).shape == (40, 2)
+
+
+def test_user_modules_with_wrong_shapes_are_explained(random_data):
+    params = {**FAST_PARAMS, "n_components": 2}
+    with pytest.raises(ValueError, match=r"encoder's mu must have shape .*\(2, 2\)"):
+        BetaVAETransformer(**params, encoder=PairEncoder(9, 3)).fit(random_data)
+    with pytest.raises(ValueError, match=r"decoder must return shape .*\(2, 9\)"):
+        BetaVAETransformer(**params, decoder=nn.Linear(2, 4)).fit(random_data)
+    with pytest.raises(ValueError, match="pair"):
+        BetaVAETransformer(**params, encoder=nn.Linear(9, 2)).fit(random_data)
+
+
+def test_pipeline_and_grid_search_over_beta(digits):
+    pipe = make_pipeline(StandardScaler(), BetaVAETransformer(**FAST_PARAMS))
+    search = GridSearchCV(pipe, {"betavaetransformer__beta": [1.0, 4.0]}, cv=2, n_jobs=2)
+    search.fit(digits)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_params_["betavaetransformer__beta"] in (1.0, 4.0)
+    assert search.transform(digits).shape == (240, 3)
+
+
+# Bad input -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_non_finite_input_is_refused(digits, fitted, bad_value):
+    X = digits.copy()
+    X[3, 4] = bad_value
+    snapshot = X.copy()
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        BetaVAETransformer(**FAST_PARAMS).fit(X)
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        fitted.transform(X)
+    np.testing.assert_array_equal(X, snapshot)
+
+
+def test_wrong_number_of_features(fitted, digits):
+    with pytest.raises(ValueError, match="64 features"):
+        fitted.transform(digits[:, :10])
+    with pytest.raises(ValueError, match="3 columns.*got X with 4"):
+        fitted.inverse_transform(np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"default_dist": "gaussian"}, "default_dist.*'bernoulli'"),
+        ({"beta": -1.0}, r"'beta' parameter .* range \[0.0, inf\)\. Got -1.0"),
+        ({"n_components": 0}, r"'n_components' parameter .* range \[1, inf\)\. Got 0"),
+        ({"hidden_layer_sizes": (8, 0)}, "hidden_layer_sizes must be a tuple of positive"),
+    ],
+)
+def test_bad_parameters_are_value_errors_naming_them(digits, params, match):
+    vae = BetaVAETransformer(**{**FAST_PARAMS, **params})
+    with pytest.raises(ValueError, match=match):
+        vae.fit(digits)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu", "CPU"])
+def test_unknown_device_names_the_accepted_forms(digits, device):
+    with pytest.raises(ValueError, match=r'"auto", "cpu", "cuda", "cuda:N"'):
+        BetaVAETransformer(**{**FAST_PARAMS, "device": device}).fit(digits)
+
+
+def test_device_accepts_torch_devices(digits):
+    vae = BetaVAETransformer(**{**FAST_PARAMS, "device": torch.device("cpu")}).fit(digits)
+    assert vae.device_ == torch.device("cpu")
+    auto = BetaVAETransformer(**{**FAST_PARAMS, "device": "auto"}).fit(digits)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert auto.device_.type == expected
+
+
+def test_cuda_without_cuda_is_a_clear_error(digits, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        BetaVAETransformer(**{**FAST_PARAMS, "device": "cuda:0"}).fit(digits)
+
+
+def test_bernoulli_needs_data_in_the_unit_interval(digits, unit_data):
+    with pytest.raises(ValueError, match=r"needs data in \[0, 1\].*\[0, 16\]"):
+        BetaVAETransformer(default_dist="bernoulli", **FAST_PARAMS).fit(digits)
+    vae = BetaVAETransformer(default_dist="bernoulli", **FAST_PARAMS).fit(unit_data)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        vae.transform(digits)
+    with pytest.raises(ValueError, match="standardize=True"):
+        BetaVAETransformer(default_dist="bernoulli", standardize=True,
+                           **FAST_PARAMS).fit(unit_data)
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.empty((0, 5)), "0 sample"),
+        (np.arange(5.0), "Expected 2D array"),
+    ],
+)
+def test_empty_and_one_dimensional_input(X, match):
+    with pytest.raises(ValueError, match=match):
+        BetaVAETransformer(**FAST_PARAMS).fit(X)
+
+
+def test_sparse_input_is_a_type_error(digits):
+    with pytest.raises(TypeError, match="dense data is required"):
+        BetaVAETransformer(**FAST_PARAMS).fit(sp.csr_matrix(digits))
+
+
+def test_divergence_stops_with_the_epoch_and_leaves_no_model(digits):
+    X = digits * 1e20  # squared errors overflow float32 at once
+    vae = BetaVAETransformer(**FAST_PARAMS, standardize=False)
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
+        vae.fit(X)
+    assert not hasattr(vae, "net_")
+
+
+def test_inputs_are_never_modified(digits):
+    X = np.asfortranarray(digits.astype(np.float32))
+    snapshot = X.copy()
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(X)
+    Z = vae.transform(X)
+    Z_snapshot = Z.copy()
+    vae.inverse_transform(Z)
+    vae.score(X)
+    np.testing.assert_array_equal(X, snapshot)
+    np.testing.assert_array_equal(Z, Z_snapshot)
