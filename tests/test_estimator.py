@@ -336,3 +336,27 @@ def test_inputs_are_never_modified(digits):
     vae.score(X)
     np.testing.assert_array_equal(X, snapshot)
     np.testing.assert_array_equal(Z, Z_snapshot)
+
+
+def test_last_step_of_a_nifti_masker_pipeline():
+    pytest.importorskip("nilearn")
+    import nibabel as nib
+    from nilearn.maskers import NiftiMasker
+    from sklearn.pipeline import Pipeline
+
+    rng = np.random.RandomState(0)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    mask = np.zeros((7, 8, 9), dtype=np.int8)
+    mask[1:6, 2:7, 2:8] = 1
+    images = [nib.Nifti1Image(rng.normal(size=(7, 8, 9)).astype(np.float32), affine)
+              for _ in range(24)]
+    pipe = Pipeline([("masker", NiftiMasker(nib.Nifti1Image(mask, affine))),
+                     ("vae", BetaVAETransformer(**FAST_PARAMS))])
+    Z = pipe.fit_transform(images)
+    assert Z.shape == (24, 3)
+    decoded = pipe.inverse_transform(Z)
+    assert decoded.shape == (7, 8, 9, 24)
+    np.testing.assert_array_equal(decoded.affine, affine)
+    assert np.all(decoded.get_fdata()[mask == 0] == 0)
+    search = GridSearchCV(pipe, {"vae__beta": [1.0, 4.0]}, cv=2, n_jobs=2).fit(images)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
