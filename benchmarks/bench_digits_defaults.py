@@ -25,6 +25,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 
 from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae.inspection import latent_kl
 
 LEVERS = {
     "defaults": {},
@@ -34,16 +35,6 @@ LEVERS = {
     # independent of the units, which raw training is not.
     "X/16, standardize=False": {"standardize": False, "unit_scale": 16.0},
 }
-
-
-def active_latents(vae, X, threshold=0.1):
-    """Number of latents whose KL to the prior, averaged over X, exceeds threshold."""
-    with torch.no_grad():
-        x = torch.as_tensor((X - vae.mean_) / vae.scale_, dtype=torch.float32,
-                            device=vae.net_.device)
-        mu, logvar = vae.net_.module_.eval().encoder(x)
-        kl = (0.5 * (logvar.exp() + mu**2 - 1 - logvar)).mean(0).cpu().numpy()
-    return int(np.sum(kl > threshold))
 
 
 def main():
@@ -74,7 +65,7 @@ def main():
                 # for every lever: log p(X) = log p(X / 16) - n_features * log 16.
                 elbo = vae.score(X_test / unit) - X.shape[1] * np.log(unit)
                 rows.append((lever, beta, seed, mse, pca_mse,
-                             active_latents(vae, X_test / unit), elbo, seconds))
+                             int(np.sum(latent_kl(vae, X_test / unit) > 0.1)), elbo, seconds))
                 print(f"# {lever} beta={beta} seed={seed}: mse {mse:.3f} (PCA {pca_mse:.3f})",
                       flush=True)
 

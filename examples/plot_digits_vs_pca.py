@@ -25,21 +25,11 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 
 from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae.inspection import latent_kl
 
 N_COMPONENTS = 8
 X, _ = load_digits(return_X_y=True)
 X_train, X_test = train_test_split(X, test_size=0.25, random_state=0)
-
-
-def active_latents(vae, X):
-    """Latents whose KL to the prior, averaged over X, exceeds 0.1 nats."""
-    import torch
-
-    with torch.no_grad():
-        x = torch.as_tensor((X - vae.mean_) / vae.scale_, dtype=torch.float32)
-        mu, logvar = vae.net_.module_.eval().encoder(x)
-        kl = (0.5 * (logvar.exp() + mu**2 - 1 - logvar)).mean(0).numpy()
-    return int(np.sum(kl > 0.1))
 
 
 # %%
@@ -63,7 +53,8 @@ for name, model in models.items():
     if isinstance(model, PCA):
         active, elbo = N_COMPONENTS, model.score(X_test)
     else:
-        active, elbo = active_latents(model, X_test), model.score(X_test)
+        # A latent is in use when its KL to the prior exceeds 0.1 nats.
+        active, elbo = int(np.sum(latent_kl(model, X_test) > 0.1)), model.score(X_test)
     rows.append((name, mse, active, elbo, seconds))
 
 # %%

@@ -298,12 +298,17 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         # Seed a private copy of the global RNG (skorch and torch.nn draw from
         # it), so the caller's torch RNG state is the same after fit.
         cuda_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            net.initialize()
-            check_module_outputs(net.module_, X.shape[1], self.n_components)
-            # partial_fit trains the net just initialised (and checked) above.
-            net.partial_fit(X_train, None)
+        try:
+            with torch.random.fork_rng(devices=cuda_devices):
+                torch.manual_seed(seed)
+                net.initialize()
+                check_module_outputs(net.module_, X.shape[1], self.n_components)
+                # partial_fit trains the net just initialised (and checked) above.
+                net.partial_fit(X_train, None)
+        except Exception:
+            # A failed refit must not leave the previous model half-replaced.
+            self._forget_fit()
+            raise
 
         self.net_ = net
         self.device_ = device
@@ -458,6 +463,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 )
             )
         return callbacks
+
+    def _forget_fit(self):
+        for name in [name for name in vars(self) if name.endswith("_")]:
+            delattr(self, name)
+        vars(self).pop("_n_features_out", None)
 
     def _validate_X(self, X):
         check_is_fitted(self)

@@ -41,13 +41,25 @@ def posterior_distribution(mu, logvar):
     return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
 
-def _kl_per_sample(q):
+def kl_per_latent(q):
+    """KL(q || N(0, I)) of each sample and latent dimension, for a diagonal normal q."""
     if not isinstance(q, Normal):
         raise TypeError(
             f"q must be a torch.distributions.Normal posterior; got {type(q).__name__}."
         )
     mean, scale = q.loc, q.scale
-    return 0.5 * (scale.pow(2) + mean.pow(2) - 1.0 - 2.0 * torch.log(scale)).flatten(1).sum(1)
+    return 0.5 * (scale.pow(2) + mean.pow(2) - 1.0 - 2.0 * torch.log(scale))
+
+
+def _kl_per_sample(q):
+    return kl_per_latent(q).flatten(1).sum(1)
+
+
+def _unsupported_decoder(p):
+    return TypeError(
+        "p must be a torch.distributions Normal, Laplace or Bernoulli; "
+        f"got {type(p).__name__}."
+    )
 
 
 def _bernoulli_cross_entropy(p, data, reduction):
@@ -123,10 +135,7 @@ class BetaVAELoss:
         elif isinstance(p, Laplace):
             loss = F.l1_loss(p.loc, data, reduction="sum")
         else:
-            raise TypeError(
-                "p must be a torch.distributions Normal, Laplace or Bernoulli; "
-                f"got {type(p).__name__}."
-            )
+            raise _unsupported_decoder(p)
         return loss / batch_size
 
     def kl_normal_loss(self, q):
@@ -194,14 +203,10 @@ def elbo_per_sample(x, p, q):
     if isinstance(p, Bernoulli):
         log_lik = -_bernoulli_cross_entropy(p, x, reduction="none")
     elif isinstance(p, Normal):
-        log_lik = -0.5 * (x - p.loc).pow(2) / p.scale.pow(2) - torch.log(p.scale) - 0.5 * math.log(
-            2 * math.pi
-        )
+        log_lik = (-0.5 * (x - p.loc).pow(2) / p.scale.pow(2) - torch.log(p.scale)
+                   - 0.5 * math.log(2 * math.pi))
     elif isinstance(p, Laplace):
         log_lik = -(x - p.loc).abs() / p.scale - torch.log(2 * p.scale)
     else:
-        raise TypeError(
-            "p must be a torch.distributions Normal, Laplace or Bernoulli; "
-            f"got {type(p).__name__}."
-        )
+        raise _unsupported_decoder(p)
     return log_lik.flatten(1).sum(1) - _kl_per_sample(q)

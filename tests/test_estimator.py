@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -13,6 +14,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae.inspection import latent_kl
 from tests.conftest import FAST_PARAMS, requires_cuda
 
 
@@ -140,16 +142,9 @@ def test_raw_digits_give_active_latents_and_beat_pca():
     vae = BetaVAETransformer(beta=1.0, device="cpu", n_components=k, random_state=0).fit(X_train)
     vae_error = np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2)
     assert vae_error < pca_error
-    kl = _kl_per_latent(BetaVAETransformer(device="cpu", n_components=k, random_state=0)
-                        .fit(X_train), X_test)
+    default_beta = BetaVAETransformer(device="cpu", n_components=k, random_state=0)
+    kl = latent_kl(default_beta.fit(X_train), X_test)
     assert np.sum(kl > 0.1) > k / 2, kl
-
-
-def _kl_per_latent(vae, X):
-    with torch.no_grad():
-        x = torch.as_tensor((X - vae.mean_) / vae.scale_, dtype=torch.float32)
-        mu, logvar = vae.net_.module_.eval().encoder(x)
-        return (0.5 * (logvar.exp() + mu**2 - 1 - logvar)).mean(0).numpy()
 
 
 def test_score_prefers_the_better_model(digits):
@@ -321,9 +316,16 @@ def test_sparse_input_is_a_type_error(digits):
 def test_divergence_stops_with_the_epoch_and_leaves_no_model(digits):
     X = digits * 1e20  # squared errors overflow float32 at once
     vae = BetaVAETransformer(**FAST_PARAMS, standardize=False)
-    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
+    with pytest.raises(FloatingPointError, match="The train loss became (inf|nan) at epoch 1, batch 1"):
         vae.fit(X)
     assert not hasattr(vae, "net_")
+    # A failed refit forgets the earlier model rather than mixing the two.
+    vae.fit(digits)
+    with pytest.raises(FloatingPointError):
+        vae.fit(X)
+    with pytest.raises(NotFittedError):
+        vae.transform(digits)
+    assert not [name for name in vars(vae) if name.endswith("_")]
 
 
 def test_inputs_are_never_modified(digits):
