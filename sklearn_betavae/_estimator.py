@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
+from skorch.utils import noop
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -34,6 +35,18 @@ from ._validation import (
 # Inference runs in float64 chunks of about this many values (64 MB): enough
 # to keep the matrix products efficient, small enough for huge memmaps.
 _INFERENCE_CHUNK_VALUES = 2**23
+
+
+def _standardisation(X, standardize):
+    """Per-feature (mean, scale) in float64; zeros and ones when not standardising."""
+    n_features = X.shape[1]
+    if not standardize:
+        return np.zeros(n_features), np.ones(n_features)
+    mean = X.mean(axis=0, dtype=np.float64)
+    scale = X.std(axis=0, dtype=np.float64)
+    # Constant features keep their values' spread (none): divide by 1, not 0.
+    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+    return mean, scale
 
 
 class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -76,8 +89,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     learning_rate_init : float, default=1e-3
         Adam's learning rate.
     beta_warmup : float, default=0.25
-        Share of ``max_iter`` over which the KL weight ramps linearly from
-        ``beta / n`` up to ``beta`` (KL annealing). On digits at ``beta=4`` it
+        Share of ``max_iter`` over which the KL weight ramps linearly up to
+        ``beta``: ``beta * k / n`` at epoch k of the n warm-up epochs (KL
+        annealing). On digits at ``beta=4`` it
         kept 6-7 of 8 latents active instead of 4 and lowered the held-out
         reconstruction error by 4-7%; the held-out ELBO was not better (up to
         2.3 nats worse), see ``benchmarks/README.md``. ``0`` trains at full ``beta``
@@ -110,9 +124,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Extra skorch callbacks (e.g. ``skorch.callbacks.Checkpoint``),
         deep-copied in ``fit``.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling, the reparameterisation noise
-        and the validation split. The global torch RNG state is left as it
-        was. With an int, fits on the CPU are bit-identical.
+        Seeds the built-in modules' weight initialisation, shuffling, the
+        reparameterisation noise and the validation split (your own
+        ``encoder``/``decoder`` keep the weights they came with). The global
+        torch RNG states are left as they were. With an int, fits on the CPU are bit-identical.
     verbose : int, default=0
         ``0`` is silent; ``1`` or more prints skorch's table of losses per
         epoch.
@@ -124,7 +139,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``train_rec_loss``, ``train_kl_loss`` (and ``valid_*`` with early
         stopping) per epoch.
     device_ : torch.device
-        The device ``fit`` trained on.
+        The device the network is on: the one ``fit`` trained on, or the CPU
+        after loading a GPU-fitted model on a machine without CUDA.
+    default_dist_ : str
+        The decoder distribution used in ``fit`` (later methods use it even
+        if ``default_dist`` is changed with ``set_params``).
     mean_ : ndarray of shape (n_features_in_,)
         Per-feature mean removed before training (zeros without
         standardisation).
@@ -147,8 +166,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     Notes
     -----
     ``transform``, ``inverse_transform`` and ``score_samples`` run a float64
-    copy of the network in chunks, so results do not depend on how rows are
-    batched and a ``numpy.memmap`` is never loaded whole. ``transform``
+    copy of the network in chunks, so results agree to float64 rounding
+    (about 1e-15 relative) however rows are batched, and a ``numpy.memmap``
+    is never loaded whole. ``transform``
     returns float64 whatever the input dtype. ``fit`` converts X once to
     standardised float32.
 
@@ -240,8 +260,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data. Not modified; converted once to float32 (after
-            standardisation, if any).
+            Training data, never modified. Copies made: one float64 array while
+            standardising (the data must be C-ordered float32/float64 or are
+            converted first) and the float32 array trained on; without
+            standardisation a C-ordered float32 X is used as is.
         y : None
             Ignored.
 
@@ -256,65 +278,15 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             If the training loss stops being finite; the message names the
             epoch and batch, and the estimator is left unfitted.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        # Parameter checks first: a refit that fails leaves no half-new state.
         hidden_layer_sizes = self._check_hidden_layer_sizes()
         device = resolve_device(self.device)
         standardize = self._check_standardize()
-        if self.default_dist == "bernoulli":
-            check_unit_interval(X, self.default_dist)
-        encoder = None if self.encoder is None else check_user_module(self.encoder, "encoder")
-        decoder = None if self.decoder is None else check_user_module(self.decoder, "decoder")
-
-        mean, scale = _standardisation(X, standardize)
-        X_train = RowDataset(((X - mean) / scale).astype(np.float32) if standardize
-                             else X.astype(np.float32, copy=False))
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        net = BetaVAENet(
-            module=VAEModule,
-            module__n_features=X.shape[1],
-            module__n_components=self.n_components,
-            module__hidden_layer_sizes=hidden_layer_sizes,
-            module__default_dist=self.default_dist,
-            module__encoder=encoder,
-            module__decoder=decoder,
-            # skorch accepts criterion__* arguments only for nn.Module criteria.
-            criterion=partial(BetaVAELoss, beta=self.beta, default_dist=self.default_dist),
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate_init,
-            max_epochs=self.max_iter,
-            warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
-            batch_size=min(self.batch_size, X.shape[0]),
-            dataset=RowDataset,
-            iterator_train=SliceLoader,
-            iterator_train__shuffle=True,
-            iterator_valid=SliceLoader,
-            train_split=ValidSplit(self.validation_fraction, random_state=seed)
-            if self.early_stopping
-            else None,
-            callbacks=self._training_callbacks(),
-            verbose=self.verbose,
-            device=str(device),
-        )
-        # Seed a private copy of the global RNG (skorch and torch.nn draw from
-        # it), so the caller's torch RNG state is the same after fit.
-        cuda_devices = [device] if device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=cuda_devices):
-                torch.manual_seed(seed)
-                net.initialize()
-                check_module_outputs(net.module_, X.shape[1], self.n_components)
-                # partial_fit trains the net just initialised (and checked) above.
-                net.partial_fit(X_train, None)
+            self._fit(X, hidden_layer_sizes, device, standardize)
         except Exception:
-            # A failed refit must not leave the previous model half-replaced.
             self._forget_fit()
             raise
-
-        self.net_ = net
-        self.device_ = device
-        self.mean_, self.scale_ = mean, scale
-        self.n_iter_ = len(net.history)
-        self._n_features_out = self.n_components
         return self
 
     def transform(self, X):
@@ -363,8 +335,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
         ``log p(x | z = mu(x)) - KL(q(z|x) || N(0, I))`` with every
         normalising constant, including the Jacobian of the standardisation.
-        The reconstruction term is taken at the posterior mean, so the value
-        is deterministic. It does not depend on ``beta``, so it compares
+        The reconstruction term is taken at the posterior mean rather than
+        averaged over q(z|x): a deterministic plug-in estimate, which can
+        exceed the Monte Carlo ELBO by about a nat on digits. It does not depend on ``beta``, so it compares
         models fitted with different values of beta.
 
         Parameters
@@ -383,7 +356,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         def elbo(x):
             x = self._standardised(x)
             decoded, mu, logvar = module(x)
-            p = decoder_distribution(decoded, self.default_dist)
+            p = decoder_distribution(decoded, self.default_dist_)
             return elbo_per_sample(x, p, posterior_distribution(mu, logvar)) - log_jacobian
 
         return self._map_chunks(X, elbo)
@@ -419,12 +392,72 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             Decoder means (probabilities for bernoulli) in the input's units.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(random_state)
         return self.inverse_transform(rng.standard_normal((n_samples, self._n_features_out)))
 
     # Private helpers -----------------------------------------------------
+
+    def _fit(self, X, hidden_layer_sizes, device, standardize):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+        if self.default_dist == "bernoulli":
+            check_unit_interval(X, self.default_dist)
+        if self.early_stopping:
+            self._check_validation_split(X.shape[0])
+        encoder = None if self.encoder is None else check_user_module(self.encoder, "encoder")
+        decoder = None if self.decoder is None else check_user_module(self.decoder, "decoder")
+
+        mean, scale = _standardisation(X, standardize)
+        X_train = RowDataset(((X - mean) / scale).astype(np.float32) if standardize
+                             else X.astype(np.float32, copy=False))
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        net = BetaVAENet(
+            module=VAEModule,
+            module__n_features=X.shape[1],
+            module__n_components=self.n_components,
+            module__hidden_layer_sizes=hidden_layer_sizes,
+            module__default_dist=self.default_dist,
+            module__encoder=encoder,
+            module__decoder=decoder,
+            # skorch accepts criterion__* arguments only for nn.Module criteria.
+            criterion=partial(BetaVAELoss, beta=self.beta, default_dist=self.default_dist),
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate_init,
+            max_epochs=self.max_iter,
+            warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
+            batch_size=min(self.batch_size, X.shape[0]),
+            dataset=RowDataset,
+            iterator_train=SliceLoader,
+            iterator_train__shuffle=True,
+            iterator_valid=SliceLoader,
+            train_split=ValidSplit(self.validation_fraction, random_state=seed)
+            if self.early_stopping
+            else None,
+            callbacks=self._training_callbacks(),
+            verbose=self.verbose,
+            device=str(device),
+        )
+        # Seed private copies of the generators used (the CPU one, and the
+        # training GPU's), so the caller's RNG states are the same after fit.
+        cuda_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.random.default_generator.manual_seed(seed)
+            for cuda_device in cuda_devices:
+                with torch.cuda.device(cuda_device):
+                    torch.cuda.manual_seed(seed)
+            net.initialize()
+            check_module_outputs(net.module_, X.shape[1], self.n_components, self.default_dist)
+            # partial_fit trains the net just initialised (and checked) above.
+            net.partial_fit(X_train, None)
+
+        self.net_ = net
+        self.device_ = device
+        self.default_dist_ = self.default_dist
+        self.mean_, self.scale_ = mean, scale
+        self.n_iter_ = len(net.history)
+        self._n_features_out = self.n_components
+
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -458,11 +491,21 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                         threshold=self.tol,
                         threshold_mode="rel",
                         load_best=True,
-                        sink=print if self.verbose else (lambda *args: None),
+                        sink=print if self.verbose else noop,
                     ),
                 )
             )
         return callbacks
+
+    def _check_validation_split(self, n_samples):
+        n_valid = int(np.ceil(self.validation_fraction * n_samples))
+        if n_valid < 1 or n_samples - n_valid < 1:
+            raise ValueError(
+                f"early_stopping=True holds out validation_fraction={self.validation_fraction} "
+                f"of the {n_samples} samples ({n_valid}), which leaves "
+                f"{n_samples - n_valid} to train on; both need at least one sample. "
+                "Pass more samples, change validation_fraction, or set early_stopping=False."
+            )
 
     def _forget_fit(self):
         for name in [name for name in vars(self) if name.endswith("_")]:
@@ -472,8 +515,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def _validate_X(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        if self.default_dist == "bernoulli":
-            check_unit_interval(X, self.default_dist)
+        if self.default_dist_ == "bernoulli":
+            check_unit_interval(X, self.default_dist_)
         return X
 
     def _inference_module(self):
@@ -499,6 +542,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         scale = torch.as_tensor(self.scale_, device=x.device)
         return x * scale + mean
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # skorch maps a GPU-fitted net to the CPU when CUDA is missing; follow it.
+        if "net_" in state:
+            self.device_ = torch.device(self.net_.device)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -508,14 +557,3 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         tags.target_tags.required = False
         return tags
 
-
-def _standardisation(X, standardize):
-    """Per-feature (mean, scale) in float64; zeros and ones when not standardising."""
-    n_features = X.shape[1]
-    if not standardize:
-        return np.zeros(n_features), np.ones(n_features)
-    mean = X.mean(axis=0, dtype=np.float64)
-    scale = X.std(axis=0, dtype=np.float64)
-    # Constant features keep their values' spread (none): divide by 1, not 0.
-    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return mean, scale

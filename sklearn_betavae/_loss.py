@@ -4,6 +4,7 @@ Pure torch: nothing here knows about skorch or scikit-learn.
 """
 
 import math
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,15 @@ def _kl_per_sample(q):
     return kl_per_latent(q).flatten(1).sum(1)
 
 
+def _check_same_shape(p, data):
+    # Broadcasting would silently score the wrong pairs of values.
+    if tuple(p.batch_shape) != tuple(data.shape):
+        raise ValueError(
+            f"The decoder distribution has shape {tuple(p.batch_shape)} but the data "
+            f"{tuple(data.shape)}; they must match."
+        )
+
+
 def _unsupported_decoder(p):
     return TypeError(
         "p must be a torch.distributions Normal, Laplace or Bernoulli; "
@@ -93,7 +103,8 @@ class BetaVAELoss:
     Raises
     ------
     ValueError
-        If ``default_dist`` is not one of the allowed values.
+        If ``default_dist`` is not one of the allowed values, or ``beta`` is
+        negative or not a number.
 
     Examples
     --------
@@ -109,6 +120,8 @@ class BetaVAELoss:
 
     def __init__(self, beta=4.0, default_dist="normal"):
         check_distribution(default_dist)
+        if isinstance(beta, bool) or not isinstance(beta, Real) or not beta >= 0:
+            raise ValueError(f"beta must be a non-negative real number; got {beta!r}.")
         self.beta = beta
         self.default_dist = default_dist
 
@@ -128,6 +141,9 @@ class BetaVAELoss:
             Scalar: summed over every element, divided by the batch size.
         """
         batch_size = data.shape[0]
+        if isinstance(p, (Bernoulli, Normal, Laplace)):
+            _check_same_shape(p, data)
+            data = data.to(p.mean.dtype)
         if isinstance(p, Bernoulli):
             loss = _bernoulli_cross_entropy(p, data, reduction="sum")
         elif isinstance(p, Normal):

@@ -1,8 +1,11 @@
 """BetaVAENet: a skorch ``NeuralNet`` trained without targets on the beta-VAE loss.
 
 Only skorch's documented hooks are overridden (``get_loss``,
-``train_step_single``, ``validation_step``, ``_default_callbacks``); the
-training loop, callbacks and history are skorch's own.
+``train_step_single``, ``validation_step``, ``on_epoch_begin``,
+``_default_callbacks``) and ``__init__`` gains ``warmup_epochs``; the
+training loop, callbacks and history are skorch's own. The two step hooks
+do not call ``super()``: skorch's versions need a target and compute one
+loss, where these record three terms.
 """
 
 import torch

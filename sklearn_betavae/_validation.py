@@ -19,22 +19,23 @@ def resolve_device(device):
     if isinstance(device, str):
         if device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        if not re.fullmatch(r"cpu(:0)?|cuda(:\d+)?", device):
             raise ValueError(f"device must be {_DEVICE_GRAMMAR}; got {device!r}.")
         device = torch.device(device)
     if not isinstance(device, torch.device) or device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be {_DEVICE_GRAMMAR}; got {device!r}.")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={str(device)!r} was asked for but CUDA is not available here; "
-                'use device="cpu" or device="auto".'
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={str(device)!r}: there are only {torch.cuda.device_count()} "
-                "CUDA device(s)."
-            )
+    if device.type == "cpu":
+        return torch.device("cpu")  # one CPU device, whatever index was given
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r} was asked for but CUDA is not available here; "
+            'use device="cpu" or device="auto".'
+        )
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={str(device)!r}: there are only {torch.cuda.device_count()} "
+            "CUDA device(s)."
+        )
     return device
 
 
@@ -56,8 +57,8 @@ def check_user_module(module, name):
     return copy.deepcopy(module)
 
 
-def check_module_outputs(module, n_features, n_components):
-    """Run one tiny batch through the VAE and explain any shape mismatch."""
+def check_module_outputs(module, n_features, n_components, default_dist):
+    """Run one tiny batch through the VAE and explain any shape or range mismatch."""
     probe = torch.zeros(2, n_features, dtype=next(module.parameters()).dtype,
                         device=next(module.parameters()).device)
     was_training = module.training
@@ -81,6 +82,12 @@ def check_module_outputs(module, n_features, n_components):
                 raise ValueError(
                     f"decoder must return shape (batch_size, n_features) = (2, {n_features}) "
                     f"on a batch of 2; got {tuple(decoded.shape)}."
+                )
+            if default_dist == "bernoulli" and not ((decoded >= 0) & (decoded <= 1)).all():
+                raise ValueError(
+                    'With default_dist="bernoulli" the decoder must return probabilities '
+                    "in [0, 1] (end it with a sigmoid); it returned values in "
+                    f"[{decoded.min().item():g}, {decoded.max().item():g}]."
                 )
     finally:
         module.train(was_training)

@@ -56,8 +56,6 @@ def test_inverse_transform_is_in_input_units(fitted, digits):
 def test_sample_is_reproducible(fitted):
     assert np.array_equal(fitted.sample(4, random_state=1), fitted.sample(4, random_state=1))
     assert not np.array_equal(fitted.sample(4, random_state=1), fitted.sample(4, random_state=2))
-    with pytest.raises(ValueError, match="n_samples"):
-        fitted.sample(0)
 
 
 def test_same_random_state_gives_bit_identical_results(digits):
@@ -77,9 +75,11 @@ def test_fit_leaves_the_global_torch_rng_alone(digits):
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads),
                                           (None, None)])
-def test_pickle_and_joblib_round_trips(fitted, digits, dumps, loads, tmp_path):
+def test_pickle_and_joblib_round_trips(digits, dumps, loads, early_stopping, tmp_path):
+    fitted = BetaVAETransformer(**FAST_PARAMS, early_stopping=early_stopping).fit(digits)
     if dumps is None:
         joblib.dump(fitted, tmp_path / "vae.joblib")
         restored = joblib.load(tmp_path / "vae.joblib")
@@ -113,6 +113,7 @@ def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch)
     with pytest.warns(UserWarning, match="CUDA"):
         restored = pickle.loads(payload)
     assert str(restored.net_.device) == "cpu"
+    assert restored.device_ == torch.device("cpu")
     assert np.array_equal(restored.transform(digits), fitted.transform(digits))
 
 
@@ -326,6 +327,44 @@ def test_divergence_stops_with_the_epoch_and_leaves_no_model(digits):
     with pytest.raises(NotFittedError):
         vae.transform(digits)
     assert not [name for name in vars(vae) if name.endswith("_")]
+
+
+def test_a_failed_refit_leaves_no_half_new_state(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    for bad in ({"device": "gpu"}, {"hidden_layer_sizes": (0,)}):
+        with pytest.raises(ValueError):
+            vae.set_params(**bad).fit(digits[:, :10])
+        vae.set_params(**FAST_PARAMS)
+        assert vae.n_features_in_ == 64
+        assert vae.transform(digits).shape == (240, 3)
+
+
+def test_methods_use_the_distribution_fitted_with(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    score = vae.score(digits)
+    vae.set_params(default_dist="bernoulli")
+    assert vae.default_dist_ == "normal"
+    assert vae.score(digits) == score
+    assert vae.transform(digits).shape == (240, 3)
+
+
+@pytest.mark.parametrize("n_samples, fraction", [(1, 0.1), (20, 0.99)])
+def test_early_stopping_needs_both_parts_of_the_split(digits, n_samples, fraction):
+    vae = BetaVAETransformer(**FAST_PARAMS, early_stopping=True, validation_fraction=fraction)
+    with pytest.raises(ValueError, match="validation_fraction.*both need at least one"):
+        vae.fit(digits[:n_samples])
+
+
+def test_memory_layout_does_not_change_the_model(digits):
+    c_order = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    f_order = BetaVAETransformer(**FAST_PARAMS).fit(np.asfortranarray(digits))
+    assert np.array_equal(c_order.transform(digits), f_order.transform(digits))
+
+
+@pytest.mark.parametrize("n_samples", [True, 2.0, -1])
+def test_sample_needs_a_positive_integer(fitted, n_samples):
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        fitted.sample(n_samples)
 
 
 def test_inputs_are_never_modified(digits):

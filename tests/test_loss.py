@@ -120,3 +120,20 @@ def test_elbo_per_sample_keeps_constants():
     assert elbo.item() == pytest.approx(-math.log(2 * math.pi))
     elbo = elbo_per_sample(x, Laplace(torch.zeros(1, 2), 1.0), q)
     assert elbo.item() == pytest.approx(-2 * math.log(2))
+
+
+@pytest.mark.parametrize("beta", [-1.0, "a", None, float("nan"), True])
+def test_bad_beta_is_a_value_error(beta):
+    with pytest.raises(ValueError, match="beta must be a non-negative real"):
+        BetaVAELoss(beta=beta)
+
+
+def test_shape_mismatch_is_an_error_not_a_broadcast():
+    with pytest.raises(ValueError, match=r"shape \(2, 1\) but the data \(2, 3\)"):
+        BetaVAELoss().reconstruction_loss(Normal(torch.zeros(2, 1), 1.0), X)
+
+
+def test_data_dtype_follows_the_decoder():
+    probs = torch.full((2, 3), 0.5)
+    loss = BetaVAELoss().reconstruction_loss(Bernoulli(probs=probs), X.double())
+    assert loss.item() == pytest.approx(3 * math.log(2))

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_betavae._modules import VAEModule
+from sklearn_betavae._validation import (
+    check_module_outputs,
+    check_unit_interval,
+    check_user_module,
+    resolve_device,
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu:0", torch.device("cpu")])
+def test_cpu_devices(device):
+    assert resolve_device(device) == torch.device("cpu")
+
+
+def test_auto_follows_cuda_availability(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:-1", "cpu:1", " cpu", torch.device("meta")])
+def test_malformed_devices(device):
+    with pytest.raises(ValueError, match="cuda:N"):
+        resolve_device(device)
+
+
+def test_cuda_index_beyond_the_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="only 1 CUDA device"):
+        resolve_device("cuda:3")
+
+
+def test_unit_interval_names_the_range():
+    check_unit_interval(np.array([[0.0, 1.0]]), "bernoulli")
+    with pytest.raises(ValueError, match=r"\[-0.5, 2\]"):
+        check_unit_interval(np.array([[-0.5, 2.0]]), "bernoulli")
+
+
+def test_user_modules_are_copied_and_typed():
+    linear = nn.Linear(2, 2)
+    assert check_user_module(linear, "decoder") is not linear
+    with pytest.raises(TypeError, match="decoder must be None or a torch.nn.Module"):
+        check_user_module(lambda z: z, "decoder")
+
+
+def test_bernoulli_decoder_must_return_probabilities():
+    module = VAEModule(4, 2, (3,), "bernoulli", decoder=nn.Linear(2, 4))
+    with torch.no_grad():
+        module.decoder.bias.fill_(5.0)
+    with pytest.raises(ValueError, match="end it with a sigmoid"):
+        check_module_outputs(module, 4, 2, "bernoulli")
+    check_module_outputs(VAEModule(4, 2, (3,), "bernoulli"), 4, 2, "bernoulli")
