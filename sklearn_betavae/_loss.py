@@ -52,10 +52,6 @@ def kl_per_latent(q):
     return 0.5 * (scale.pow(2) + mean.pow(2) - 1.0 - 2.0 * torch.log(scale))
 
 
-def _kl_per_sample(q):
-    return kl_per_latent(q).flatten(1).sum(1)
-
-
 def _check_same_shape(p, data):
     # Broadcasting would silently score the wrong pairs of values.
     if tuple(p.batch_shape) != tuple(data.shape):
@@ -167,7 +163,7 @@ class BetaVAELoss:
         kl : torch.Tensor
             Scalar: summed over latent dimensions, averaged over the batch.
         """
-        return _kl_per_sample(q).mean()
+        return kl_per_sample(q).mean()
 
     def __call__(self, x, p, q):
         """Compute the loss terms for a batch.
@@ -198,23 +194,21 @@ class BetaVAELoss:
         return f"{type(self).__name__}(beta={self.beta!r}, default_dist={self.default_dist!r})"
 
 
-def elbo_per_sample(x, p, q):
-    """Evidence lower bound per sample: log p(x|z) - KL(q || N(0, I)).
+def log_likelihood_per_sample(x, p):
+    """log p(x | z) of each sample, summed over features, with every constant.
 
-    Unlike the training loss this keeps every normalising constant, so it is a
-    log-density bound comparable across models and values of beta.
+    Unlike the training loss this keeps the normalising constants, so it is a
+    log-density comparable across models and values of beta.
 
     Parameters
     ----------
     x : torch.Tensor of shape (n_samples, n_features)
     p : torch.distributions Normal, Laplace or Bernoulli
         Decoder distribution evaluated at a code for each sample.
-    q : torch.distributions.Normal
-        Posterior for each sample.
 
     Returns
     -------
-    elbo : torch.Tensor of shape (n_samples,)
+    log_lik : torch.Tensor of shape (n_samples,)
     """
     if isinstance(p, Bernoulli):
         log_lik = -_bernoulli_cross_entropy(p, x, reduction="none")
@@ -225,4 +219,9 @@ def elbo_per_sample(x, p, q):
         log_lik = -(x - p.loc).abs() / p.scale - torch.log(2 * p.scale)
     else:
         raise _unsupported_decoder(p)
-    return log_lik.flatten(1).sum(1) - _kl_per_sample(q)
+    return log_lik.flatten(1).sum(1)
+
+
+def kl_per_sample(q):
+    """KL(q || N(0, I)) of each sample, summed over latent dimensions."""
+    return kl_per_latent(q).flatten(1).sum(1)

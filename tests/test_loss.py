@@ -5,7 +5,7 @@ import torch
 from torch.distributions import Bernoulli, Laplace, Normal
 
 from sklearn_betavae import BetaVAELoss
-from sklearn_betavae._loss import elbo_per_sample
+from sklearn_betavae._loss import kl_per_sample, log_likelihood_per_sample
 
 X = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.25]])
 MEAN = torch.tensor([[0.5, 0.5, 0.5], [1.0, 1.0, 0.0]])
@@ -113,13 +113,16 @@ def test_unsupported_decoder_distribution_is_a_type_error():
         BetaVAELoss().kl_normal_loss(Laplace(torch.zeros(2), torch.ones(2)))
 
 
-def test_elbo_per_sample_keeps_constants():
+def test_log_likelihood_per_sample_keeps_constants():
     x = torch.zeros(1, 2)
-    q = Normal(torch.zeros(1, 3), torch.ones(1, 3))
-    elbo = elbo_per_sample(x, Normal(torch.zeros(1, 2), 1.0), q)
-    assert elbo.item() == pytest.approx(-math.log(2 * math.pi))
-    elbo = elbo_per_sample(x, Laplace(torch.zeros(1, 2), 1.0), q)
-    assert elbo.item() == pytest.approx(-2 * math.log(2))
+    normal = log_likelihood_per_sample(x, Normal(torch.zeros(1, 2), 1.0))
+    assert normal.item() == pytest.approx(-math.log(2 * math.pi))
+    laplace = log_likelihood_per_sample(x, Laplace(torch.zeros(1, 2), 1.0))
+    assert laplace.item() == pytest.approx(-2 * math.log(2))
+    bernoulli = log_likelihood_per_sample(x, Bernoulli(probs=torch.full((1, 2), 0.5)))
+    assert bernoulli.item() == pytest.approx(-2 * math.log(2))
+    q = Normal(torch.tensor([[1.0, 0.0]]), torch.ones(1, 2))
+    assert kl_per_sample(q).item() == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("beta", [-1.0, "a", None, float("nan"), True])
