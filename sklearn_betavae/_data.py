@@ -103,3 +103,15 @@ def iter_chunks(X, chunk_size, dtype, device):
     for start in range(0, X.shape[0], chunk_size):
         chunk = _writeable(np.asarray(X[start : start + chunk_size]))
         yield torch.as_tensor(chunk, dtype=dtype, device=device)
+
+
+def standardisation(X, standardize):
+    """Per-feature (mean, scale) in float64; zeros and ones when not standardising."""
+    n_features = X.shape[1]
+    if not standardize:
+        return np.zeros(n_features), np.ones(n_features)
+    mean = X.mean(axis=0, dtype=np.float64)
+    scale = X.std(axis=0, dtype=np.float64)
+    # Constant features keep their values' spread (none): divide by 1, not 0.
+    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+    return mean, scale

@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from ._data import RowDataset, SliceLoader, iter_chunks
+from ._data import RowDataset, SliceLoader, iter_chunks, standardisation
 from ._loss import (
     DISTRIBUTIONS,
     BetaVAELoss,
@@ -32,9 +32,12 @@ from ._loss import (
 from ._modules import VAEModule
 from ._net import BetaVAENet
 from ._validation import (
+    check_hidden_layer_sizes,
     check_module_outputs,
+    check_standardize,
     check_unit_interval,
     check_user_module,
+    check_validation_split,
     resolve_device,
 )
 
@@ -48,18 +51,6 @@ def _elbo_noise(n_components, n_pairs=8):
     generator = torch.Generator().manual_seed(0)
     eps = torch.randn(n_pairs, n_components, generator=generator, dtype=torch.float64)
     return torch.cat([eps, -eps])
-
-
-def _standardisation(X, standardize):
-    """Per-feature (mean, scale) in float64; zeros and ones when not standardising."""
-    n_features = X.shape[1]
-    if not standardize:
-        return np.zeros(n_features), np.ones(n_features)
-    mean = X.mean(axis=0, dtype=np.float64)
-    scale = X.std(axis=0, dtype=np.float64)
-    # Constant features keep their values' spread (none): divide by 1, not 0.
-    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return mean, scale
 
 
 class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -291,9 +282,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             epoch and batch, and the estimator is left unfitted.
         """
         # Parameter checks first: a refit that fails leaves no half-new state.
-        hidden_layer_sizes = self._check_hidden_layer_sizes()
+        hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = resolve_device(self.device)
-        standardize = self._check_standardize()
+        standardize = check_standardize(self.standardize, self.default_dist)
         try:
             self._fit(X, hidden_layer_sizes, device, standardize)
         except Exception:
@@ -425,11 +416,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:
-            self._check_validation_split(X.shape[0])
+            check_validation_split(self.validation_fraction, X.shape[0])
         encoder = None if self.encoder is None else check_user_module(self.encoder, "encoder")
         decoder = None if self.decoder is None else check_user_module(self.decoder, "decoder")
 
-        mean, scale = _standardisation(X, standardize)
+        mean, scale = standardisation(X, standardize)
         X_train = RowDataset(((X - mean) / scale).astype(np.float32) if standardize
                              else X.astype(np.float32, copy=False))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
@@ -479,27 +470,6 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.n_iter_ = len(net.history)
         self._n_features_out = self.n_components
 
-
-    def _check_hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                "hidden_layer_sizes must be a tuple of positive integers; "
-                f"got {self.hidden_layer_sizes!r}."
-            )
-        return tuple(int(s) for s in sizes)
-
-    def _check_standardize(self):
-        if self.standardize == "auto":
-            return self.default_dist != "bernoulli"
-        if self.standardize and self.default_dist == "bernoulli":
-            raise ValueError(
-                'standardize=True cannot be used with default_dist="bernoulli": the '
-                'data must stay in [0, 1]. Use standardize="auto" or False.'
-            )
-        return bool(self.standardize)
-
     def _training_callbacks(self):
         callbacks = copy.deepcopy(self.callbacks) or []
         if self.early_stopping:
@@ -517,16 +487,6 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 )
             )
         return callbacks
-
-    def _check_validation_split(self, n_samples):
-        n_valid = int(np.ceil(self.validation_fraction * n_samples))
-        if n_valid < 1 or n_samples - n_valid < 1:
-            raise ValueError(
-                f"early_stopping=True holds out validation_fraction={self.validation_fraction} "
-                f"of the {n_samples} samples ({n_valid}), which leaves "
-                f"{n_samples - n_valid} to train on; both need at least one sample. "
-                "Pass more samples, change validation_fraction, or set early_stopping=False."
-            )
 
     def _forget_fit(self):
         for name in [name for name in vars(self) if name.endswith("_")]:

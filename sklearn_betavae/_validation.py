@@ -2,6 +2,7 @@
 
 import copy
 import re
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -91,3 +92,39 @@ def check_module_outputs(module, n_features, n_components, default_dist):
                 )
     finally:
         module.train(was_training)
+
+
+def check_hidden_layer_sizes(hidden_layer_sizes):
+    """``hidden_layer_sizes`` as a tuple of positive ints (an int is one layer)."""
+    sizes = hidden_layer_sizes
+    sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+        raise ValueError(
+            "hidden_layer_sizes must be a tuple of positive integers; "
+            f"got {hidden_layer_sizes!r}."
+        )
+    return tuple(int(s) for s in sizes)
+
+
+def check_standardize(standardize, default_dist):
+    """Whether to standardise: "auto" is yes except for Bernoulli data."""
+    if standardize == "auto":
+        return default_dist != "bernoulli"
+    if standardize and default_dist == "bernoulli":
+        raise ValueError(
+            'standardize=True cannot be used with default_dist="bernoulli": the '
+            'data must stay in [0, 1]. Use standardize="auto" or False.'
+        )
+    return bool(standardize)
+
+
+def check_validation_split(validation_fraction, n_samples):
+    """Early stopping needs at least one sample on each side of the split."""
+    n_valid = int(np.ceil(validation_fraction * n_samples))
+    if n_valid < 1 or n_samples - n_valid < 1:
+        raise ValueError(
+            f"early_stopping=True holds out validation_fraction={validation_fraction} "
+            f"of the {n_samples} samples ({n_valid}), which leaves "
+            f"{n_samples - n_valid} to train on; both need at least one sample. "
+            "Pass more samples, change validation_fraction, or set early_stopping=False."
+        )

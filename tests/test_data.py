@@ -53,3 +53,15 @@ def test_iter_chunks_reads_a_memmap_in_pieces(tmp_path):
     assert [c.shape[0] for c in chunks] == [4, 4, 2]
     assert all(c.dtype == torch.float64 for c in chunks)
     assert np.array_equal(torch.cat(chunks).numpy(), X)
+
+
+def test_standardisation_keeps_constant_features_finite():
+    from sklearn_betavae._data import standardisation
+
+    X = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 0.0]], dtype=np.float32)
+    mean, scale = standardisation(X, True)
+    np.testing.assert_allclose(mean, [2.0, 5.0, 0.0])
+    np.testing.assert_allclose(scale, [1.0, 1.0, 1.0])  # std 1, then two constants
+    assert mean.dtype == scale.dtype == np.float64
+    mean, scale = standardisation(X, False)
+    assert not mean.any() and np.all(scale == 1)
