@@ -130,7 +130,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Seeds the built-in modules' weight initialisation, shuffling, the
         reparameterisation noise and the validation split (your own
         ``encoder``/``decoder`` keep the weights they came with). The global
-        torch RNG states are left as they were. With an int, fits on the CPU are bit-identical.
+        torch RNG states are left as they were. With an int, fits on the CPU
+        are bit-identical.
     verbose : int, default=0
         ``0`` is silent; ``1`` or more prints skorch's table of losses per
         epoch.
@@ -171,9 +172,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     ``transform``, ``inverse_transform`` and ``score_samples`` run a float64
     copy of the network in chunks, so results agree to float64 rounding
     (about 1e-15 relative) however rows are batched, and a ``numpy.memmap``
-    is never loaded whole. ``transform``
-    returns float64 whatever the input dtype. ``fit`` converts X once to
-    standardised float32.
+    is never loaded whole. ``transform`` returns float64 whatever the input
+    dtype. ``fit`` trains on a standardised float32 copy of X (see ``fit``
+    for the copies it makes).
 
     Examples
     --------
@@ -307,7 +308,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         X = self._validate_X(X)
         module = self._inference_module()
-        return self._map_chunks(X, lambda x: module.encoder(self._standardised(x))[0])
+        return self._map_chunks(X, lambda x: self._posterior(module, x)[0])
 
     def inverse_transform(self, X):
         """Decode latent codes back to the input space.
@@ -504,6 +505,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         # float64 makes outputs independent of how rows are batched (float32
         # matrix products differ in the last bits between batch sizes).
         return copy.deepcopy(self.net_.module_).double().eval()
+
+    def _posterior(self, module, x):
+        """(mu, logvar) of q(z|x) for a chunk of raw (unstandardised) rows."""
+        return module.encoder(self._standardised(x))
 
     def _map_chunks(self, X, fn):
         """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""

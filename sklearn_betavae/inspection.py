@@ -46,7 +46,7 @@ def latent_kl(estimator, X):
     module = estimator._inference_module()
 
     def kl(x):
-        mu, logvar = module.encoder(estimator._standardised(x))
+        mu, logvar = estimator._posterior(module, x)
         return kl_per_latent(posterior_distribution(mu, logvar))
 
     return np.mean(estimator._map_chunks(X, kl), axis=0)
