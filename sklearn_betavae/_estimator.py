@@ -1,13 +1,11 @@
 """BetaVAETransformer: a scikit-learn transformer around a skorch beta-VAE net."""
 
 import copy
-from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from skorch.callbacks import EarlyStopping
-from skorch.dataset import ValidSplit
 from skorch.utils import noop
 from sklearn.base import (
     BaseEstimator,
@@ -20,17 +18,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from ._data import RowDataset, SliceLoader, iter_chunks, standardisation
+from ._data import RowDataset, iter_chunks, standardisation
 from ._loss import (
     DISTRIBUTIONS,
-    BetaVAELoss,
     decoder_distribution,
     kl_per_sample,
     log_likelihood_per_sample,
     posterior_distribution,
 )
-from ._modules import VAEModule
-from ._net import BetaVAENet
+from ._persistence import load_estimator, save_estimator
+from ._training import build_net, configure_training, private_rng, seed_state, train
 from ._validation import (
     check_hidden_layer_sizes,
     check_module_outputs,
@@ -124,8 +121,20 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``(batch, n_features)``: the mean (normal, laplace) or the success
         probability (bernoulli). Deep-copied in ``fit``.
     callbacks : list or None, default=None
-        Extra skorch callbacks (e.g. ``skorch.callbacks.Checkpoint``),
-        deep-copied in ``fit``.
+        Extra skorch callbacks, deep-copied in ``fit``: for instance
+        ``Checkpoint(use_safetensors=True, f_optimizer=None, ...)`` with
+        ``LoadInitState`` to save progress during a long fit and pick it up
+        again after a crash.
+    warm_start : bool, default=False
+        If True and the estimator is fitted, ``fit`` trains the fitted network
+        for ``max_iter`` more epochs (continuing Adam's state, the random
+        stream, the KL warm-up schedule and the standardisation of the first
+        fit) instead of starting anew. ``beta``, ``learning_rate_init``,
+        ``batch_size``, ``max_iter``, early stopping, ``callbacks`` and
+        ``verbose`` may change between fits; ``n_components``,
+        ``hidden_layer_sizes``, ``default_dist`` and ``standardize`` may not.
+        With ``beta_warmup=0`` on the CPU, ``fit`` for 5 + 5 epochs gives the
+        same network as one ``fit`` for 10.
     random_state : int, RandomState instance or None, default=None
         Seeds the built-in modules' weight initialisation, shuffling, the
         reparameterisation noise and the validation split (your own
@@ -155,7 +164,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Per-feature scale divided out before training (ones without
         standardisation; constant features get 1).
     n_iter_ : int
-        Number of epochs run.
+        Number of epochs run, over all warm-started fits.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -169,6 +178,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     Notes
     -----
+    Long fits are protected against losing work: a loss that stops being
+    finite raises ``FloatingPointError`` but keeps the weights of the last
+    epoch that ended with finite ones (``n_iter_`` and the history are cut
+    back to it); a ``KeyboardInterrupt`` (Ctrl-C) keeps the epochs completed
+    so far, with a warning, and the estimator can continue with
+    ``warm_start=True``. ``save`` and ``load`` store a fitted model without
+    pickle.
+
     ``transform``, ``inverse_transform`` and ``score_samples`` run a float64
     copy of the network in chunks, so results agree to float64 rounding
     (about 1e-15 relative) however rows are batched, and a ``numpy.memmap``
@@ -210,6 +227,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "encoder": [nn.Module, None],
         "decoder": [nn.Module, None],
         "callbacks": [list, None],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -234,6 +252,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         encoder=None,
         decoder=None,
         callbacks=None,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -254,6 +273,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.encoder = encoder
         self.decoder = decoder
         self.callbacks = callbacks
+        self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
 
@@ -279,17 +299,36 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Raises
         ------
         FloatingPointError
-            If the training loss stops being finite; the message names the
-            epoch and batch, and the estimator is left unfitted.
+            If the training loss stops being finite. The message names the
+            epoch and batch; the estimator keeps the weights of the last epoch
+            that ended with finite ones, or is left unfitted (warm-started:
+            as it was) when there are none.
+        KeyboardInterrupt
+            If interrupted before the first epoch ends (the estimator is left
+            unfitted). Later, an interrupt ends training with a warning and
+            keeps the epochs completed.
         """
-        # Parameter checks first: a refit that fails leaves no half-new state.
+        # Parameter checks first: a refit that fails on them changes nothing.
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = resolve_device(self.device)
         standardize = check_standardize(self.standardize, self.default_dist)
+        architecture = {
+            "n_components": self.n_components,
+            "hidden_layer_sizes": hidden_layer_sizes,
+            "default_dist": self.default_dist,
+            "standardize": standardize,
+        }
+        if self.warm_start and hasattr(self, "net_"):
+            self._check_same_architecture(architecture)
+            self._fit_more(X)
+            return self
+        # A new fit replaces the old model whole, even when it fails.
+        self._forget_fit()
         try:
-            self._fit(X, hidden_layer_sizes, device, standardize)
-        except Exception:
-            self._forget_fit()
+            self._fit_new(X, architecture, device)
+        except BaseException:
+            if not getattr(self, "n_iter_", 0):
+                self._forget_fit()
             raise
         return self
 
@@ -410,9 +449,85 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         rng = check_random_state(random_state)
         return self.inverse_transform(rng.standard_normal((n_samples, self._n_features_out)))
 
+    def save(self, path):
+        """Save the fitted estimator to one file, without pickle.
+
+        The file (a standard safetensors file) holds the network weights,
+        Adam's state and the other fitted arrays as tensors, and the
+        hyper-parameters, training history, format version and library
+        versions as JSON, with a checksum over all of it. Loading it never
+        runs code from the file, so models can be shared safely; pickle and
+        joblib keep working for trusted files.
+
+        Not saved: ``callbacks`` (arbitrary objects; the loaded estimator has
+        ``callbacks=None``), a ``RandomState`` instance as ``random_state``
+        (saved as None), and the code of your own ``encoder``/``decoder``
+        (only their weights: pass instances to ``load``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (conventionally ``*.safetensors``). It is
+            written to a temporary file first and renamed, so an existing
+            model is never left half-overwritten.
+
+        Returns
+        -------
+        self : BetaVAETransformer
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_betavae import BetaVAETransformer
+        >>> X, _ = load_digits(return_X_y=True)
+        >>> vae = BetaVAETransformer(device="cpu", n_components=2, max_iter=2,
+        ...                          random_state=0).fit(X[:100])
+        >>> path = os.path.join(tempfile.mkdtemp(), "vae.safetensors")
+        >>> _ = vae.save(path)
+        >>> loaded = BetaVAETransformer.load(path)
+        >>> bool((loaded.transform(X[:5]) == vae.transform(X[:5])).all())
+        True
+        """
+        check_is_fitted(self)
+        save_estimator(self, path)
+        return self
+
+    @classmethod
+    def load(cls, path, device=None, *, encoder=None, decoder=None):
+        """Load an estimator written by ``save``.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str, torch.device or None, default=None
+            Where to put the network, in the ``device`` parameter's forms; it
+            also becomes the loaded estimator's ``device``. None means where
+            it was saved from, or the CPU (with a warning) when that device
+            is missing here.
+        encoder, decoder : torch.nn.Module or None, default=None
+            Required when the model was fitted with your own modules: fresh
+            instances of the same architecture, into which the saved weights
+            are loaded.
+
+        Returns
+        -------
+        estimator : BetaVAETransformer
+            Fitted, ready for ``transform`` or for more training with
+            ``warm_start=True``.
+
+        Raises
+        ------
+        ValueError
+            If the file is not one written by ``save``, is truncated,
+            corrupted or edited (checksum), comes from a newer format
+            version, or holds weights that do not fit its parameters.
+        """
+        return load_estimator(cls, path, device=device, encoder=encoder, decoder=decoder)
+
     # Private helpers -----------------------------------------------------
 
-    def _fit(self, X, hidden_layer_sizes, device, standardize):
+    def _fit_new(self, X, architecture, device):
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
@@ -420,56 +535,79 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             check_validation_split(self.validation_fraction, X.shape[0])
         encoder = None if self.encoder is None else check_user_module(self.encoder, "encoder")
         decoder = None if self.decoder is None else check_user_module(self.decoder, "decoder")
-
-        mean, scale = standardisation(X, standardize)
-        X_train = RowDataset(((X - mean) / scale).astype(np.float32) if standardize
-                             else X.astype(np.float32, copy=False))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        net = BetaVAENet(
-            module=VAEModule,
-            module__n_features=X.shape[1],
-            module__n_components=self.n_components,
-            module__hidden_layer_sizes=hidden_layer_sizes,
-            module__default_dist=self.default_dist,
-            module__encoder=encoder,
-            module__decoder=decoder,
-            # skorch accepts criterion__* arguments only for nn.Module criteria.
-            criterion=partial(BetaVAELoss, beta=self.beta, default_dist=self.default_dist),
-            optimizer=torch.optim.Adam,
+
+        self.mean_, self.scale_ = standardisation(X, architecture["standardize"])
+        self.net_ = build_net(
+            n_features=X.shape[1],
+            n_components=architecture["n_components"],
+            hidden_layer_sizes=architecture["hidden_layer_sizes"],
+            default_dist=architecture["default_dist"],
+            encoder=encoder,
+            decoder=decoder,
+            warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
+            device=device,
+            training=self._training_settings(X.shape[0], split_seed=seed),
+        )
+        self.device_ = device
+        self.default_dist_ = architecture["default_dist"]
+        self._architecture_ = architecture
+        self._n_features_out = architecture["n_components"]
+        self._train(X, seed_state(seed))
+
+    def _fit_more(self, X):
+        X = self._validate_X(X)
+        if self.early_stopping:
+            check_validation_split(self.validation_fraction, X.shape[0])
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        configure_training(self.net_, **self._training_settings(X.shape[0], split_seed=seed))
+        self._train(X, self._rng_state_)
+
+    def _train(self, X, rng_state):
+        """Train ``net_`` on X (initialising it first if new) from ``rng_state``."""
+        standardized = self._architecture_["standardize"]
+        X_train = RowDataset(
+            ((X - self.mean_) / self.scale_).astype(np.float32) if standardized
+            else np.ascontiguousarray(X, dtype=np.float32)
+        )
+        net = self.net_
+        try:
+            with private_rng(rng_state, self.device_) as current_rng_state:
+                try:
+                    if not net.initialized_:
+                        net.initialize()
+                        check_module_outputs(
+                            net.module_, X.shape[1], self.n_components, self.default_dist_
+                        )
+                    train(net, X_train)
+                finally:
+                    self._rng_state_ = current_rng_state()
+        finally:
+            self.n_iter_ = len(net.history)
+
+    def _check_same_architecture(self, architecture):
+        for name, value in architecture.items():
+            fitted = self._architecture_[name]
+            if value != fitted:
+                raise ValueError(
+                    f"warm_start=True continues training the fitted network, so {name} "
+                    f"must stay {fitted!r}; got {value!r}. Set warm_start=False to fit "
+                    "a new network."
+                )
+
+    def _training_settings(self, n_samples, split_seed):
+        """What ``configure_training`` needs from the current parameters."""
+        return dict(
+            beta=self.beta,
+            default_dist=self.default_dist,
             lr=self.learning_rate_init,
             max_epochs=self.max_iter,
-            warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
-            batch_size=min(self.batch_size, X.shape[0]),
-            dataset=RowDataset,
-            iterator_train=SliceLoader,
-            iterator_train__shuffle=True,
-            iterator_valid=SliceLoader,
-            train_split=ValidSplit(self.validation_fraction, random_state=seed)
-            if self.early_stopping
-            else None,
+            batch_size=min(self.batch_size, n_samples),
+            validation_fraction=self.validation_fraction if self.early_stopping else None,
+            split_seed=split_seed,
             callbacks=self._training_callbacks(),
             verbose=self.verbose,
-            device=str(device),
         )
-        # Seed private copies of the generators used (the CPU one, and the
-        # training GPU's), so the caller's RNG states are the same after fit.
-        cuda_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.random.default_generator.manual_seed(seed)
-            for cuda_device in cuda_devices:
-                with torch.cuda.device(cuda_device):
-                    torch.cuda.manual_seed(seed)
-            net.initialize()
-            check_module_outputs(net.module_, X.shape[1], self.n_components, self.default_dist)
-            # partial_fit trains the net just initialised (and checked) above.
-            net.partial_fit(X_train, None)
-
-        self.net_ = net
-        self.device_ = device
-        self.default_dist_ = self.default_dist
-        self.mean_, self.scale_ = mean, scale
-        self.n_iter_ = len(net.history)
-        self._n_features_out = self.n_components
 
     def _training_callbacks(self):
         callbacks = copy.deepcopy(self.callbacks) or []

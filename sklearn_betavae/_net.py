@@ -2,7 +2,8 @@
 
 Only skorch's documented hooks are overridden (``get_loss``,
 ``train_step_single``, ``validation_step``, ``on_epoch_begin``,
-``_default_callbacks``) and ``__init__`` gains ``warmup_epochs``; the
+``on_epoch_end``, ``_default_callbacks``) and
+``__init__`` gains ``warmup_epochs``; the
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
 loss, where these record three terms.
@@ -28,6 +29,11 @@ class BetaVAENet(NeuralNet):
     ``valid_``. A non-finite loss stops training with a ``FloatingPointError``
     naming the epoch and batch, before the optimizer takes that step.
 
+    The net keeps a copy of the module's weights as they were when the first
+    epoch of a training run began and at the end of each epoch, whenever they
+    are all finite, so that ``restore_last_finite`` can roll a failed run
+    back.
+
     Parameters
     ----------
     warmup_epochs : int, default=0
@@ -48,6 +54,44 @@ class BetaVAENet(NeuralNet):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
         epoch = len(self.history)
         self.kl_weight_ = min(1.0, epoch / self.warmup_epochs) if self.warmup_epochs else 1.0
+        if not hasattr(self, "last_finite_weights_"):
+            # Here rather than in on_train_begin, after which callbacks such
+            # as LoadInitState may still replace the weights.
+            self._keep_weights_if_finite(completed=epoch - 1)
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+        self.epochs_completed_ = len(self.history)
+        self._keep_weights_if_finite(completed=len(self.history))
+
+    def _keep_weights_if_finite(self, completed):
+        # The last step of an epoch can overflow the weights after its loss was
+        # checked, so "finite loss" alone does not make the weights usable.
+        state = self.module_.state_dict()
+        if all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
+            weights = {name: value.detach().clone() for name, value in state.items()}
+            self.last_finite_weights_ = (completed, weights)
+
+    def restore_last_finite(self):
+        """Roll back to the last finite weights kept; return their epoch count.
+
+        The history is cut back to that epoch and the optimizer is
+        re-initialised, since its moment estimates may have overflowed too.
+        Returns None (and changes nothing) when no finite weights were kept.
+        """
+        kept = getattr(self, "last_finite_weights_", None)
+        if kept is None:
+            return None
+        epoch, weights = kept
+        self.module_.load_state_dict(weights)
+        del self.history[epoch:]
+        self.epochs_completed_ = epoch
+        self.initialize_optimizer()
+        return epoch
+
+    def forget_kept_weights(self):
+        """Drop the copy of the weights kept for ``restore_last_finite``."""
+        vars(self).pop("last_finite_weights_", None)
 
     @property
     def _default_callbacks(self):

@@ -1,0 +1,260 @@
+"""Safe persistence: one safetensors file, with JSON for everything that is not a tensor.
+
+A pickle runs code when it is loaded; a file written here holds only tensors
+and text, so reading one never imports or executes anything from it. The
+file is a standard safetensors file whose metadata carries, under
+``sklearn_betavae.*`` keys, the format version, a JSON document (the
+hyper-parameters, the fitted attributes, the training history, the library
+versions) and a SHA-256 digest of the JSON and every tensor, checked on
+loading so that a truncated, corrupted or edited file is refused.
+"""
+
+import hashlib
+import json
+import numbers
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import skorch
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from skorch.history import History
+
+from ._training import build_net
+from ._validation import check_user_module, resolve_device
+
+FORMAT_VERSION = 1
+_PREFIX = "sklearn_betavae."
+
+
+def write_model_file(path, document, tensors):
+    """Write ``document`` (JSON-able) and ``tensors`` (name -> tensor) to ``path``.
+
+    The file appears whole or not at all: it is written next to ``path``
+    and then renamed over it.
+    """
+    path = Path(path)
+    text = json.dumps(document, sort_keys=True, default=_json_default)
+    tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
+    metadata = {
+        _PREFIX + "format": str(FORMAT_VERSION),
+        _PREFIX + "document": text,
+        _PREFIX + "sha256": _digest(text, tensors),
+    }
+    handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_model_file(path):
+    """Read ``(document, tensors)`` back; ValueError for anything but an intact file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {str(path)!r}.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(
+            f"{str(path)!r} is not a readable model file (truncated, corrupted, or not "
+            f"written by BetaVAETransformer.save): {error}"
+        ) from error
+    if _PREFIX + "format" not in metadata:
+        raise ValueError(
+            f"{str(path)!r} is a safetensors file but not one written by "
+            "BetaVAETransformer.save (it has no sklearn_betavae metadata)."
+        )
+    version = metadata[_PREFIX + "format"]
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has model format version {version!r}, newer than the "
+            f"version {FORMAT_VERSION} this sklearn_betavae reads; upgrade sklearn_betavae."
+        )
+    text = metadata.get(_PREFIX + "document", "")
+    if metadata.get(_PREFIX + "sha256") != _digest(text, tensors):
+        raise ValueError(
+            f"The contents of {str(path)!r} do not match their checksum: the file is "
+            "corrupted or was modified after it was saved."
+        )
+    return json.loads(text), tensors
+
+
+def _digest(text, tensors):
+    digest = hashlib.sha256(text.encode())
+    for name in sorted(tensors):
+        value = tensors[name].contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _json_default(value):
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()  # numpy and torch scalars
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(
+        f"Cannot save a value of type {type(value).__name__} ({value!r}) as JSON; "
+        "the model file holds only tensors and JSON."
+    )
+
+
+def flatten_optimizer_state(state_dict):
+    """Split an optimizer ``state_dict`` into JSON and tensors named ``optimizer.*``."""
+    tensors, scalars = {}, {}
+    for index, state in state_dict["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return {"param_groups": state_dict["param_groups"], "scalars": scalars}, tensors
+
+
+def unflatten_optimizer_state(document, tensors):
+    """Inverse of ``flatten_optimizer_state``."""
+    state = {}
+    entries = [(name[len("optimizer."):], value) for name, value in tensors.items()
+               if name.startswith("optimizer.")]
+    for key, value in [*entries, *document["scalars"].items()]:
+        index, field = key.split(".", 1)
+        state.setdefault(int(index), {})[field] = value
+    return {"state": state, "param_groups": document["param_groups"]}
+
+
+# The estimator's state <-> a model file ------------------------------------
+
+
+def save_estimator(estimator, path):
+    """Write a fitted ``BetaVAETransformer`` to ``path`` (see its ``save``)."""
+    net = estimator.net_
+    params = estimator.get_params(deep=False)
+    params["device"] = str(params["device"])
+    params["callbacks"] = None  # arbitrary objects: not saved
+    random_state = params["random_state"]
+    params["random_state"] = int(random_state) if isinstance(random_state, numbers.Integral) else None
+    for name in ("encoder", "decoder"):
+        module = params[name]
+        if module is not None:
+            params[name] = {"class": f"{type(module).__module__}.{type(module).__qualname__}"}
+    feature_names = getattr(estimator, "feature_names_in_", None)
+    optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
+    document = {
+        "versions": _library_versions(),
+        "params": params,
+        "fitted": {
+            "n_features_in_": estimator.n_features_in_,
+            "feature_names_in_": None if feature_names is None else list(feature_names),
+            "n_iter_": estimator.n_iter_,
+            "default_dist_": estimator.default_dist_,
+            "device_": str(estimator.device_),
+            "architecture_": estimator._architecture_,
+            "warmup_epochs": net.warmup_epochs,
+        },
+        "optimizer": optimizer_document,
+        "history": net.history.to_list(),
+    }
+    tensors = {f"module.{name}": value for name, value in net.module_.state_dict().items()}
+    tensors.update(optimizer_tensors)
+    tensors["mean"] = torch.from_numpy(estimator.mean_)
+    tensors["scale"] = torch.from_numpy(estimator.scale_)
+    tensors["rng_state"] = torch.from_numpy(estimator._rng_state_)
+    write_model_file(path, document, tensors)
+
+
+def load_estimator(cls, path, device=None, encoder=None, decoder=None):
+    """A fitted ``cls`` from a file written by ``save_estimator`` (see ``load``)."""
+    document, tensors = read_model_file(path)
+    params, fitted = dict(document["params"]), document["fitted"]
+    for name, given in (("encoder", encoder), ("decoder", decoder)):
+        saved = params[name]
+        if saved is not None and given is None:
+            raise ValueError(
+                f"{str(path)!r} was saved with a custom {name} ({saved['class']}); pass an "
+                f"instance with the same architecture: load(path, {name}=...)."
+            )
+        if saved is None and given is not None:
+            raise ValueError(f"{str(path)!r} was saved with the built-in {name}; do not pass one.")
+        params[name] = given
+    if isinstance(params["hidden_layer_sizes"], list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if device is not None:
+        params["device"] = device
+    estimator = cls(**params)
+    architecture = dict(fitted["architecture_"], hidden_layer_sizes=tuple(fitted["architecture_"]["hidden_layer_sizes"]))
+    target = resolve_device(device) if device is not None else _saved_device(fitted["device_"], path)
+
+    net = build_net(
+        n_features=fitted["n_features_in_"],
+        n_components=architecture["n_components"],
+        hidden_layer_sizes=architecture["hidden_layer_sizes"],
+        default_dist=architecture["default_dist"],
+        encoder=None if encoder is None else check_user_module(encoder, "encoder"),
+        decoder=None if decoder is None else check_user_module(decoder, "decoder"),
+        warmup_epochs=fitted["warmup_epochs"],
+        device=target,
+        training=estimator._training_settings(n_samples=estimator.batch_size, split_seed=None),
+    )
+    with torch.random.fork_rng(devices=[]):  # initial weights are overwritten below
+        net.initialize()
+    weights = {name[len("module."):]: value for name, value in tensors.items() if name.startswith("module.")}
+    try:
+        net.module_.load_state_dict(weights)
+        net.optimizer_.load_state_dict(unflatten_optimizer_state(document["optimizer"], tensors))
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
+        ) from error
+    mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
+    if not mean.shape == scale.shape == (fitted["n_features_in_"],):
+        raise ValueError(f"The standardisation in {str(path)!r} does not match n_features_in_.")
+    net.history = History(document["history"])
+
+    estimator.net_ = net
+    estimator.device_ = target
+    estimator.default_dist_ = fitted["default_dist_"]
+    estimator.mean_, estimator.scale_ = mean, scale
+    estimator.n_iter_ = fitted["n_iter_"]
+    estimator.n_features_in_ = fitted["n_features_in_"]
+    if fitted["feature_names_in_"] is not None:
+        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    estimator._architecture_ = architecture
+    estimator._rng_state_ = tensors["rng_state"].numpy()
+    estimator._n_features_out = architecture["n_components"]
+    return estimator
+
+
+def _saved_device(saved, path):
+    try:
+        return resolve_device(saved)
+    except ValueError:
+        warnings.warn(
+            f"{str(path)!r} holds a model fitted on {saved}, which this machine does not "
+            "have; it is loaded on the CPU.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+
+
+def _library_versions():
+    from . import __version__
+
+    return {
+        "sklearn_betavae": __version__,
+        "torch": torch.__version__,
+        "skorch": skorch.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }

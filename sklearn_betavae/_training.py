@@ -1,0 +1,174 @@
+"""Building the skorch net behind the estimator, and running its training.
+
+Training runs with private copies of torch's random generators (the caller's
+RNG state is the same afterwards). An error during training (a non-finite
+loss above all) rolls the network back to the last epoch that ended with
+finite weights before it is raised, and a ``KeyboardInterrupt`` (which skorch
+swallows) keeps the epochs done so far, with a warning.
+"""
+
+import warnings
+from contextlib import contextmanager
+from functools import partial
+
+import torch
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit
+
+from ._data import RowDataset, SliceLoader
+from ._loss import BetaVAELoss
+from ._modules import VAEModule
+from ._net import BetaVAENet
+
+
+def build_net(
+    *,
+    n_features,
+    n_components,
+    hidden_layer_sizes,
+    default_dist,
+    encoder,
+    decoder,
+    warmup_epochs,
+    device,
+    training,
+):
+    """An uninitialised ``BetaVAENet`` for this architecture.
+
+    ``training`` holds the settings that may change between fits of one
+    network (see ``configure_training``).
+    """
+    net = BetaVAENet(
+        module=VAEModule,
+        module__n_features=n_features,
+        module__n_components=n_components,
+        module__hidden_layer_sizes=hidden_layer_sizes,
+        module__default_dist=default_dist,
+        module__encoder=encoder,
+        module__decoder=decoder,
+        criterion=None,
+        optimizer=torch.optim.Adam,
+        warmup_epochs=warmup_epochs,
+        dataset=RowDataset,
+        iterator_train=SliceLoader,
+        iterator_train__shuffle=True,
+        iterator_valid=SliceLoader,
+        device=str(device),
+    )
+    configure_training(net, **training)
+    return net
+
+
+def configure_training(
+    net,
+    *,
+    beta,
+    default_dist,
+    lr,
+    max_epochs,
+    batch_size,
+    validation_fraction,
+    split_seed,
+    callbacks,
+    verbose,
+):
+    """Set what a (possibly already trained) net's next training run uses.
+
+    Assigned directly rather than through ``set_params``: that would
+    re-initialise the optimizer and lose Adam's state on a warm start.
+    """
+    # skorch accepts criterion__* arguments only for nn.Module criteria.
+    net.criterion = partial(BetaVAELoss, beta=beta, default_dist=default_dist)
+    net.lr = lr
+    net.max_epochs = max_epochs
+    net.batch_size = batch_size
+    net.train_split = (
+        None if validation_fraction is None
+        else ValidSplit(validation_fraction, random_state=split_seed)
+    )
+    net.callbacks = callbacks
+    net.verbose = verbose
+    if net.initialized_:
+        net.initialize_criterion()
+        net.initialize_callbacks()
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+
+
+@contextmanager
+def private_rng(cpu_state, device):
+    """Run the block with torch's CPU generator in state ``cpu_state`` (the
+    training GPU's seeded from it), restoring the caller's states afterwards.
+
+    Yields a callable giving the CPU generator's current state (as a NumPy
+    array, which pickles without torch), so that a later run can continue the
+    same random stream (a warm start).
+    """
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.random.set_rng_state(torch.as_tensor(cpu_state, dtype=torch.uint8))
+        if cuda_devices:
+            cuda_seed = int(torch.randint(2**62, (1,)))
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(cuda_seed)
+        yield lambda: torch.random.get_rng_state().numpy()
+
+
+def seed_state(seed):
+    """The CPU generator state that ``torch.manual_seed(seed)`` gives."""
+    return torch.Generator().manual_seed(seed).get_state()
+
+
+def train(net, X_train):
+    """``net.partial_fit(X_train)``, with failures and interrupts handled.
+
+    Returns the number of epochs in the net's history afterwards.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss stops being finite, with a message saying which epoch's
+        weights the net was rolled back to (or that none were kept).
+    Exception
+        Any other error during training, after the same roll-back.
+    KeyboardInterrupt
+        When interrupted before any epoch was completed.
+    """
+    start = len(net.history)
+    net.epochs_completed_ = start
+    try:
+        net.partial_fit(X_train, None)
+    except Exception as error:
+        # Keep the epochs that finished (hours of work on a large study);
+        # never the weights of a half-done or diverged one.
+        epoch = net.restore_last_finite()
+        if isinstance(error, FloatingPointError):
+            kept = (
+                f"The network keeps its weights from the end of epoch {epoch}, the last "
+                "finite ones." if epoch else "No epoch was completed, so no weights are kept."
+            )
+            raise FloatingPointError(f"{error} {kept}") from error
+        raise
+    finally:
+        net.forget_kept_weights()
+    completed = net.epochs_completed_
+    # skorch swallows KeyboardInterrupt, the signal EarlyStopping also uses.
+    if completed - start < net.max_epochs and not _stopped_early(net):
+        del net.history[completed:]  # the interrupted epoch's partial record
+        if completed == 0:
+            raise KeyboardInterrupt("fit was interrupted before completing an epoch.")
+        warnings.warn(
+            f"Training was interrupted after {completed - start} of {net.max_epochs} "
+            f"epochs; the model keeps the weights reached so far ({completed} epochs "
+            "in all). Fit again with warm_start=True to continue.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return len(net.history)
+
+
+def _stopped_early(net):
+    return any(
+        isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience
+        for _, callback in net.callbacks_
+    )

@@ -1,0 +1,179 @@
+"""Training runs: divergence roll-back, interrupts, warm starts, skorch checkpoints."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, Checkpoint, LoadInitState
+from sklearn.exceptions import NotFittedError
+
+from sklearn_betavae import BetaVAETransformer
+
+from .conftest import FAST_PARAMS
+
+# No KL warm-up: its schedule depends on max_iter, so only without it is
+# fit(2 + 3 epochs) the same computation as fit(5 epochs).
+EXACT = dict(FAST_PARAMS, beta_warmup=0.0)
+
+
+class PoisonWeightsAt(Callback):
+    """Set the first weight matrix to NaN when epoch ``epoch`` begins."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
+class RaiseAt(Callback):
+    """Raise ``error`` after batch ``batch`` of epoch ``epoch``."""
+
+    def __init__(self, epoch, batch=2, error=KeyboardInterrupt):
+        self.epoch, self.batch, self.error = epoch, batch, error
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        batches = net.history[-1]["batches"]
+        if training and len(net.history) == self.epoch and len(batches) == self.batch:
+            raise self.error()
+
+
+def test_divergence_keeps_the_last_finite_epoch(digits):
+    vae = BetaVAETransformer(**dict(EXACT, max_iter=5), callbacks=[PoisonWeightsAt(3)])
+    with pytest.raises(
+        FloatingPointError,
+        match=r"became nan at epoch 3, batch 1.*weights from the end of epoch 2",
+    ):
+        vae.fit(digits)
+    assert vae.n_iter_ == 2 and len(vae.net_.history) == 2
+    two_epochs = BetaVAETransformer(**dict(EXACT, max_iter=2)).fit(digits)
+    np.testing.assert_array_equal(vae.transform(digits), two_epochs.transform(digits))
+    assert not hasattr(vae.net_, "last_finite_weights_")  # no stale copy kept or pickled
+
+
+def test_divergence_in_a_warm_start_leaves_the_model_as_it_was(digits):
+    vae = BetaVAETransformer(**EXACT).fit(digits)
+    before = vae.transform(digits)
+    vae.set_params(warm_start=True, callbacks=[PoisonWeightsAt(4)])
+    with pytest.raises(FloatingPointError, match="epoch 4, batch 1.*end of epoch 3"):
+        vae.fit(digits)
+    assert vae.n_iter_ == 3
+    np.testing.assert_array_equal(vae.transform(digits), before)
+    # And training can go on from there (the optimizer was reset).
+    vae.set_params(callbacks=None).fit(digits)
+    assert vae.n_iter_ == 6 and np.isfinite(vae.transform(digits)).all()
+
+
+def test_other_training_errors_keep_the_completed_epochs(digits):
+    vae = BetaVAETransformer(**dict(EXACT, max_iter=5), callbacks=[RaiseAt(4, error=MemoryError)])
+    with pytest.raises(MemoryError):
+        vae.fit(digits)
+    assert vae.n_iter_ == 3
+    three_epochs = BetaVAETransformer(**EXACT).fit(digits)
+    np.testing.assert_array_equal(vae.transform(digits), three_epochs.transform(digits))
+
+
+def test_keyboard_interrupt_keeps_the_epochs_done_with_a_warning(digits):
+    vae = BetaVAETransformer(**dict(EXACT, max_iter=5), callbacks=[RaiseAt(3)])
+    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs"):
+        vae.fit(digits)
+    assert vae.n_iter_ == 2 and len(vae.net_.history) == 2
+    assert "train_loss" in vae.net_.history[-1]  # the partial epoch is not recorded
+    assert np.isfinite(vae.transform(digits)).all()
+    vae.set_params(warm_start=True, callbacks=None, max_iter=3).fit(digits)
+    assert vae.n_iter_ == 5
+
+
+def test_keyboard_interrupt_in_the_first_epoch_aborts_fit(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS, callbacks=[RaiseAt(1)])
+    with pytest.raises(KeyboardInterrupt):
+        vae.fit(digits)
+    with pytest.raises(NotFittedError):
+        vae.transform(digits)
+
+
+def test_early_stopping_is_not_reported_as_an_interrupt(digits):
+    vae = BetaVAETransformer(
+        **dict(FAST_PARAMS, max_iter=200), early_stopping=True, n_iter_no_change=2, tol=0.5
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vae.fit(digits)
+    assert vae.n_iter_ < 200
+
+
+def test_warm_start_continues_exactly(digits):
+    whole = BetaVAETransformer(**dict(EXACT, max_iter=5)).fit(digits)
+    parts = BetaVAETransformer(**dict(EXACT, max_iter=2)).fit(digits)
+    parts.set_params(warm_start=True, max_iter=3).fit(digits)
+    assert parts.n_iter_ == 5
+    np.testing.assert_array_equal(parts.transform(digits), whole.transform(digits))
+    np.testing.assert_array_equal(
+        parts.net_.history[:, "train_loss"], whole.net_.history[:, "train_loss"]
+    )
+
+
+def test_warm_start_with_the_defaults_follows_the_same_trajectory(digits):
+    """fit(10) against fit(5) + fit(5), KL warm-up included."""
+    params = dict(FAST_PARAMS, max_iter=10)
+    whole = BetaVAETransformer(**params).fit(digits)
+    parts = BetaVAETransformer(**dict(params, max_iter=5)).fit(digits)
+    parts.set_params(warm_start=True).fit(digits)
+    whole_losses = np.array(whole.net_.history[:, "train_loss"])
+    part_losses = np.array(parts.net_.history[:, "train_loss"])
+    assert len(part_losses) == 10
+    # Same shape: both fall, epoch by epoch, to within a few percent.
+    np.testing.assert_allclose(part_losses, whole_losses, rtol=0.05)
+    assert part_losses[-1] < 0.95 * part_losses[0]
+    np.testing.assert_allclose(parts.score(digits), whole.score(digits), rtol=0.02)
+
+
+def test_warm_start_refuses_a_different_network(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS, warm_start=True).fit(digits)
+    before, params = vae.transform(digits), vae.get_params()
+    for change in ({"n_components": 4}, {"hidden_layer_sizes": (8,)}, {"standardize": False}):
+        with pytest.raises(ValueError, match="warm_start=True continues training"):
+            vae.set_params(**change).fit(digits)
+        vae.set_params(**params)
+    with pytest.raises(ValueError, match="64 features"):
+        vae.fit(digits[:, :10])
+    np.testing.assert_array_equal(vae.transform(digits), before)
+    assert vae.n_iter_ == 3
+
+
+def test_warm_start_applies_new_training_settings(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    vae.set_params(warm_start=True, beta=0.5, learning_rate_init=1e-4, max_iter=2).fit(digits)
+    assert vae.net_.criterion_.beta == 0.5
+    assert {group["lr"] for group in vae.net_.optimizer_.param_groups} == {1e-4}
+    assert vae.n_iter_ == 5
+
+
+def test_warm_start_on_an_unfitted_estimator_is_a_plain_fit(digits):
+    warm = BetaVAETransformer(**FAST_PARAMS, warm_start=True).fit(digits)
+    cold = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    np.testing.assert_array_equal(warm.transform(digits), cold.transform(digits))
+
+
+def test_skorch_checkpoint_and_load_init_state_resume_after_a_crash(digits, tmp_path):
+    def callbacks(*extra):
+        checkpoint = Checkpoint(
+            dirname=tmp_path, monitor=None, f_params="params.safetensors",
+            f_optimizer=None, f_criterion=None, f_history="history.json", use_safetensors=True,
+        )
+        return [checkpoint, LoadInitState(checkpoint, use_safetensors=True), *extra]
+
+    params = dict(EXACT, max_iter=5)
+    crashed = BetaVAETransformer(**params, callbacks=callbacks(RaiseAt(4, error=RuntimeError)))
+    with pytest.raises(RuntimeError):
+        crashed.fit(digits)
+    assert (tmp_path / "params.safetensors").exists()
+    # A new process: same parameters, the checkpoint of epoch 3 loaded at the
+    # start of training, two more epochs.
+    resumed = BetaVAETransformer(**dict(params, max_iter=2), callbacks=callbacks()).fit(digits)
+    assert resumed.n_iter_ == 5
+    whole = BetaVAETransformer(**params).fit(digits)
+    np.testing.assert_allclose(resumed.score(digits), whole.score(digits), rtol=0.02)
