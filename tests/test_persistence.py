@@ -1,0 +1,194 @@
+"""save / load: exact round trips, no unpickling, and clear errors for bad files."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from sklearn_betavae import BetaVAETransformer, _persistence
+from sklearn_betavae._persistence import read_model_file, write_model_file
+
+from .conftest import FAST_PARAMS, requires_cuda
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
+
+
+@pytest.fixture
+def saved(fitted, tmp_path):
+    path = tmp_path / "vae.safetensors"
+    fitted.save(path)
+    return path
+
+
+def _same_model(a, b, X):
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    Z = a.transform(X[:7])
+    np.testing.assert_array_equal(a.inverse_transform(Z), b.inverse_transform(Z))
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    np.testing.assert_array_equal(a.sample(5, random_state=0), b.sample(5, random_state=0))
+
+
+def test_round_trip_is_exact(fitted, saved, digits):
+    loaded = BetaVAETransformer.load(saved)
+    _same_model(fitted, loaded, digits)
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.n_iter_ == fitted.n_iter_ and loaded.n_features_in_ == 64
+    assert loaded.net_.history.to_list() == fitted.net_.history.to_list()
+    assert loaded.device_ == torch.device("cpu")
+
+
+def test_loading_never_unpickles(saved, digits, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("load must not unpickle")
+
+    for module, name in [(pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")]:
+        monkeypatch.setattr(module, name, refuse)
+    assert BetaVAETransformer.load(saved).transform(digits).shape == (240, 3)
+
+
+def test_save_load_then_warm_start_equals_one_fit(digits, tmp_path):
+    params = dict(FAST_PARAMS, beta_warmup=0.0)
+    whole = BetaVAETransformer(**dict(params, max_iter=5)).fit(digits)
+    BetaVAETransformer(**dict(params, max_iter=2)).fit(digits).save(tmp_path / "m.safetensors")
+    resumed = BetaVAETransformer.load(tmp_path / "m.safetensors")
+    resumed.set_params(warm_start=True, max_iter=3).fit(digits)
+    np.testing.assert_array_equal(resumed.transform(digits), whole.transform(digits))
+
+
+def test_feature_names_and_pandas_output_survive(digits, tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(digits, columns=[f"px{i}" for i in range(64)])
+    BetaVAETransformer(**FAST_PARAMS).fit(frame).save(tmp_path / "m.safetensors")
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(frame)
+    loaded = BetaVAETransformer.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.feature_names_in_, vae.feature_names_in_)
+    out = loaded.set_output(transform="pandas").transform(frame)
+    assert list(out.columns) == ["betavaetransformer0", "betavaetransformer1", "betavaetransformer2"]
+
+
+def test_unsaved_settings_are_documented_defaults(digits, tmp_path):
+    BetaVAETransformer(
+        **dict(FAST_PARAMS, random_state=np.random.RandomState(0)), callbacks=[]
+    ).fit(digits).save(tmp_path / "m.safetensors")
+    loaded = BetaVAETransformer.load(tmp_path / "m.safetensors")
+    assert loaded.callbacks is None and loaded.random_state is None
+
+
+def test_device_argument_moves_the_model_and_sets_the_parameter(saved, fitted, digits):
+    loaded = BetaVAETransformer.load(saved, device=torch.device("cpu"))
+    assert loaded.device == torch.device("cpu") and loaded.device_ == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be"):
+        BetaVAETransformer.load(saved, device="tpu")
+
+
+def test_a_model_saved_on_cuda_loads_on_the_cpu(saved, digits, tmp_path, monkeypatch):
+    document, tensors = read_model_file(saved)
+    document["fitted"]["device_"] = "cuda:0"
+    write_model_file(tmp_path / "cuda.safetensors", document, tensors)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="fitted on cuda:0.*loaded on the CPU"):
+        loaded = BetaVAETransformer.load(tmp_path / "cuda.safetensors")
+    assert loaded.device_ == torch.device("cpu")
+    assert loaded.transform(digits).shape == (240, 3)
+
+
+@requires_cuda
+def test_cpu_and_cuda_models_load_on_each_other(fitted, saved, digits, tmp_path):
+    on_gpu = BetaVAETransformer.load(saved, device="cuda")
+    np.testing.assert_allclose(on_gpu.transform(digits), fitted.transform(digits), atol=1e-10)
+    on_gpu.save(tmp_path / "gpu.safetensors")
+    back = BetaVAETransformer.load(tmp_path / "gpu.safetensors", device="cpu")
+    np.testing.assert_array_equal(back.transform(digits), fitted.transform(digits))
+
+
+class _Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(9, 4)
+
+    def forward(self, x):
+        mu, logvar = self.body(x).chunk(2, dim=1)
+        return mu, logvar
+
+
+def test_custom_modules_need_fresh_instances_to_load(random_data, tmp_path):
+    vae = BetaVAETransformer(**dict(FAST_PARAMS, n_components=2), encoder=_Encoder()).fit(random_data)
+    path = tmp_path / "custom.safetensors"
+    vae.save(path)
+    with pytest.raises(ValueError, match="custom encoder.*_Encoder.*load\\(path, encoder=...\\)"):
+        BetaVAETransformer.load(path)
+    with pytest.raises(ValueError, match="built-in decoder"):
+        BetaVAETransformer.load(path, encoder=_Encoder(), decoder=nn.Linear(2, 9))
+    loaded = BetaVAETransformer.load(path, encoder=_Encoder())
+    np.testing.assert_array_equal(loaded.transform(random_data), vae.transform(random_data))
+
+
+def test_unfitted_estimators_cannot_be_saved(tmp_path):
+    with pytest.raises(NotFittedError):
+        BetaVAETransformer().save(tmp_path / "m.safetensors")
+
+
+def test_newer_format_versions_are_refused(fitted, tmp_path, monkeypatch):
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 2)
+    fitted.save(tmp_path / "future.safetensors")
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
+    with pytest.raises(ValueError, match="format version '2', newer than the version 1"):
+        BetaVAETransformer.load(tmp_path / "future.safetensors")
+
+
+def test_truncated_files_are_refused(saved):
+    data = saved.read_bytes()
+    for length in (0, 5, len(data) // 2, len(data) - 1):
+        saved.write_bytes(data[:length])
+        with pytest.raises(ValueError, match="not a readable model file"):
+            BetaVAETransformer.load(saved)
+
+
+def test_edited_files_fail_the_checksum(saved):
+    data = saved.read_bytes()
+    # The last byte is tensor data; the beta value sits in the JSON header.
+    tampered = [data[:-1] + bytes([data[-1] ^ 1]), data.replace(b'\\"beta\\": 4.0', b'\\"beta\\": 9.0')]
+    assert tampered[1] != data
+    for contents in tampered:
+        saved.write_bytes(contents)
+        with pytest.raises(ValueError, match="do not match their checksum"):
+            BetaVAETransformer.load(saved)
+
+
+def test_weights_that_do_not_fit_the_parameters_are_refused(saved, tmp_path):
+    document, tensors = read_model_file(saved)
+    document["fitted"]["architecture_"]["n_components"] = 4
+    write_model_file(tmp_path / "mismatch.safetensors", document, tensors)
+    with pytest.raises(ValueError, match="do not fit the network its parameters describe"):
+        BetaVAETransformer.load(tmp_path / "mismatch.safetensors")
+
+
+def test_other_files_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No model file"):
+        BetaVAETransformer.load(tmp_path / "missing.safetensors")
+    (tmp_path / "noise.bin").write_bytes(np.random.RandomState(0).bytes(1000))
+    with pytest.raises(ValueError, match="not a readable model file"):
+        BetaVAETransformer.load(tmp_path / "noise.bin")
+    save_file({"w": torch.zeros(3)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not one written by BetaVAETransformer.save"):
+        BetaVAETransformer.load(tmp_path / "other.safetensors")
+
+
+def test_a_failed_save_leaves_the_old_file_whole(fitted, saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_persistence, "save_file", fail)
+    with pytest.raises(OSError, match="disk full"):
+        fitted.save(saved)
+    assert saved.read_bytes() == before
+    assert sorted(path.name for path in saved.parent.iterdir()) == [saved.name]
