@@ -110,8 +110,27 @@ def standardisation(X, standardize):
     n_features = X.shape[1]
     if not standardize:
         return np.zeros(n_features), np.ones(n_features)
-    mean = X.mean(axis=0, dtype=np.float64)
-    scale = X.std(axis=0, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X.mean(axis=0, dtype=np.float64)
+        scale = X.std(axis=0, dtype=np.float64)
+    if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+        raise ValueError(
+            "X has values too large to standardise in float64 (largest magnitude "
+            f"{np.max(np.abs(X)):.3g}); divide X by a constant first."
+        )
     # Constant features keep their values' spread (none): divide by 1, not 0.
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean, scale
+
+
+def float32_rows(X):
+    """X as a C-ordered float32 array for training, refusing values float32 cannot hold."""
+    with np.errstate(over="ignore"):
+        rows = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(rows).all():
+        raise ValueError(
+            "X has values beyond float32's range (largest magnitude "
+            f"{np.max(np.abs(X)):.3g}), the precision the network trains in; use "
+            'standardize=True (or "auto") or rescale X.'
+        )
+    return rows

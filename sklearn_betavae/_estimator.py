@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from ._data import RowDataset, iter_chunks, standardisation
+from ._data import RowDataset, float32_rows, iter_chunks, standardisation
 from ._loss import (
     DISTRIBUTIONS,
     decoder_distribution,
@@ -392,7 +392,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Returns
         -------
         elbo : ndarray of shape (n_samples,)
-            Higher is better.
+            Higher is better. ``-inf`` for rows so far outside the training
+            data that the bound overflows float64; never NaN.
         """
         X = self._validate_X(X)
         module = self._inference_module()
@@ -409,7 +410,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 )
                 for eps in noise
             ) / len(noise)
-            return log_lik - kl_per_sample(posterior_distribution(mu, logvar)) - log_jacobian
+            bound = log_lik - kl_per_sample(posterior_distribution(mu, logvar)) - log_jacobian
+            # X is finite, so NaN here only comes from float64 overflow (inf - inf)
+            # on rows far outside the training data, whose bound is below range.
+            return torch.nan_to_num(bound, nan=-torch.inf)
 
         return self._map_chunks(X, elbo)
 
@@ -568,7 +572,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         standardized = self._architecture_["standardize"]
         X_train = RowDataset(
             ((X - self.mean_) / self.scale_).astype(np.float32) if standardized
-            else np.ascontiguousarray(X, dtype=np.float32)
+            else float32_rows(X)
         )
         net = self.net_
         try:

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from sklearn_betavae._data import RowDataset, SliceLoader, iter_chunks
+from sklearn_betavae._data import RowDataset, SliceLoader, float32_rows, iter_chunks, standardisation
 
 
 def test_row_dataset_shares_float32_memory():
@@ -65,3 +65,18 @@ def test_standardisation_keeps_constant_features_finite():
     assert mean.dtype == scale.dtype == np.float64
     mean, scale = standardisation(X, False)
     assert not mean.any() and np.all(scale == 1)
+
+
+def test_standardisation_refuses_values_that_overflow_float64_statistics():
+    X = np.array([[1e200, 0.0], [-1e200, 1.0]])
+    with pytest.raises(ValueError, match="too large to standardise.*1e\\+200"):
+        standardisation(X, True)
+    mean, scale = standardisation(X / 1e170, True)
+    assert np.isfinite(scale).all()
+
+
+def test_float32_rows_refuse_what_float32_cannot_hold():
+    rows = float32_rows(np.asfortranarray([[1.0, 2.0], [3.0, 4.0]]))
+    assert rows.dtype == np.float32 and rows.flags.c_contiguous
+    with pytest.raises(ValueError, match="beyond float32's range.*standardize=True"):
+        float32_rows(np.array([[1e39, 0.0]]))

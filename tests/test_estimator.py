@@ -1,4 +1,5 @@
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import joblib
 import numpy as np
@@ -44,6 +45,20 @@ def test_transform_is_deterministic_and_batch_invariant(fitted, digits):
     np.testing.assert_allclose(fitted.transform(digits[:1]), Z[:1], rtol=1e-12)
     np.testing.assert_allclose(fitted.score_samples(digits[5:6]), fitted.score_samples(digits)[5:6],
                                rtol=1e-12)
+
+
+def test_concurrent_calls_match_sequential_ones(fitted, digits):
+    """One fitted estimator used from many threads, as joblib's threading backend does."""
+    chunks = [digits[i::7] for i in range(7)] * 4
+    expected = [(fitted.transform(c), fitted.score_samples(c)) for c in chunks]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda c: (fitted.transform(c), fitted.score_samples(c)), chunks))
+    with joblib.parallel_backend("threading", n_jobs=4):
+        from_joblib = joblib.Parallel()(joblib.delayed(fitted.transform)(c) for c in chunks)
+    for (Z, elbo), (Z_seq, elbo_seq), Z_joblib in zip(results, expected, from_joblib):
+        np.testing.assert_array_equal(Z, Z_seq)
+        np.testing.assert_array_equal(elbo, elbo_seq)
+        np.testing.assert_array_equal(Z_joblib, Z_seq)
 
 
 def test_inverse_transform_is_in_input_units(fitted, digits):
@@ -307,6 +322,20 @@ def test_bernoulli_needs_data_in_the_unit_interval(digits, unit_data):
 def test_empty_and_one_dimensional_input(X, match):
     with pytest.raises(ValueError, match=match):
         BetaVAETransformer(**FAST_PARAMS).fit(X)
+
+
+def test_values_too_large_for_training_are_refused(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS)
+    with pytest.raises(ValueError, match="too large to standardise"):
+        vae.fit(digits * 1e300)
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        vae.set_params(standardize=False).fit(digits * 1e40)
+    assert not hasattr(vae, "net_")
+    # Standardised, the same magnitudes train as well as the raw pixels do.
+    big = vae.set_params(standardize="auto").fit(digits * 1e40)
+    np.testing.assert_allclose(
+        big.transform(digits * 1e40), vae.set_params().fit(digits).transform(digits), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_sparse_input_is_a_type_error(digits):

@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 from sklearn_betavae import BetaVAETransformer
 
-from .conftest import FAST_PARAMS
+from tests.conftest import FAST_PARAMS
 
 # No KL warm-up: its schedule depends on max_iter, so only without it is
 # fit(2 + 3 epochs) the same computation as fit(5 epochs).
