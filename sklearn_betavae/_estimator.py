@@ -18,14 +18,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from ._data import RowDataset, float32_rows, iter_chunks, standardisation
-from ._loss import (
-    DISTRIBUTIONS,
-    decoder_distribution,
-    kl_per_sample,
-    log_likelihood_per_sample,
-    posterior_distribution,
-)
+from ._data import RowDataset, float32_rows, standardisation
+from ._inference import Float64Model
+from ._loss import DISTRIBUTIONS
 from ._persistence import load_estimator, save_estimator
 from ._training import build_net, configure_training, private_rng, seed_state, train
 from ._validation import (
@@ -37,18 +32,6 @@ from ._validation import (
     check_validation_split,
     resolve_device,
 )
-
-# Inference runs in float64 chunks of about this many values (64 MB): enough
-# to keep the matrix products efficient, small enough for huge memmaps.
-_INFERENCE_CHUNK_VALUES = 2**23
-
-
-def _elbo_noise(n_components, n_pairs=8):
-    """Fixed antithetic standard-normal draws for the Monte Carlo ELBO."""
-    generator = torch.Generator().manual_seed(0)
-    eps = torch.randn(n_pairs, n_components, generator=generator, dtype=torch.float64)
-    return torch.cat([eps, -eps])
-
 
 class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Beta-VAE as a scikit-learn transformer: a disentangled latent code of X.
@@ -346,8 +329,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             Means of q(z|x); deterministic.
         """
         X = self._validate_X(X)
-        module = self._inference_module()
-        return self._map_chunks(X, lambda x: self._posterior(module, x)[0])
+        return self._float64_model().encode(X)
 
     def inverse_transform(self, X):
         """Decode latent codes back to the input space.
@@ -370,8 +352,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"inverse_transform expects latent codes with {self._n_features_out} "
                 f"columns (n_components); got X with {Z.shape[1]} columns."
             )
-        module = self._inference_module()
-        return self._map_chunks(Z, lambda z: self._unstandardised(module.decoder(z)))
+        return self._float64_model().decode(Z)
 
     def score_samples(self, X):
         """Evidence lower bound (ELBO) of each sample, in the input's units.
@@ -396,26 +377,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             data that the bound overflows float64; never NaN.
         """
         X = self._validate_X(X)
-        module = self._inference_module()
-        log_jacobian = float(np.sum(np.log(self.scale_)))
-        noise = _elbo_noise(self._n_features_out).to(torch.device(self.net_.device))
-
-        def elbo(x):
-            x = self._standardised(x)
-            mu, logvar = module.encoder(x)
-            std = torch.exp(0.5 * logvar)
-            log_lik = sum(
-                log_likelihood_per_sample(
-                    x, decoder_distribution(module.decoder(mu + std * eps), self.default_dist_)
-                )
-                for eps in noise
-            ) / len(noise)
-            bound = log_lik - kl_per_sample(posterior_distribution(mu, logvar)) - log_jacobian
-            # X is finite, so NaN here only comes from float64 overflow (inf - inf)
-            # on rows far outside the training data, whose bound is below range.
-            return torch.nan_to_num(bound, nan=-torch.inf)
-
-        return self._map_chunks(X, elbo)
+        return self._float64_model().elbo(X)
 
     def score(self, X, y=None):
         """Mean evidence lower bound per sample (higher is better).
@@ -643,32 +605,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             check_unit_interval(X, self.default_dist_)
         return X
 
-    def _inference_module(self):
-        # float64 makes outputs independent of how rows are batched (float32
-        # matrix products differ in the last bits between batch sizes).
-        return copy.deepcopy(self.net_.module_).double().eval()
-
-    def _posterior(self, module, x):
-        """(mu, logvar) of q(z|x) for a chunk of raw (unstandardised) rows."""
-        return module.encoder(self._standardised(x))
-
-    def _map_chunks(self, X, fn):
-        """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
-        device = torch.device(self.net_.device)
-        chunk_rows = max(1, _INFERENCE_CHUNK_VALUES // max(1, X.shape[1]))
-        with torch.inference_mode():
-            out = [fn(chunk).cpu().numpy() for chunk in iter_chunks(X, chunk_rows, torch.float64, device)]
-        return np.concatenate(out)
-
-    def _standardised(self, x):
-        mean = torch.as_tensor(self.mean_, device=x.device)
-        scale = torch.as_tensor(self.scale_, device=x.device)
-        return (x - mean) / scale
-
-    def _unstandardised(self, x):
-        mean = torch.as_tensor(self.mean_, device=x.device)
-        scale = torch.as_tensor(self.scale_, device=x.device)
-        return x * scale + mean
+    def _float64_model(self):
+        return Float64Model(
+            self.net_.module_, self.mean_, self.scale_, self.default_dist_, torch.device(self.net_.device)
+        )
 
     def __setstate__(self, state):
         super().__setstate__(state)

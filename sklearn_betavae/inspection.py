@@ -5,8 +5,6 @@ Core dependencies only.
 
 import numpy as np
 
-from ._loss import kl_per_latent, posterior_distribution
-
 __all__ = ["latent_kl"]
 
 
@@ -43,10 +41,4 @@ def latent_kl(estimator, X):
     ((4,), True)
     """
     X = estimator._validate_X(X)
-    module = estimator._inference_module()
-
-    def kl(x):
-        mu, logvar = estimator._posterior(module, x)
-        return kl_per_latent(posterior_distribution(mu, logvar))
-
-    return np.mean(estimator._map_chunks(X, kl), axis=0)
+    return np.mean(estimator._float64_model().latent_kl(X), axis=0)

@@ -458,3 +458,11 @@ def test_score_samples_is_a_monte_carlo_elbo(digits):
     # Seen: 0.005 nats on the mean, 0.19 at worst for one sample.
     assert abs(got.mean() - expected.mean()) < 0.05
     np.testing.assert_allclose(got, expected, atol=0.5)
+
+
+def test_score_samples_is_minus_infinity_far_from_the_data_never_nan(fitted, digits):
+    X = digits[:3].copy()
+    X[0] = 1e30  # so far out that the bound overflows float64
+    scores = fitted.score_samples(X)
+    assert scores[0] == -np.inf
+    np.testing.assert_array_equal(scores[1:], fitted.score_samples(digits[1:3]))

@@ -1,0 +1,100 @@
+"""Inference with a fitted network: a float64 copy of it, run over row chunks.
+
+float64 makes outputs independent of how rows are batched (float32 matrix
+products differ in the last bits between batch sizes); chunks of about
+``CHUNK_VALUES`` values keep memory bounded, so a ``numpy.memmap`` is never
+loaded whole. Every call of an estimator method builds its own
+``Float64Model``, so one fitted estimator can serve several threads at once.
+"""
+
+import copy
+
+import numpy as np
+import torch
+
+from ._data import iter_chunks
+from ._loss import (
+    decoder_distribution,
+    kl_per_latent,
+    kl_per_sample,
+    log_likelihood_per_sample,
+    posterior_distribution,
+)
+
+# About 64 MB of float64 per chunk: enough to keep the matrix products
+# efficient, small enough for huge memmaps.
+CHUNK_VALUES = 2**23
+
+
+def elbo_noise(n_components, n_pairs=8):
+    """Fixed antithetic standard-normal draws for the Monte Carlo ELBO."""
+    generator = torch.Generator().manual_seed(0)
+    eps = torch.randn(n_pairs, n_components, generator=generator, dtype=torch.float64)
+    return torch.cat([eps, -eps])
+
+
+class Float64Model:
+    """A fitted VAE module with its standardisation, for NumPy in, NumPy out.
+
+    Parameters
+    ----------
+    module : VAEModule
+        Copied, never modified.
+    mean, scale : ndarray of shape (n_features,)
+        The standardisation the module was trained behind.
+    default_dist : str
+    device : torch.device
+    """
+
+    def __init__(self, module, mean, scale, default_dist, device):
+        self.module = copy.deepcopy(module).double().eval()
+        self.mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
+        self.scale = torch.as_tensor(scale, dtype=torch.float64, device=device)
+        self.default_dist = default_dist
+        self.device = device
+
+    def map_chunks(self, X, fn):
+        """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
+        chunk_rows = max(1, CHUNK_VALUES // max(1, X.shape[1]))
+        with torch.inference_mode():
+            chunks = iter_chunks(X, chunk_rows, torch.float64, self.device)
+            return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
+
+    def posterior(self, x):
+        """(mu, logvar) of q(z|x) for a chunk of rows in the input's units."""
+        return self.module.encoder((x - self.mean) / self.scale)
+
+    def encode(self, X):
+        """Posterior means of the rows of X."""
+        return self.map_chunks(X, lambda x: self.posterior(x)[0])
+
+    def decode(self, Z):
+        """Decoder outputs of codes Z, in the input's units."""
+        return self.map_chunks(Z, lambda z: self.module.decoder(z) * self.scale + self.mean)
+
+    def latent_kl(self, X):
+        """KL(q(z_j|x) || N(0, 1)) per row and latent."""
+        return self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.posterior(x))))
+
+    def elbo(self, X):
+        """Monte Carlo ELBO of each row over fixed antithetic draws (see
+        ``BetaVAETransformer.score_samples``); -inf where it overflows."""
+        log_jacobian = torch.log(self.scale).sum()
+
+        def bound(x):
+            mu, logvar = self.posterior(x)
+            eps = elbo_noise(mu.shape[1]).to(self.device)
+            std = torch.exp(0.5 * logvar)
+            x = (x - self.mean) / self.scale
+            log_lik = sum(
+                log_likelihood_per_sample(
+                    x, decoder_distribution(self.module.decoder(mu + std * e), self.default_dist)
+                )
+                for e in eps
+            ) / len(eps)
+            value = log_lik - kl_per_sample(posterior_distribution(mu, logvar)) - log_jacobian
+            # X is finite, so NaN here only comes from float64 overflow (inf - inf)
+            # on rows far outside the training data, whose bound is below range.
+            return torch.where(torch.isnan(value), -torch.inf, value)
+
+        return self.map_chunks(X, bound)

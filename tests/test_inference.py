@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from sklearn_betavae import BetaVAETransformer, _inference
+from sklearn_betavae._inference import Float64Model, elbo_noise
+from tests.conftest import FAST_PARAMS
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
+
+
+def _model(vae):
+    return Float64Model(vae.net_.module_, vae.mean_, vae.scale_, vae.default_dist_, torch.device("cpu"))
+
+
+def test_chunking_does_not_change_results(fitted, digits, monkeypatch):
+    model = _model(fitted)
+    whole = model.encode(digits), model.elbo(digits), model.latent_kl(digits)
+    monkeypatch.setattr(_inference, "CHUNK_VALUES", 64 * 7)  # 7 rows per chunk
+    chunked = model.encode(digits), model.elbo(digits), model.latent_kl(digits)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_memmaps_are_read_in_chunks(fitted, digits, tmp_path, monkeypatch):
+    path = tmp_path / "X.dat"
+    X = np.memmap(path, dtype=np.float32, mode="w+", shape=digits.shape)
+    X[:] = digits
+    X.flush()
+    monkeypatch.setattr(_inference, "CHUNK_VALUES", 64 * 50)
+    seen = []
+    original = _inference.iter_chunks
+
+    def spy(*args, **kwargs):
+        for chunk in original(*args, **kwargs):
+            seen.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(_inference, "iter_chunks", spy)
+    Z = _model(fitted).encode(np.memmap(path, dtype=np.float32, mode="r", shape=digits.shape))
+    assert seen == [50, 50, 50, 50, 40]
+    np.testing.assert_allclose(Z, fitted.transform(digits), rtol=1e-6)
+
+
+def test_the_fitted_module_is_copied_not_converted(fitted):
+    model = _model(fitted)
+    assert next(model.module.parameters()).dtype == torch.float64
+    assert next(fitted.net_.module_.parameters()).dtype == torch.float32
+    assert not model.module.training
+
+
+def test_elbo_noise_is_fixed_and_antithetic():
+    eps = elbo_noise(3)
+    assert eps.shape == (16, 3) and torch.equal(eps[:8], -eps[8:])
+    assert torch.equal(eps, elbo_noise(3))
