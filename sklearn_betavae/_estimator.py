@@ -31,6 +31,7 @@ from ._validation import (
     check_user_module,
     check_validation_split,
     resolve_device,
+    usable_device_param,
 )
 
 class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -60,7 +61,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     device : str or torch.device, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:N"`` or a ``torch.device``. Outputs are always NumPy on the CPU,
-        and a model fitted on a GPU unpickles on a machine without one.
+        and a model fitted on a GPU unpickles and loads on a machine
+        without one, where its ``device`` becomes ``"cpu"``.
     n_components : int, default=10
         Number of latent dimensions.
     hidden_layer_sizes : tuple of int, default=(256, 128)
@@ -116,6 +118,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``batch_size``, ``max_iter``, early stopping, ``callbacks`` and
         ``verbose`` may change between fits; ``n_components``,
         ``hidden_layer_sizes``, ``default_dist`` and ``standardize`` may not.
+        The fitted network (its ``encoder`` and ``decoder``), its device, its
+        KL warm-up schedule and its validation split are kept; a different
+        ``device`` is an error (move a model with ``save`` and ``load``).
         With ``beta_warmup=0`` on the CPU, ``fit`` for 5 + 5 epochs gives the
         same network as one ``fit`` for 10.
     random_state : int, RandomState instance or None, default=None
@@ -303,6 +308,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         }
         if self.warm_start and hasattr(self, "net_"):
             self._check_same_architecture(architecture)
+            if device != self.device_:
+                raise ValueError(
+                    f"warm_start=True continues training on the fitted device, {self.device_}; "
+                    f"got device={self.device!r}. To move the model, save it and load it with "
+                    "BetaVAETransformer.load(path, device=...)."
+                )
             self._fit_more(X)
             return self
         # A new fit replaces the old model whole, even when it fails.
@@ -518,6 +529,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.device_ = device
         self.default_dist_ = architecture["default_dist"]
         self._architecture_ = architecture
+        self._split_seed_ = seed
         self._n_features_out = architecture["n_components"]
         self._train(X, seed_state(seed))
 
@@ -525,8 +537,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X = self._validate_X(X)
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X.shape[0])
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        configure_training(self.net_, **self._training_settings(X.shape[0], split_seed=seed))
+        # The first fit's split, so that no validation row is ever trained on.
+        configure_training(self.net_, **self._training_settings(X.shape[0], self._split_seed_))
         self._train(X, self._rng_state_)
 
     def _train(self, X, rng_state):
@@ -612,9 +624,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # skorch maps a GPU-fitted net to the CPU when CUDA is missing; follow it.
+        # skorch maps a GPU-fitted net to the CPU when CUDA is missing (with a
+        # DeviceWarning); follow it, so that fit and clone work here too.
         if "net_" in state:
             self.device_ = torch.device(self.net_.device)
+            self.device = usable_device_param(self.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

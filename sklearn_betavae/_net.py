@@ -9,6 +9,8 @@ do not call ``super()``: skorch's versions need a target and compute one
 loss, where these record three terms.
 """
 
+import copy
+
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
@@ -29,10 +31,11 @@ class BetaVAENet(NeuralNet):
     ``valid_``. A non-finite loss stops training with a ``FloatingPointError``
     naming the epoch and batch, before the optimizer takes that step.
 
-    The net keeps a copy of the module's weights as they were when the first
-    epoch of a training run began and at the end of each epoch, whenever they
-    are all finite, so that ``restore_last_finite`` can roll a failed run
-    back.
+    During a training run the net keeps a copy of its state (weights,
+    Adam's state, the CPU random generator) as it was when the run began and
+    at the end of each epoch, whenever it is all finite, so that
+    ``restore_last_good_state`` can roll a failed or interrupted run back to
+    the end of an epoch.
 
     Parameters
     ----------
@@ -54,44 +57,58 @@ class BetaVAENet(NeuralNet):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
         epoch = len(self.history)
         self.kl_weight_ = min(1.0, epoch / self.warmup_epochs) if self.warmup_epochs else 1.0
-        if not hasattr(self, "last_finite_weights_"):
-            # Here rather than in on_train_begin, after which callbacks such
-            # as LoadInitState may still replace the weights.
-            self._keep_weights_if_finite(completed=epoch - 1)
+        if not hasattr(self, "run_start_"):
+            # The first epoch of a training run. Here rather than in
+            # on_train_begin, after which callbacks such as LoadInitState may
+            # still replace the weights and the history.
+            self.run_start_ = self.epochs_completed_ = epoch - 1
+            self._keep_state_if_finite()
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
         self.epochs_completed_ = len(self.history)
-        self._keep_weights_if_finite(completed=len(self.history))
+        self._keep_state_if_finite()
 
-    def _keep_weights_if_finite(self, completed):
+    def _keep_state_if_finite(self):
         # The last step of an epoch can overflow the weights after its loss was
-        # checked, so "finite loss" alone does not make the weights usable.
-        state = self.module_.state_dict()
-        if all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point()):
-            weights = {name: value.detach().clone() for name, value in state.items()}
-            self.last_finite_weights_ = (completed, weights)
+        # checked, so "finite loss" alone does not make the state usable.
+        weights = self.module_.state_dict()
+        optimizer = self.optimizer_.state_dict()
+        tensors = [*weights.values(), *(
+            value for state in optimizer["state"].values() for value in state.values()
+            if isinstance(value, torch.Tensor)
+        )]
+        if all(torch.isfinite(value).all() for value in tensors if value.is_floating_point()):
+            self.last_good_state_ = {
+                "epochs": self.epochs_completed_,
+                "weights": copy.deepcopy(weights),
+                "optimizer": copy.deepcopy(optimizer),
+                "rng": torch.random.get_rng_state(),
+            }
 
-    def restore_last_finite(self):
-        """Roll back to the last finite weights kept; return their epoch count.
+    def restore_last_good_state(self):
+        """Roll back to the end of the last epoch with a finite state.
 
-        The history is cut back to that epoch and the optimizer is
-        re-initialised, since its moment estimates may have overflowed too.
-        Returns None (and changes nothing) when no finite weights were kept.
+        Weights, Adam's state, the CPU random generator and the history all
+        go back to how they were when that epoch ended (or when the run
+        began), so training can continue from there exactly. Returns the
+        number of epochs in the history afterwards, or None (changing
+        nothing) when no finite state was kept.
         """
-        kept = getattr(self, "last_finite_weights_", None)
+        kept = getattr(self, "last_good_state_", None)
         if kept is None:
             return None
-        epoch, weights = kept
-        self.module_.load_state_dict(weights)
-        del self.history[epoch:]
-        self.epochs_completed_ = epoch
-        self.initialize_optimizer()
-        return epoch
+        self.module_.load_state_dict(kept["weights"])
+        self.optimizer_.load_state_dict(kept["optimizer"])
+        torch.random.set_rng_state(kept["rng"])
+        del self.history[kept["epochs"]:]
+        self.epochs_completed_ = kept["epochs"]
+        return kept["epochs"]
 
-    def forget_kept_weights(self):
-        """Drop the copy of the weights kept for ``restore_last_finite``."""
-        vars(self).pop("last_finite_weights_", None)
+    def end_run(self):
+        """Drop what was kept for ``restore_last_good_state`` during a run."""
+        for name in ("last_good_state_", "run_start_", "epochs_completed_"):
+            vars(self).pop(name, None)
 
     @property
     def _default_callbacks(self):

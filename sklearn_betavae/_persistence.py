@@ -26,7 +26,12 @@ from safetensors.torch import save_file
 from skorch.history import History
 
 from ._training import build_net
-from ._validation import check_user_module, resolve_device
+from ._validation import (
+    check_module_outputs,
+    check_user_module,
+    resolve_device,
+    usable_device_param,
+)
 
 FORMAT_VERSION = 1
 _PREFIX = "sklearn_betavae."
@@ -44,12 +49,15 @@ def write_model_file(path, document, tensors):
     metadata = {
         _PREFIX + "format": str(FORMAT_VERSION),
         _PREFIX + "document": text,
-        _PREFIX + "sha256": _digest(text, tensors),
+        _PREFIX + "sha256": _digest(str(FORMAT_VERSION), text, tensors),
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
+        # mkstemp makes the file private (0600); give it the mode any new file
+        # gets here, since model files are meant to be shared.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -82,7 +90,7 @@ def read_model_file(path):
             f"version {FORMAT_VERSION} this sklearn_betavae reads; upgrade sklearn_betavae."
         )
     text = metadata.get(_PREFIX + "document", "")
-    if metadata.get(_PREFIX + "sha256") != _digest(text, tensors):
+    if metadata.get(_PREFIX + "sha256") != _digest(version, text, tensors):
         raise ValueError(
             f"The contents of {str(path)!r} do not match their checksum: the file is "
             "corrupted or was modified after it was saved."
@@ -90,8 +98,14 @@ def read_model_file(path):
     return json.loads(text), tensors
 
 
-def _digest(text, tensors):
-    digest = hashlib.sha256(text.encode())
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _digest(version, text, tensors):
+    digest = hashlib.sha256(f"{version}|{text}".encode())
     for name in sorted(tensors):
         value = tensors[name].contiguous()
         digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
@@ -140,19 +154,19 @@ def save_estimator(estimator, path):
     """Write a fitted ``BetaVAETransformer`` to ``path`` (see its ``save``)."""
     net = estimator.net_
     params = estimator.get_params(deep=False)
-    params["device"] = str(params["device"])
     params["callbacks"] = None  # arbitrary objects: not saved
     random_state = params["random_state"]
     params["random_state"] = int(random_state) if isinstance(random_state, numbers.Integral) else None
     for name in ("encoder", "decoder"):
         module = params[name]
         if module is not None:
-            params[name] = {"class": f"{type(module).__module__}.{type(module).__qualname__}"}
+            params[name] = {"custom": f"{type(module).__module__}.{type(module).__qualname__}"}
     feature_names = getattr(estimator, "feature_names_in_", None)
     optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
     document = {
         "versions": _library_versions(),
-        "params": params,
+        "params": {name: _tag(value) for name, value in params.items()},
+        "output_config": getattr(estimator, "_sklearn_output_config", {}),
         "fitted": {
             "n_features_in_": estimator.n_features_in_,
             "feature_names_in_": None if feature_names is None else list(feature_names),
@@ -160,6 +174,7 @@ def save_estimator(estimator, path):
             "default_dist_": estimator.default_dist_,
             "device_": str(estimator.device_),
             "architecture_": estimator._architecture_,
+            "split_seed_": estimator._split_seed_,
             "warmup_epochs": net.warmup_epochs,
         },
         "optimizer": optimizer_document,
@@ -176,27 +191,44 @@ def save_estimator(estimator, path):
 def load_estimator(cls, path, device=None, encoder=None, decoder=None):
     """A fitted ``cls`` from a file written by ``save_estimator`` (see ``load``)."""
     document, tensors = read_model_file(path)
-    params, fitted = dict(document["params"]), document["fitted"]
+    try:
+        return _rebuild(cls, path, document, tensors, device, encoder, decoder)
+    except (KeyError, TypeError, AttributeError) as error:
+        # The checksum guards against accidents, not against a file written
+        # to look valid: its structure is checked all the same.
+        raise ValueError(
+            f"{str(path)!r} does not have the structure of a saved BetaVAETransformer "
+            f"({type(error).__name__}: {error})."
+        ) from error
+
+
+def _rebuild(cls, path, document, tensors, device, encoder, decoder):
+    params = {name: _untag(value) for name, value in document["params"].items()}
+    fitted = document["fitted"]
     for name, given in (("encoder", encoder), ("decoder", decoder)):
         saved = params[name]
         if saved is not None and given is None:
             raise ValueError(
-                f"{str(path)!r} was saved with a custom {name} ({saved['class']}); pass an "
+                f"{str(path)!r} was saved with a custom {name} ({saved['custom']}); pass an "
                 f"instance with the same architecture: load(path, {name}=...)."
             )
         if saved is None and given is not None:
             raise ValueError(f"{str(path)!r} was saved with the built-in {name}; do not pass one.")
         params[name] = given
-    if isinstance(params["hidden_layer_sizes"], list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     if device is not None:
         params["device"] = device
+        target = resolve_device(device)
+    else:
+        target = _saved_device(fitted["device_"], path)
+        params["device"] = usable_device_param(params["device"])
     estimator = cls(**params)
-    architecture = dict(fitted["architecture_"], hidden_layer_sizes=tuple(fitted["architecture_"]["hidden_layer_sizes"]))
-    target = resolve_device(device) if device is not None else _saved_device(fitted["device_"], path)
+    estimator._validate_params()
+    architecture = dict(fitted["architecture_"])
+    architecture["hidden_layer_sizes"] = tuple(architecture["hidden_layer_sizes"])
+    n_features = fitted["n_features_in_"]
 
     net = build_net(
-        n_features=fitted["n_features_in_"],
+        n_features=n_features,
         n_components=architecture["n_components"],
         hidden_layer_sizes=architecture["hidden_layer_sizes"],
         default_dist=architecture["default_dist"],
@@ -216,23 +248,53 @@ def load_estimator(cls, path, device=None, encoder=None, decoder=None):
         raise ValueError(
             f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
         ) from error
+    check_module_outputs(net.module_, n_features, architecture["n_components"], architecture["default_dist"])
     mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
-    if not mean.shape == scale.shape == (fitted["n_features_in_"],):
-        raise ValueError(f"The standardisation in {str(path)!r} does not match n_features_in_.")
-    net.history = History(document["history"])
+    history = History(document["history"])
+    feature_names = fitted["feature_names_in_"]
+    problems = [
+        "weights that are not finite" * (not all(torch.isfinite(w).all() for w in weights.values())),
+        "a standardisation of the wrong size" * (not mean.shape == scale.shape == (n_features,)),
+        "a history whose length is not n_iter_" * (len(history) != fitted["n_iter_"]),
+        "feature names of the wrong number" * (feature_names is not None and len(feature_names) != n_features),
+    ]
+    if any(problems):
+        raise ValueError(f"{str(path)!r} holds {', '.join(filter(None, problems))}.")
+    net.history = history
 
     estimator.net_ = net
     estimator.device_ = target
     estimator.default_dist_ = fitted["default_dist_"]
     estimator.mean_, estimator.scale_ = mean, scale
     estimator.n_iter_ = fitted["n_iter_"]
-    estimator.n_features_in_ = fitted["n_features_in_"]
-    if fitted["feature_names_in_"] is not None:
-        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    estimator.n_features_in_ = n_features
+    if feature_names is not None:
+        estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
     estimator._architecture_ = architecture
+    estimator._split_seed_ = fitted["split_seed_"]
     estimator._rng_state_ = tensors["rng_state"].numpy()
     estimator._n_features_out = architecture["n_components"]
+    estimator.set_output(**document["output_config"])
     return estimator
+
+
+def _tag(value):
+    """JSON for a parameter value, keeping tuples and torch devices distinct."""
+    if isinstance(value, tuple):
+        return {"tuple": [_tag(item) for item in value]}
+    if isinstance(value, torch.device):
+        return {"torch.device": str(value)}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _untag(value):
+    if isinstance(value, dict) and set(value) == {"tuple"}:
+        return tuple(_untag(item) for item in value["tuple"])
+    if isinstance(value, dict) and set(value) == {"torch.device"}:
+        return torch.device(value["torch.device"])
+    return value
 
 
 def _saved_device(saved, path):
@@ -241,9 +303,9 @@ def _saved_device(saved, path):
     except ValueError:
         warnings.warn(
             f"{str(path)!r} holds a model fitted on {saved}, which this machine does not "
-            "have; it is loaded on the CPU.",
+            'have; it is loaded on the CPU, with device="cpu".',
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return torch.device("cpu")
 

@@ -2,9 +2,9 @@
 
 Training runs with private copies of torch's random generators (the caller's
 RNG state is the same afterwards). An error during training (a non-finite
-loss above all) rolls the network back to the last epoch that ended with
-finite weights before it is raised, and a ``KeyboardInterrupt`` (which skorch
-swallows) keeps the epochs done so far, with a warning.
+loss above all) rolls the network back to the end of the last epoch with a
+finite state before it is raised, and a ``KeyboardInterrupt`` (which skorch
+swallows) rolls back to the end of the last completed epoch, with a warning.
 """
 
 import warnings
@@ -128,39 +128,43 @@ def train(net, X_train):
     ------
     FloatingPointError
         When the loss stops being finite, with a message saying which epoch's
-        weights the net was rolled back to (or that none were kept).
+        state the net was rolled back to (or that there was none).
     Exception
         Any other error during training, after the same roll-back.
     KeyboardInterrupt
         When interrupted before any epoch was completed.
     """
-    start = len(net.history)
-    net.epochs_completed_ = start
     try:
         net.partial_fit(X_train, None)
     except Exception as error:
         # Keep the epochs that finished (hours of work on a large study);
         # never the weights of a half-done or diverged one.
-        epoch = net.restore_last_finite()
+        epochs = net.restore_last_good_state()
+        net.end_run()
         if isinstance(error, FloatingPointError):
             kept = (
-                f"The network keeps its weights from the end of epoch {epoch}, the last "
-                "finite ones." if epoch else "No epoch was completed, so no weights are kept."
+                f"The network keeps its state from the end of epoch {epochs}, the last "
+                "finite one." if epochs else "No epoch was completed, so no weights are kept."
             )
             raise FloatingPointError(f"{error} {kept}") from error
         raise
-    finally:
-        net.forget_kept_weights()
-    completed = net.epochs_completed_
+    start = getattr(net, "run_start_", len(net.history))
+    completed = getattr(net, "epochs_completed_", len(net.history))
     # skorch swallows KeyboardInterrupt, the signal EarlyStopping also uses.
-    if completed - start < net.max_epochs and not _stopped_early(net):
-        del net.history[completed:]  # the interrupted epoch's partial record
-        if completed == 0:
+    interrupted = len(net.history) > completed or (
+        completed - start < net.max_epochs and not _stopped_early(net)
+    )
+    if interrupted:
+        restored = net.restore_last_good_state()
+        completed = len(net.history) if restored is None else restored
+    net.end_run()
+    if interrupted:
+        if not completed:
             raise KeyboardInterrupt("fit was interrupted before completing an epoch.")
         warnings.warn(
             f"Training was interrupted after {completed - start} of {net.max_epochs} "
-            f"epochs; the model keeps the weights reached so far ({completed} epochs "
-            "in all). Fit again with warm_start=True to continue.",
+            f"epochs; the model is the one at the end of epoch {completed}. Fit again "
+            "with warm_start=True to continue.",
             UserWarning,
             stacklevel=3,
         )

@@ -40,6 +40,16 @@ def resolve_device(device):
     return device
 
 
+def usable_device_param(device):
+    """``device``, or ``"cpu"`` when this machine lacks it (a GPU-fitted model
+    loaded on a CPU-only machine), so that ``fit`` and ``clone`` work here."""
+    try:
+        resolve_device(device)
+    except ValueError:
+        return "cpu"
+    return device
+
+
 def check_unit_interval(X, default_dist):
     """Bernoulli data must be probabilities: every value in [0, 1]."""
     low, high = np.min(X), np.max(X)

@@ -115,7 +115,7 @@ def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch)
 
     from torch import serialization
 
-    gpu_like = copy.deepcopy(fitted)
+    gpu_like = copy.deepcopy(fitted).set_params(device="cuda")
     gpu_like.net_.device = "cuda"
     gpu_like.device_ = torch.device("cuda")
     tagger = (0, lambda storage: "cuda:0", lambda storage, location: None)
@@ -130,6 +130,9 @@ def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch)
     assert str(restored.net_.device) == "cpu"
     assert restored.device_ == torch.device("cpu")
     assert np.array_equal(restored.transform(digits), fitted.transform(digits))
+    # Its device parameter follows, so it can be refitted or cloned here.
+    assert restored.device == "cpu"
+    restored.set_params(warm_start=True, max_iter=1).fit(digits)
 
 
 @requires_cuda

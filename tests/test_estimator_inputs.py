@@ -7,6 +7,7 @@ Hypothesis runs derandomized, so CI sees the same examples every time.
 """
 
 import copy
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,15 @@ SETTINGS = settings(
 )
 DTYPES = ["bool", "int8", "uint8", "int64", "float16", "float32", "float64", "object"]
 MAGNITUDES = [0.0, 1e-30, 1e-5, 1.0, 3.0, 1e5, 1e30]
+# One folder for every memmap the strategies write, removed after the module.
+_MEMMAPS = tempfile.TemporaryDirectory(prefix="betavae-memmaps-")
+_memmap_ids = itertools.count()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_memmaps():
+    yield
+    _MEMMAPS.cleanup()
 
 
 @st.composite
@@ -60,7 +70,7 @@ def inputs(draw, n_features=None):
         X.setflags(write=False)
         return X
     if layout == "memmap" and dtype != "object":
-        path = Path(tempfile.mkdtemp()) / "X.dat"
+        path = Path(_MEMMAPS.name) / f"X{next(_memmap_ids)}.dat"
         mm = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
         mm[:] = X
         mm.flush()

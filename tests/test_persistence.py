@@ -91,12 +91,15 @@ def test_device_argument_moves_the_model_and_sets_the_parameter(saved, fitted, d
 def test_a_model_saved_on_cuda_loads_on_the_cpu(saved, digits, tmp_path, monkeypatch):
     document, tensors = read_model_file(saved)
     document["fitted"]["device_"] = "cuda:0"
+    document["params"]["device"] = "cuda"
     write_model_file(tmp_path / "cuda.safetensors", document, tensors)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(UserWarning, match="fitted on cuda:0.*loaded on the CPU"):
+    with pytest.warns(UserWarning, match='fitted on cuda:0.*loaded on the CPU, with device="cpu"'):
         loaded = BetaVAETransformer.load(tmp_path / "cuda.safetensors")
-    assert loaded.device_ == torch.device("cpu")
+    assert loaded.device_ == torch.device("cpu") and loaded.device == "cpu"
     assert loaded.transform(digits).shape == (240, 3)
+    loaded.set_params(warm_start=True, max_iter=1).fit(digits)  # trains on, here
+    assert loaded.n_iter_ == 4
 
 
 @requires_cuda
@@ -128,6 +131,49 @@ def test_custom_modules_need_fresh_instances_to_load(random_data, tmp_path):
         BetaVAETransformer.load(path, encoder=_Encoder(), decoder=nn.Linear(2, 9))
     loaded = BetaVAETransformer.load(path, encoder=_Encoder())
     np.testing.assert_array_equal(loaded.transform(random_data), vae.transform(random_data))
+
+
+def test_parameter_types_and_output_settings_survive(digits, tmp_path):
+    vae = BetaVAETransformer(
+        **dict(FAST_PARAMS, device=torch.device("cpu"), hidden_layer_sizes=[16, 8])
+    ).fit(digits)
+    vae.set_output(transform="pandas")
+    pytest.importorskip("pandas")
+    vae.save(tmp_path / "m.safetensors")
+    loaded = BetaVAETransformer.load(tmp_path / "m.safetensors")
+    assert loaded.get_params() == vae.get_params()
+    assert type(loaded.hidden_layer_sizes) is list and isinstance(loaded.device, torch.device)
+    assert type(loaded.transform(digits)).__name__ == "DataFrame"
+
+
+def test_saved_files_get_the_usual_permissions(saved):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert saved.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_malformed_documents_are_value_errors(saved, tmp_path):
+    """A re-signed file passes the checksum; its structure is still checked."""
+    def variant(edit, name):
+        document, tensors = read_model_file(saved)
+        edit(document, tensors)
+        write_model_file(tmp_path / name, document, tensors)
+        return tmp_path / name
+
+    cases = {
+        "no_mean": (lambda d, t: t.pop("mean"), "structure of a saved BetaVAETransformer"),
+        "extra_param": (lambda d, t: d["params"].update(evil=1), "structure of a saved"),
+        "bad_param": (lambda d, t: d["params"].update(beta=-1.0), "beta"),
+        "short_history": (lambda d, t: d["history"].pop(), "history whose length is not n_iter_"),
+        "nan_weights": (lambda d, t: t[next(k for k in t if k.startswith("module."))].fill_(np.nan),
+                        "weights that are not finite"),
+        "names": (lambda d, t: d["fitted"].update(feature_names_in_=["a"]), "feature names"),
+    }
+    for name, (edit, message) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            BetaVAETransformer.load(variant(edit, name + ".safetensors"))
 
 
 def test_unfitted_estimators_cannot_be_saved(tmp_path):

@@ -45,26 +45,26 @@ def test_divergence_keeps_the_last_finite_epoch(digits):
     vae = BetaVAETransformer(**dict(EXACT, max_iter=5), callbacks=[PoisonWeightsAt(3)])
     with pytest.raises(
         FloatingPointError,
-        match=r"became nan at epoch 3, batch 1.*weights from the end of epoch 2",
+        match=r"became nan at epoch 3, batch 1.*state from the end of epoch 2",
     ):
         vae.fit(digits)
     assert vae.n_iter_ == 2 and len(vae.net_.history) == 2
     two_epochs = BetaVAETransformer(**dict(EXACT, max_iter=2)).fit(digits)
     np.testing.assert_array_equal(vae.transform(digits), two_epochs.transform(digits))
-    assert not hasattr(vae.net_, "last_finite_weights_")  # no stale copy kept or pickled
+    assert not hasattr(vae.net_, "last_good_state_")  # no stale copy kept or pickled
 
 
 def test_divergence_in_a_warm_start_leaves_the_model_as_it_was(digits):
     vae = BetaVAETransformer(**EXACT).fit(digits)
-    before = vae.transform(digits)
     vae.set_params(warm_start=True, callbacks=[PoisonWeightsAt(4)])
     with pytest.raises(FloatingPointError, match="epoch 4, batch 1.*end of epoch 3"):
         vae.fit(digits)
     assert vae.n_iter_ == 3
-    np.testing.assert_array_equal(vae.transform(digits), before)
-    # And training can go on from there (the optimizer was reset).
+    # Weights, Adam's state and the random stream are as they were, so
+    # training goes on exactly as if the failed run had never happened.
     vae.set_params(callbacks=None).fit(digits)
-    assert vae.n_iter_ == 6 and np.isfinite(vae.transform(digits)).all()
+    whole = BetaVAETransformer(**dict(EXACT, max_iter=6)).fit(digits)
+    np.testing.assert_array_equal(vae.transform(digits), whole.transform(digits))
 
 
 def test_other_training_errors_keep_the_completed_epochs(digits):
@@ -78,13 +78,16 @@ def test_other_training_errors_keep_the_completed_epochs(digits):
 
 def test_keyboard_interrupt_keeps_the_epochs_done_with_a_warning(digits):
     vae = BetaVAETransformer(**dict(EXACT, max_iter=5), callbacks=[RaiseAt(3)])
-    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs"):
+    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs.*end of epoch 2"):
         vae.fit(digits)
     assert vae.n_iter_ == 2 and len(vae.net_.history) == 2
     assert "train_loss" in vae.net_.history[-1]  # the partial epoch is not recorded
-    assert np.isfinite(vae.transform(digits)).all()
+    two = BetaVAETransformer(**dict(EXACT, max_iter=2)).fit(digits)
+    np.testing.assert_array_equal(vae.transform(digits), two.transform(digits))
+    # Continuing gives exactly the uninterrupted run.
     vae.set_params(warm_start=True, callbacks=None, max_iter=3).fit(digits)
-    assert vae.n_iter_ == 5
+    five = BetaVAETransformer(**dict(EXACT, max_iter=5)).fit(digits)
+    np.testing.assert_array_equal(vae.transform(digits), five.transform(digits))
 
 
 def test_keyboard_interrupt_in_the_first_epoch_aborts_fit(digits):
@@ -144,6 +147,24 @@ def test_warm_start_refuses_a_different_network(digits):
     assert vae.n_iter_ == 3
 
 
+def test_warm_start_stays_on_the_fitted_device(digits, monkeypatch):
+    vae = BetaVAETransformer(**FAST_PARAMS, warm_start=True).fit(digits)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="continues training on the fitted device, cpu.*load"):
+        vae.set_params(device="cuda").fit(digits)
+    assert vae.n_iter_ == 3
+
+
+def test_warm_start_keeps_the_validation_split(digits):
+    vae = BetaVAETransformer(
+        **dict(FAST_PARAMS, random_state=None), early_stopping=True, warm_start=True
+    ).fit(digits)
+    first = vae.net_.train_split.random_state
+    vae.fit(digits)
+    assert vae.net_.train_split.random_state == first
+
+
 def test_warm_start_applies_new_training_settings(digits):
     vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
     vae.set_params(warm_start=True, beta=0.5, learning_rate_init=1e-4, max_iter=2).fit(digits)
@@ -158,7 +179,7 @@ def test_warm_start_on_an_unfitted_estimator_is_a_plain_fit(digits):
     np.testing.assert_array_equal(warm.transform(digits), cold.transform(digits))
 
 
-def test_skorch_checkpoint_and_load_init_state_resume_after_a_crash(digits, tmp_path):
+def _checkpointing(tmp_path):
     def callbacks(*extra):
         checkpoint = Checkpoint(
             dirname=tmp_path, monitor=None, f_params="params.safetensors",
@@ -166,6 +187,11 @@ def test_skorch_checkpoint_and_load_init_state_resume_after_a_crash(digits, tmp_
         )
         return [checkpoint, LoadInitState(checkpoint, use_safetensors=True), *extra]
 
+    return callbacks
+
+
+def test_skorch_checkpoint_and_load_init_state_resume_after_a_crash(digits, tmp_path):
+    callbacks = _checkpointing(tmp_path)
     params = dict(EXACT, max_iter=5)
     crashed = BetaVAETransformer(**params, callbacks=callbacks(RaiseAt(4, error=RuntimeError)))
     with pytest.raises(RuntimeError):
@@ -177,3 +203,14 @@ def test_skorch_checkpoint_and_load_init_state_resume_after_a_crash(digits, tmp_
     assert resumed.n_iter_ == 5
     whole = BetaVAETransformer(**params).fit(digits)
     np.testing.assert_allclose(resumed.score(digits), whole.score(digits), rtol=0.02)
+
+
+@pytest.mark.parametrize("resumed_epoch, expected_epochs", [(4, 3), (5, 4)])
+def test_interrupting_a_run_resumed_from_a_checkpoint(digits, tmp_path, resumed_epoch, expected_epochs):
+    callbacks = _checkpointing(tmp_path)
+    BetaVAETransformer(**EXACT, callbacks=callbacks()).fit(digits)  # checkpoint of epoch 3
+    resumed = BetaVAETransformer(**EXACT, callbacks=callbacks(RaiseAt(resumed_epoch)))
+    with pytest.warns(UserWarning, match=f"end of epoch {expected_epochs}"):
+        resumed.fit(digits)
+    assert resumed.n_iter_ == expected_epochs
+    assert all("train_loss" in row for row in resumed.net_.history)
