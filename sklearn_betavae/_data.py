@@ -1,55 +1,97 @@
-"""The data path: batches sliced from one tensor, and chunked inference.
+"""The data path: batches sliced from one tensor, and chunked conversions.
 
 skorch's default path indexes a ``Dataset`` one row at a time and collates
 the rows again; for tabular data that costs more than the network. Here a
-batch is one fancy-index into a single tensor. Batches stay ``(X, y)`` pairs
-(``y`` is always None) so skorch's callbacks see what they expect.
+batch is one fancy-index into a single tensor, which on a GPU lives on the
+device when it fits. Batches stay ``(X, y)`` pairs (``y`` is always None) so
+skorch's callbacks see what they expect.
 """
+
+import warnings
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+# Rows of about this many values are converted at a time: a few tens of MB,
+# so no step makes a full-size temporary and a memmap is never loaded whole.
+CHUNK_VALUES = 2**23
+# Training data move to a GPU only when they take at most this share of its
+# free memory, leaving the rest to the network, Adam and the activations.
+RESIDENT_SHARE = 0.5
+
 
 class RowDataset(Dataset):
-    """The rows of one 2-D tensor, as a torch ``Dataset`` without targets.
+    """The rows of one 2-D float tensor, as a torch ``Dataset`` without targets.
 
     Parameters
     ----------
-    X : array-like or torch.Tensor of shape (n_samples, n_features)
-        Converted with ``torch.as_tensor``: a writeable float32 NumPy array is
-        shared, not copied (a read-only one is copied once, as torch tensors
-        cannot be read-only).
+    X : ndarray or torch.Tensor of shape (n_samples, n_features)
+        Shared, not copied, when it is a float32 or float64 array: the
+        dataset only reads it (a read-only array or memmap is fine).
     y : None
         Present for skorch's ``dataset(X, y)`` call; must be None.
+    mean, scale : array-like of shape (n_features,) or None, default=None
+        When given, every batch is standardised on the fly as
+        ``(batch - mean) / scale``, so X itself is never copied to do it.
+    device : str or torch.device, default="cpu"
+        Where batches go. On a CUDA device the rows are moved there once if
+        they take at most ``RESIDENT_SHARE`` of its free memory; otherwise
+        they stay in host memory and batches are streamed through pinned
+        buffers.
     """
 
-    def __init__(self, X, y=None):
+    def __init__(self, X, y=None, *, mean=None, scale=None, device="cpu"):
         if y is not None:
             raise ValueError("RowDataset holds no targets; y must be None.")
-        self.X = torch.as_tensor(_writeable(X))
+        self.device = torch.device(device)
+        self.X = _resident(_shared_tensor(X), self.device)
+        stats_device = self.X.device if self.X.device == self.device else self.device
+        as_tensor = lambda v: torch.as_tensor(v, dtype=self.X.dtype, device=stats_device)  # noqa: E731
+        self.mean = None if mean is None else as_tensor(mean)
+        self.scale = None if scale is None else as_tensor(scale)
 
     def __len__(self):
         return len(self.X)
 
     def __getitem__(self, index):
-        return self.X[index], None
+        return self.standardise(self.X[index].to(self.device)), None
+
+    def standardise(self, batch):
+        """``(batch - mean) / scale`` when the dataset standardises, else batch."""
+        if self.mean is None:
+            return batch
+        return (batch - self.mean) / self.scale
 
 
-def _writeable(X):
-    if isinstance(X, np.ndarray) and not X.flags.writeable:
-        return X.copy()
-    return X
+def _shared_tensor(X):
+    if isinstance(X, torch.Tensor):
+        return X
+    X = np.asarray(X)
+    with warnings.catch_warnings():
+        # torch warns that it cannot mark a tensor read-only; the rows are
+        # only ever read, so sharing a read-only array is safe.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(X)
 
 
-def _rows_of(dataset):
-    """The underlying tensor and the row indices (or None for all) of a dataset."""
+def _resident(rows, device):
+    if device.type != "cuda" or rows.device == device:
+        return rows
+    free, _ = torch.cuda.mem_get_info(device)
+    if rows.element_size() * rows.nelement() <= RESIDENT_SHARE * free:
+        return rows.to(device)
+    return rows
+
+
+def _dataset_of(dataset):
+    """The ``RowDataset`` and the row indices (or None for all) of a dataset."""
     if isinstance(dataset, Subset):
-        rows, indices = _rows_of(dataset.dataset)
+        base, indices = _dataset_of(dataset.dataset)
         sub = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-        return rows, sub if indices is None else indices[sub]
+        return base, sub if indices is None else indices[sub]
     if isinstance(dataset, RowDataset):
-        return dataset.X, None
+        return dataset, None
     raise TypeError(
         f"SliceLoader needs a RowDataset or a Subset of one; got {type(dataset).__name__}."
     )
@@ -58,40 +100,76 @@ def _rows_of(dataset):
 class SliceLoader:
     """Iterate over mini-batches ``(X[batch_rows], None)`` of a ``RowDataset``.
 
-    A drop-in ``iterator_train`` / ``iterator_valid`` for skorch.
+    A drop-in ``iterator_train`` / ``iterator_valid`` for skorch. Batches are
+    on the dataset's device and standardised when the dataset does so.
 
     Parameters
     ----------
     dataset : RowDataset or torch.utils.data.Subset of one
     batch_size : int
     shuffle : bool, default=False
-        Draw a new permutation of the rows at each pass, from the global torch
-        generator (which the estimator seeds and isolates during ``fit``).
+        Draw a new permutation of the rows at each pass, from the global CPU
+        torch generator (which the estimator seeds and isolates during
+        ``fit``), so the order is the same on every device.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False):
-        self.rows, self.indices = _rows_of(dataset)
+        self.dataset, self.indices = _dataset_of(dataset)
         self.batch_size = batch_size
         self.shuffle = shuffle
 
     def __len__(self):
-        n_rows = len(self.rows) if self.indices is None else len(self.indices)
-        return -(-n_rows // self.batch_size)
+        return -(-self._n_rows() // self.batch_size)
+
+    def _n_rows(self):
+        return len(self.dataset) if self.indices is None else len(self.indices)
 
     def __iter__(self):
-        n_rows = len(self.rows) if self.indices is None else len(self.indices)
+        rows, target = self.dataset.X, self.dataset.device
+        n_rows = self._n_rows()
         if self.shuffle:
             order = torch.randperm(n_rows)
             order = order if self.indices is None else self.indices[order]
-        elif self.indices is not None:
-            order = self.indices
         else:
-            # Unshuffled passes over all rows take plain slices: views, no copy.
-            for start in range(0, n_rows, self.batch_size):
-                yield self.rows[start : start + self.batch_size], None
-            return
+            order = self.indices  # None: plain slices, views without a copy
+        if order is not None:
+            order = order.to(rows.device)
+        streamer = _PinnedStreamer(rows, target) if rows.device != target else None
         for start in range(0, n_rows, self.batch_size):
-            yield self.rows[order[start : start + self.batch_size]], None
+            stop = min(start + self.batch_size, n_rows)
+            which = slice(start, stop) if order is None else order[start:stop]
+            batch = rows[which] if streamer is None else streamer(which)
+            yield self.dataset.standardise(batch), None
+
+
+class _PinnedStreamer:
+    """Copy batches of host rows to a GPU through two pinned staging buffers.
+
+    Gathering into page-locked memory lets the host-to-device copy run
+    asynchronously; a buffer is reused only after its previous copy ended.
+    """
+
+    def __init__(self, rows, device):
+        self.rows, self.device = rows, device
+        self.buffers, self.done = [None, None], [None, None]
+        self.turn = 0
+
+    def __call__(self, which):
+        k, self.turn = self.turn, 1 - self.turn
+        n = which.stop - which.start if isinstance(which, slice) else len(which)
+        if self.buffers[k] is None or len(self.buffers[k]) < n:
+            self.buffers[k] = torch.empty((n, self.rows.shape[1]), dtype=self.rows.dtype, pin_memory=True)
+        if self.done[k] is not None:
+            self.done[k].synchronize()
+        staging = self.buffers[k][:n]
+        if isinstance(which, slice):
+            staging.copy_(self.rows[which])
+        else:
+            torch.index_select(self.rows, 0, which, out=staging)
+        batch = staging.to(self.device, non_blocking=True)
+        self.done[k] = torch.cuda.Event()
+        self.done[k].record()
+        return batch
 
 
 def iter_chunks(X, chunk_size, dtype, device):
@@ -100,37 +178,66 @@ def iter_chunks(X, chunk_size, dtype, device):
     Only one chunk is converted at a time, so a ``numpy.memmap`` is never
     loaded whole.
     """
+    numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     for start in range(0, X.shape[0], chunk_size):
-        chunk = _writeable(np.asarray(X[start : start + chunk_size]))
-        yield torch.as_tensor(chunk, dtype=dtype, device=device)
+        chunk = np.asarray(X[start : start + chunk_size], dtype=numpy_dtype)
+        yield _shared_tensor(chunk).to(device)
+
+
+def _row_chunks(X):
+    step = max(1, CHUNK_VALUES // max(1, X.shape[1]))
+    return (slice(start, start + step) for start in range(0, X.shape[0], step))
 
 
 def standardisation(X, standardize):
-    """Per-feature (mean, scale) in float64; zeros and ones when not standardising."""
-    n_features = X.shape[1]
+    """Per-feature (mean, scale) in float64; zeros and ones when not standardising.
+
+    Computed over row chunks: no full-size temporary, whatever X's dtype.
+    """
+    n_samples, n_features = X.shape
     if not standardize:
         return np.zeros(n_features), np.ones(n_features)
     with np.errstate(over="ignore", invalid="ignore"):
-        mean = X.mean(axis=0, dtype=np.float64)
-        scale = X.std(axis=0, dtype=np.float64)
+        # Each chunk as C-ordered float64 first: the sums then run in the same
+        # order whatever X's layout and dtype, and so give the same bits.
+        chunks = lambda: (np.ascontiguousarray(X[rows], dtype=np.float64) for rows in _row_chunks(X))  # noqa: E731
+        mean = sum(chunk.sum(axis=0) for chunk in chunks()) / n_samples
+        squares = sum(np.square(chunk - mean).sum(axis=0) for chunk in chunks())
+        scale = np.sqrt(squares / n_samples)
     if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
         raise ValueError(
             "X has values too large to standardise in float64 (largest magnitude "
-            f"{np.max(np.abs(X)):.3g}); divide X by a constant first."
+            f"{max(-X.min(), X.max()):.3g}); divide X by a constant first."
         )
     # Constant features keep their values' spread (none): divide by 1, not 0.
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean, scale
 
 
-def float32_rows(X):
-    """X as a C-ordered float32 array for training, refusing values float32 cannot hold."""
+def training_dataset(X, mean, scale, standardize, device):
+    """The ``RowDataset`` to train on, making at most one copy of X.
+
+    A C-ordered float32 X is used as it is (standardised batch by batch).
+    Any other X is converted once to C-ordered float32, standardised on the
+    way in float64 arithmetic, chunk by chunk (so large offsets keep their
+    precision and no float64 copy is made).
+    """
+    if X.dtype == np.float32 and X.flags.c_contiguous:
+        return RowDataset(X, mean=mean if standardize else None,
+                          scale=scale if standardize else None, device=device)
+    rows = np.empty(X.shape, dtype=np.float32)
     with np.errstate(over="ignore"):
-        rows = np.ascontiguousarray(X, dtype=np.float32)
-    if not np.isfinite(rows).all():
+        for chunk in _row_chunks(X):
+            rows[chunk] = (X[chunk] - mean) / scale if standardize else X[chunk]
+    _check_float32_range(rows, standardize, original=X)
+    return RowDataset(rows, device=device)
+
+
+def _check_float32_range(rows, standardize, original):
+    # Finite float64 values beyond float32's range become inf when converted.
+    if not standardize and not (np.isfinite(rows.max()) and np.isfinite(rows.min())):
         raise ValueError(
             "X has values beyond float32's range (largest magnitude "
-            f"{np.max(np.abs(X)):.3g}), the precision the network trains in; use "
-            'standardize=True (or "auto") or rescale X.'
+            f"{max(-original.min(), original.max()):.3g}), the precision the network "
+            'trains in; use standardize=True (or "auto") or rescale X.'
         )
-    return rows

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from ._data import RowDataset, float32_rows, standardisation
+from ._data import standardisation, training_dataset
 from ._inference import Float64Model
 from ._loss import DISTRIBUTIONS
 from ._persistence import load_estimator, save_estimator
@@ -178,8 +178,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     copy of the network in chunks, so results agree to float64 rounding
     (about 1e-15 relative) however rows are batched, and a ``numpy.memmap``
     is never loaded whole. ``transform`` returns float64 whatever the input
-    dtype. ``fit`` trains on a standardised float32 copy of X (see ``fit``
-    for the copies it makes).
+    dtype. ``fit`` trains in float32 and copies X at most once (see ``fit``).
 
     Examples
     --------
@@ -272,10 +271,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data, never modified. Copies made: one float64 array while
-            standardising (the data must be C-ordered float32/float64 or are
-            converted first) and the float32 array trained on; without
-            standardisation a C-ordered float32 X is used as is.
+            Training data, never modified. A C-ordered float32 array (or
+            memmap) is trained on in place, standardised batch by batch: no
+            copy. Any other X is converted once to a C-ordered float32 array
+            (standardised on the way, in float64 arithmetic); the statistics
+            and the conversion work in row chunks of about 8 million values,
+            so no other full-size temporary is made.
         y : None
             Ignored.
 
@@ -505,7 +506,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     # Private helpers -----------------------------------------------------
 
     def _fit_new(self, X, architecture, device):
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+        # float32 first: other dtypes become float32 in one conversion.
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:
@@ -543,10 +545,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def _train(self, X, rng_state):
         """Train ``net_`` on X (initialising it first if new) from ``rng_state``."""
-        standardized = self._architecture_["standardize"]
-        X_train = RowDataset(
-            ((X - self.mean_) / self.scale_).astype(np.float32) if standardized
-            else float32_rows(X)
+        X_train = training_dataset(
+            X, self.mean_, self.scale_, self._architecture_["standardize"], self.device_
         )
         net = self.net_
         try:
@@ -612,7 +612,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def _validate_X(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        # Any numeric dtype as it is: chunks are converted one at a time, so a
+        # memmap of ints is not loaded whole either.
+        X = validate_data(self, X, reset=False, dtype="numeric")
         if self.default_dist_ == "bernoulli":
             check_unit_interval(X, self.default_dist_)
         return X

@@ -3,7 +3,13 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from sklearn_betavae._data import RowDataset, SliceLoader, float32_rows, iter_chunks, standardisation
+from sklearn_betavae._data import (
+    RowDataset,
+    SliceLoader,
+    iter_chunks,
+    standardisation,
+    training_dataset,
+)
 
 
 def test_row_dataset_shares_float32_memory():
@@ -75,8 +81,53 @@ def test_standardisation_refuses_values_that_overflow_float64_statistics():
     assert np.isfinite(scale).all()
 
 
-def test_float32_rows_refuse_what_float32_cannot_hold():
-    rows = float32_rows(np.asfortranarray([[1.0, 2.0], [3.0, 4.0]]))
-    assert rows.dtype == np.float32 and rows.flags.c_contiguous
+def test_float32_c_data_are_trained_on_in_place_and_standardised_per_batch():
+    X = np.random.RandomState(0).normal(3.0, 2.0, size=(50, 7)).astype(np.float32)
+    X.setflags(write=False)  # read-only arrays (and memmaps) are shared too
+    mean, scale = standardisation(X, True)
+    dataset = training_dataset(X, mean, scale, True, "cpu")
+    assert np.shares_memory(dataset.X.numpy(), X)
+    batches = [batch for batch, _ in SliceLoader(dataset, batch_size=16)]
+    np.testing.assert_allclose(torch.cat(batches).numpy(), (X - mean) / scale, rtol=1e-5, atol=1e-6)
+
+
+def test_other_data_are_converted_once_with_float64_precision():
+    # A large offset with a small spread: float32 would lose it before
+    # standardising, float64 arithmetic on the way keeps it.
+    X = 1e6 + np.random.RandomState(0).normal(0.0, 1e-3, size=(40, 3))
+    mean, scale = standardisation(X, True)
+    dataset = training_dataset(np.asfortranarray(X), mean, scale, True, "cpu")
+    rows = dataset.X.numpy()
+    assert rows.dtype == np.float32 and rows.flags.c_contiguous and dataset.mean is None
+    np.testing.assert_allclose(rows, (X - mean) / scale, rtol=1e-6, atol=1e-6)
+    assert 0.9 < rows.std(axis=0).min()
+
+
+def test_values_beyond_float32_are_refused_without_standardisation():
+    X = np.array([[1e39, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="beyond float32's range.*standardize=True"):
-        float32_rows(np.array([[1e39, 0.0]]))
+        training_dataset(X, *standardisation(X, False), False, "cpu")
+    assert training_dataset(X, *standardisation(X, True), True, "cpu").X.isfinite().all()
+
+
+@pytest.mark.parametrize("dtype, budget", [(np.float32, 0.1), (np.float64, 0.6)])
+def test_fit_makes_at_most_one_conversion_copy(dtype, budget, monkeypatch):
+    """Peak NumPy memory during fit, relative to X: no copy for C-ordered
+    float32, one float32 copy (half of X) for float64. Chunks are made small
+    so that a chunk's temporaries are visibly not a full copy."""
+    import tracemalloc
+
+    from sklearn_betavae import BetaVAETransformer, _data
+
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 2**14)
+    X = np.random.RandomState(0).normal(size=(8000, 300)).astype(dtype)
+    vae = BetaVAETransformer(device="cpu", n_components=2, hidden_layer_sizes=(8,), max_iter=1,
+                             batch_size=500, random_state=0)
+    vae.fit(X[:50])  # first-call imports and caches are not the data's
+    tracemalloc.start()
+    try:
+        vae.fit(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < budget * X.nbytes, peak / X.nbytes
