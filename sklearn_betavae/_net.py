@@ -9,8 +9,6 @@ do not call ``super()``: skorch's versions need a target and compute one
 loss, where these record three terms.
 """
 
-import copy
-
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
@@ -74,17 +72,19 @@ class BetaVAENet(NeuralNet):
         # checked, so "finite loss" alone does not make the state usable.
         weights = self.module_.state_dict()
         optimizer = self.optimizer_.state_dict()
-        tensors = [*weights.values(), *(
-            value for state in optimizer["state"].values() for value in state.values()
-            if isinstance(value, torch.Tensor)
-        )]
-        if all(torch.isfinite(value).all() for value in tensors if value.is_floating_point()):
-            self.last_good_state_ = {
-                "epochs": self.epochs_completed_,
-                "weights": copy.deepcopy(weights),
-                "optimizer": copy.deepcopy(optimizer),
-                "rng": torch.random.get_rng_state(),
-            }
+        tensors = [value for value in weights.values() if value.is_floating_point()]
+        tensors += [value for state in optimizer["state"].values() for value in state.values()
+                    if isinstance(value, torch.Tensor) and value.is_floating_point()]
+        # One fused reduction instead of a check per tensor: a norm is finite
+        # exactly when every entry is (short of overflow, which is no better).
+        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all():
+            return
+        self.last_good_state_ = {
+            "epochs": self.epochs_completed_,
+            "weights": {name: value.detach().clone() for name, value in weights.items()},
+            "optimizer": _clone_optimizer_state(optimizer),
+            "rng": torch.random.get_rng_state(),
+        }
 
     def restore_last_good_state(self):
         """Roll back to the end of the last epoch with a finite state.
@@ -148,7 +148,8 @@ class BetaVAENet(NeuralNet):
                 self.history.record_batch(f"{prefix}_{term}", value)
 
     def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+        if not self.module_.training:  # switching walks every submodule: once per phase
+            self._set_training(True)
         Xi, _ = batch
         y_pred = self.infer(Xi, **fit_params)
         terms = self.loss_terms(y_pred, Xi)
@@ -161,10 +162,26 @@ class BetaVAENet(NeuralNet):
         return {"loss": terms["loss"], "y_pred": y_pred}
 
     def validation_step(self, batch, **fit_params):
-        self._set_training(False)
+        if self.module_.training:
+            self._set_training(False)
         Xi, _ = batch
         with torch.no_grad():
             y_pred = self.infer(Xi, **fit_params)
             terms = self.loss_terms(y_pred, Xi)
         self._record_terms(terms, "valid")
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+
+def _clone_optimizer_state(state_dict):
+    """A copy of an optimizer's ``state_dict`` that later steps cannot change.
+
+    Cheaper than ``copy.deepcopy``, which walks every tensor in Python.
+    """
+    return {
+        "state": {
+            index: {key: value.clone() if isinstance(value, torch.Tensor) else value
+                    for key, value in state.items()}
+            for index, state in state_dict["state"].items()
+        },
+        "param_groups": [dict(group) for group in state_dict["param_groups"]],
+    }

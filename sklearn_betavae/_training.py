@@ -21,6 +21,21 @@ from ._modules import VAEModule
 from ._net import BetaVAENet
 
 
+def fused_adam(params, **kwargs):
+    """``torch.optim.Adam`` with its fused kernels where this torch has them.
+
+    One kernel per step for all parameters instead of a few per tensor: on a
+    2-core CPU it cut the epoch time by 16-20% (``benchmarks/README.md``),
+    and it removes kernel launches on a GPU. Falls back to the default
+    implementation where fused Adam is not available for these tensors.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, **kwargs)
+
+
 def build_net(
     *,
     n_features,
@@ -47,7 +62,7 @@ def build_net(
         module__encoder=encoder,
         module__decoder=decoder,
         criterion=None,
-        optimizer=torch.optim.Adam,
+        optimizer=fused_adam,
         warmup_epochs=warmup_epochs,
         dataset=RowDataset,
         iterator_train=SliceLoader,
