@@ -10,6 +10,7 @@ from sklearn_betavae._data import (
     standardisation,
     training_dataset,
 )
+from tests.conftest import requires_cuda
 
 
 def test_row_dataset_shares_float32_memory():
@@ -131,3 +132,27 @@ def test_fit_makes_at_most_one_conversion_copy(dtype, budget, monkeypatch):
     finally:
         tracemalloc.stop()
     assert peak < budget * X.nbytes, peak / X.nbytes
+
+
+@requires_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("share", [0.5, 0.0])
+def test_batches_reach_the_gpu_resident_or_streamed(monkeypatch, share):
+    """Rows that fit go to the GPU once; others stream through pinned buffers.
+    Either way the batches are those of the CPU path."""
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(_data, "RESIDENT_SHARE", share)
+    X = np.random.RandomState(0).normal(size=(100, 5)).astype(np.float32)
+    mean, scale = standardisation(X, True)
+    on_gpu = training_dataset(X, mean, scale, True, "cuda")
+    assert on_gpu.X.is_cuda == (share > 0)
+    on_cpu = training_dataset(X, mean, scale, True, "cpu")
+    for shuffle in (False, True):
+        torch.manual_seed(0)
+        gpu = [batch for batch, _ in SliceLoader(on_gpu, 16, shuffle=shuffle)]
+        torch.manual_seed(0)
+        cpu = [batch for batch, _ in SliceLoader(on_cpu, 16, shuffle=shuffle)]
+        assert all(batch.is_cuda for batch in gpu)
+        for g, c in zip(gpu, cpu, strict=True):
+            np.testing.assert_allclose(g.cpu().numpy(), c.numpy(), rtol=1e-6, atol=1e-6)
