@@ -1,0 +1,205 @@
+"""Figures for a fitted beta-VAE: training curves, traversals, factor correlations, beta search.
+
+Needs the ``plot`` extra (matplotlib; the brain traversals also use nilearn's
+plotting), imported when a function is called. Every function returns the
+``matplotlib.figure.Figure`` and, given ``path``, also saves it there.
+"""
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from .inspection import latent_traversal
+
+__all__ = [
+    "plot_factor_correlations",
+    "plot_latent_traversals",
+    "plot_score_vs_beta",
+    "plot_training_curves",
+]
+
+
+def plot_training_curves(estimator, path=None):
+    """Loss per epoch from the net's history: total, reconstruction and KL.
+
+    Parameters
+    ----------
+    estimator : BetaVAETransformer or Pipeline ending in one
+        Fitted. Validation curves are drawn when it trained with
+        ``early_stopping=True``.
+    path : str or path-like or None, default=None
+        Where to save the figure (format from the suffix).
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_betavae import BetaVAETransformer
+    >>> from sklearn_betavae.plotting import plot_training_curves
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = BetaVAETransformer(device="cpu", n_components=2, max_iter=3,
+    ...                          random_state=0).fit(X[:100])
+    >>> [ax.get_title() for ax in plot_training_curves(vae).axes]
+    ['total loss', 'reconstruction', 'KL']
+    """
+    plt = _pyplot()
+    history = _vae(estimator).net_.history
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5), constrained_layout=True)
+    for ax, (term, title) in zip(axes, [("loss", "total loss"), ("rec_loss", "reconstruction"),
+                                        ("kl_loss", "KL")]):
+        for prefix in ("train", "valid"):
+            key = f"{prefix}_{term}"
+            epochs = [row["epoch"] for row in history if key in row]
+            if epochs:
+                ax.plot(epochs, [row[key] for row in history if key in row], label=prefix)
+        ax.set(title=title, xlabel="epoch", ylabel="nats per sample")
+        ax.legend()
+    return _saved(figure, path)
+
+
+def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0, 5),
+                           reference=None, cut_coords=None, path=None):
+    """A grid of decoded traversals: one row per latent, one column per value.
+
+    Parameters
+    ----------
+    estimator : Pipeline ending in a BetaVAETransformer, or the estimator
+        Fitted. After a ``NiftiMasker`` each cell is a brain map (nilearn's
+        ``plot_anat``, one axial slice); otherwise the decoded row is drawn
+        as a curve, or as a square image when its length is a square (such
+        as digits).
+    latents : list of int or None, default=None
+        Rows to draw; all latents when None.
+    values : array-like, default=np.linspace(-2, 2, 5)
+        The traversed values, in prior standard deviations.
+    reference : array-like of shape (n_components,) or None, default=None
+        The other latents' values (see ``latent_traversal``).
+    cut_coords : float or None, default=None
+        The z coordinate (mm) of the axial slice; nilearn chooses when None.
+    path : str or path-like or None, default=None
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    vae = _vae(estimator)
+    latents = list(range(vae.n_components)) if latents is None else list(latents)
+    values = np.asarray(values, dtype=float)
+    figure, axes = plt.subplots(len(latents), len(values), squeeze=False,
+                                figsize=(2.2 * len(values), 2.0 * len(latents)))
+    for row, latent in enumerate(latents):
+        traversal = latent_traversal(estimator, latent, values=values, reference=reference)
+        for column, value in enumerate(values):
+            ax = axes[row, column]
+            _draw_cell(ax, traversal, column, cut_coords)
+            if row == 0:
+                ax.set_title(f"z = {value:+.1f}")
+        axes[row, 0].text(-0.1, 0.5, f"latent {latent}", transform=axes[row, 0].transAxes,
+                          rotation=90, va="center", ha="right")
+    return _saved(figure, path)
+
+
+def _draw_cell(ax, traversal, column, cut_coords):
+    if hasattr(traversal, "affine"):  # a 4D NIfTI image
+        from nilearn.image import index_img
+        from nilearn.plotting import plot_anat
+
+        plot_anat(index_img(traversal, column), display_mode="z", axes=ax, annotate=False,
+                  draw_cross=False, cut_coords=None if cut_coords is None else [cut_coords])
+        return
+    decoded = np.asarray(traversal)[column]
+    side = int(round(np.sqrt(decoded.size)))
+    if side * side == decoded.size:
+        ax.imshow(decoded.reshape(side, side), cmap="gray")
+        ax.set_axis_off()
+    else:
+        ax.plot(decoded)
+
+
+def plot_factor_correlations(correlations, factor_names=None, path=None):
+    """Heat map of the latent x factor matrix of ``factor_correlations``.
+
+    Parameters
+    ----------
+    correlations : array-like of shape (n_latents, n_factors)
+    factor_names : list of str or None, default=None
+    path : str or path-like or None, default=None
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    correlations = np.asarray(correlations, dtype=float)
+    n_latents, n_factors = correlations.shape
+    names = factor_names or [f"factor {j}" for j in range(n_factors)]
+    figure, ax = plt.subplots(figsize=(1.2 * n_factors + 2, 0.5 * n_latents + 1.5),
+                              constrained_layout=True)
+    image = ax.imshow(correlations, vmin=0, vmax=1, cmap="viridis")
+    for (i, j), value in np.ndenumerate(correlations):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center",
+                color="black" if value > 0.6 else "white")
+    ax.set(xticks=range(n_factors), xticklabels=names, yticks=range(n_latents),
+           yticklabels=[f"latent {i}" for i in range(n_latents)])
+    ax.tick_params(axis="x", rotation=30)
+    figure.colorbar(image, ax=ax, label="|Spearman correlation|")
+    return _saved(figure, path)
+
+
+def plot_score_vs_beta(search, path=None):
+    """Mean cross-validated score (held-out ELBO) against beta, from a grid search.
+
+    Parameters
+    ----------
+    search : fitted GridSearchCV or RandomizedSearchCV
+        Over a parameter named ``beta`` or ending in ``__beta``. With other
+        parameters in the grid, one line per combination of them.
+    path : str or path-like or None, default=None
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    results = search.cv_results_
+    keys = [key for key in results if key.startswith("param_") and
+            (key == "param_beta" or key.endswith("__beta"))]
+    if not keys:
+        raise ValueError("The search has no beta parameter (beta or <step>__beta).")
+    beta_key = keys[0]
+    others = [key for key in results if key.startswith("param_") and key != beta_key]
+    lines = {}
+    for index, beta in enumerate(results[beta_key]):
+        label = ", ".join(f"{key[6:]}={results[key][index]}" for key in others) or "score"
+        lines.setdefault(label, []).append(
+            (float(beta), results["mean_test_score"][index], results["std_test_score"][index])
+        )
+    figure, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
+    for label, points in lines.items():
+        beta, mean, std = np.array(sorted(points)).T
+        ax.errorbar(beta, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set(xscale="log", xlabel="beta", ylabel="mean held-out score (ELBO)")
+    if others:
+        ax.legend()
+    return _saved(figure, path)
+
+
+def _vae(estimator):
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _saved(figure, path):
+    if path is not None:
+        figure.savefig(path, dpi=100)
+    return figure

@@ -1,0 +1,79 @@
+"""Each plotting function returns a Figure and writes the file it is given."""
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_betavae import BetaVAETransformer
+from tests.conftest import FAST_PARAMS
+
+pytest.importorskip("matplotlib")
+
+from matplotlib.figure import Figure  # noqa: E402
+
+from sklearn_betavae.plotting import (  # noqa: E402
+    plot_factor_correlations,
+    plot_latent_traversals,
+    plot_score_vs_beta,
+    plot_training_curves,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return BetaVAETransformer(**FAST_PARAMS, early_stopping=True).fit(digits)
+
+
+def _written(figure, path):
+    assert isinstance(figure, Figure)
+    assert path.exists() and path.stat().st_size > 1000
+    return figure
+
+
+def test_training_curves_show_train_and_validation(fitted, tmp_path):
+    figure = _written(plot_training_curves(fitted, path=tmp_path / "curves.png"), tmp_path / "curves.png")
+    assert [ax.get_title() for ax in figure.axes] == ["total loss", "reconstruction", "KL"]
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["train", "valid"]
+    first = figure.axes[1].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(first, fitted.net_.history[:, "train_rec_loss"])
+
+
+def test_traversals_of_digits_are_images(fitted, tmp_path):
+    figure = plot_latent_traversals(fitted, latents=[0, 2], values=[-1, 0, 1], path=tmp_path / "t.png")
+    _written(figure, tmp_path / "t.png")
+    assert len(figure.axes) == 6 and figure.axes[0].get_images()
+
+
+def test_traversals_of_brains_are_slices(tmp_path):
+    pytest.importorskip("nilearn")
+    from nilearn.maskers import NiftiMasker
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_betavae.datasets import make_brain_population
+
+    population = make_brain_population(30, kind="nonlinear", random_state=0)
+    pipe = Pipeline([("masker", NiftiMasker(population.mask_img, standardize=None)),
+                     ("vae", BetaVAETransformer(**FAST_PARAMS))]).fit(population.images)
+    figure = plot_latent_traversals(pipe, latents=[1], values=[-2, 2], cut_coords=10.0,
+                                    path=tmp_path / "brain.png")
+    _written(figure, tmp_path / "brain.png")
+
+
+def test_factor_correlation_heat_map(tmp_path):
+    correlations = np.array([[0.9, 0.1], [0.2, 0.7], [0.0, 0.05]])
+    figure = plot_factor_correlations(correlations, ["age", "lesion"], path=tmp_path / "c.svg")
+    _written(figure, tmp_path / "c.svg")
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["age", "lesion"]
+    assert {t.get_text() for t in ax.texts} >= {"0.90", "0.70"}
+
+
+def test_score_vs_beta_from_a_grid_search(digits, tmp_path):
+    search = GridSearchCV(BetaVAETransformer(**FAST_PARAMS), {"beta": [0.5, 4.0]}, cv=2).fit(digits)
+    figure = _written(plot_score_vs_beta(search, path=tmp_path / "b.png"), tmp_path / "b.png")
+    line = figure.axes[0].get_lines()[0]  # the data line; the rest are error-bar caps
+    np.testing.assert_allclose(line.get_xdata(), [0.5, 4.0])
+    np.testing.assert_allclose(line.get_ydata(), search.cv_results_["mean_test_score"])
+    other = GridSearchCV(BetaVAETransformer(**FAST_PARAMS), {"n_components": [2]}, cv=2).fit(digits)
+    with pytest.raises(ValueError, match="no beta parameter"):
+        plot_score_vs_beta(other)
