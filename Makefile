@@ -1,5 +1,5 @@
 # Two commands do everything, set-up included:
-#   make demo   creates .venv, installs the package, runs the digits example
+#   make demo   creates .venv, installs the package, runs the two examples (digits, brains)
 #   make test   creates .venv, installs the package with its test extra, runs every test
 # TORCH pins the CPU build that installs from this machine's disk; override it
 # (e.g. `make test TORCH=torch`) for a CUDA build.
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,plot]"
+	$(PY) -m pip install --quiet -e ".[test,plot,neuro]"
 	touch $@
 
 test: $(VENV)/.installed
@@ -24,6 +24,7 @@ test-fast: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(PY) examples/plot_digits_vs_pca.py
+	$(PY) examples/plot_brain_population.py
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_digits_defaults.py

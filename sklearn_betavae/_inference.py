@@ -19,6 +19,7 @@ from ._loss import (
     kl_per_sample,
     log_likelihood_per_sample,
     posterior_distribution,
+    posterior_std,
 )
 
 # About 64 MB of float64 per chunk: enough to keep the matrix products
@@ -84,7 +85,7 @@ class Float64Model:
         def bound(x):
             mu, logvar = self.posterior(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)
-            std = torch.exp(0.5 * logvar)
+            std = posterior_std(logvar)
             x = (x - self.mean) / self.scale
             log_lik = sum(
                 log_likelihood_per_sample(

@@ -37,9 +37,21 @@ def decoder_distribution(output, default_dist):
     return Normal(output, torch.ones_like(output), validate_args=False)
 
 
+# Log-variances are clamped to this range: beyond it the standard deviation
+# under- or overflows float32 (exp(-104) is 0), which made the KL term
+# infinite in a default fit on a brain population; within it the posterior
+# can still be as sharp as a standard deviation of 3e-7 or as wide as 3e6.
+LOGVAR_RANGE = (-30.0, 30.0)
+
+
+def posterior_std(logvar):
+    """Standard deviation ``exp(logvar / 2)``, with ``logvar`` clamped to ``LOGVAR_RANGE``."""
+    return torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
+
+
 def posterior_distribution(mu, logvar):
     """The diagonal normal posterior q(z|x) given its mean and log-variance."""
-    return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+    return Normal(mu, posterior_std(logvar), validate_args=False)
 
 
 def kl_per_latent(q):

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from ._loss import posterior_std
+
 
 def _mlp(sizes):
     """Linear layers with ReLU between them (none after the last)."""
@@ -66,7 +68,8 @@ class MLPDecoder(nn.Module):
 class VAEModule(nn.Module):
     """A VAE: encode to (mu, logvar), sample by reparameterisation, decode.
 
-    In training mode the code is ``mu + exp(logvar / 2) * eps`` with
+    In training mode the code is ``mu + exp(logvar / 2) * eps`` (``logvar``
+    clamped to ``LOGVAR_RANGE``, as everywhere) with
     ``eps ~ N(0, I)``; in evaluation mode it is the posterior mean, so
     inference is deterministic. The forward pass returns
     ``(decoder_output, mu, logvar)``.
@@ -105,5 +108,5 @@ class VAEModule(nn.Module):
 
     def forward(self, x):
         mu, logvar = self.encoder(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        z = mu + posterior_std(logvar) * torch.randn_like(mu) if self.training else mu
         return self.decoder(z), mu, logvar

@@ -1,3 +1,4 @@
+import numpy as np
 import math
 
 import pytest
@@ -140,3 +141,17 @@ def test_data_dtype_follows_the_decoder():
     probs = torch.full((2, 3), 0.5)
     loss = BetaVAELoss().reconstruction_loss(Bernoulli(probs=probs), X.double())
     assert loss.item() == pytest.approx(3 * math.log(2))
+
+
+def test_extreme_log_variances_keep_the_kl_finite():
+    """A log-variance of -210 underflows exp in float32 (KL would be inf);
+    clamped to LOGVAR_RANGE, the KL stays finite and still grows."""
+    from sklearn_betavae._loss import LOGVAR_RANGE, kl_per_sample, posterior_distribution
+
+    mu = torch.zeros(2, 3)
+    logvar = torch.tensor([[-210.0, 0.0, 0.0], [500.0, 0.0, 0.0]])
+    kl = kl_per_sample(posterior_distribution(mu, logvar))
+    assert torch.isfinite(kl).all()
+    low, high = LOGVAR_RANGE
+    expected = 0.5 * torch.tensor([np.exp(low) - 1 - low, np.exp(high) - 1 - high], dtype=torch.float32)
+    torch.testing.assert_close(kl, expected)
