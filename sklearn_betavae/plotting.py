@@ -68,10 +68,10 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     Parameters
     ----------
     estimator : Pipeline ending in a BetaVAETransformer, or the estimator
-        Fitted. After a ``NiftiMasker`` each cell is a brain map (nilearn's
-        ``plot_anat``, one axial slice); otherwise the decoded row is drawn
-        as a curve, or as a square image when its length is a square (such
-        as digits).
+        Fitted. After a ``NiftiMasker`` each cell is one axial slice of the
+        change from the middle column's map (red up, blue down, one scale
+        per row); otherwise the decoded row is drawn as a curve, or as a
+        square image when its length is a square (such as digits).
     latents : list of int or None, default=None
         Rows to draw; all latents when None.
     values : array-like, default=np.linspace(-2, 2, 5)
@@ -96,7 +96,7 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
         traversal = latent_traversal(estimator, latent, values=values, reference=reference)
         for column, value in enumerate(values):
             ax = axes[row, column]
-            _draw_cell(ax, traversal, column, cut_coords)
+            _draw_cell(ax, traversal, column, cut_coords, centre=int(np.argmin(np.abs(values))))
             if row == 0:
                 ax.set_title(f"z = {value:+.1f}")
         axes[row, 0].text(-0.1, 0.5, f"latent {latent}", transform=axes[row, 0].transAxes,
@@ -104,13 +104,20 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     return _saved(figure, path)
 
 
-def _draw_cell(ax, traversal, column, cut_coords):
+def _draw_cell(ax, traversal, column, cut_coords, centre):
     if hasattr(traversal, "affine"):  # a 4D NIfTI image
-        from nilearn.image import index_img
-        from nilearn.plotting import plot_anat
+        import nibabel
+        from nilearn.plotting import plot_img
 
-        plot_anat(index_img(traversal, column), display_mode="z", axes=ax, annotate=False,
-                  draw_cross=False, cut_coords=None if cut_coords is None else [cut_coords])
+        # The change from the traversal's middle map, on a diverging scale:
+        # the maps themselves differ too little to see side by side.
+        data = np.asarray(traversal.dataobj, dtype=np.float32)
+        change = data[..., column] - data[..., centre]
+        limit = float(np.abs(data - data[..., [centre]]).max()) or 1.0
+        plot_img(nibabel.Nifti1Image(change, traversal.affine), display_mode="z", axes=ax,
+                 cut_coords=None if cut_coords is None else [cut_coords], cmap="RdBu_r",
+                 vmin=-limit, vmax=limit, colorbar=False, annotate=False, draw_cross=False,
+                 black_bg=False)
         return
     decoded = np.asarray(traversal)[column]
     side = int(round(np.sqrt(decoded.size)))
