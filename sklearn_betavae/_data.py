@@ -44,10 +44,11 @@ class RowDataset(Dataset):
     def __init__(self, X, y=None, *, mean=None, scale=None, device="cpu"):
         if y is not None:
             raise ValueError("RowDataset holds no targets; y must be None.")
-        self.device = torch.device(device)
+        self.device = _with_index(torch.device(device))
         self.X = _resident(_shared_tensor(X), self.device)
-        stats_device = self.X.device if self.X.device == self.device else self.device
-        as_tensor = lambda v: torch.as_tensor(v, dtype=self.X.dtype, device=stats_device)  # noqa: E731
+        # float64, as the conversion path and inference standardise: a large
+        # offset keeps its precision, and every layout of X gives the same bits.
+        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64, device=self.device)  # noqa: E731
         self.mean = None if mean is None else as_tensor(mean)
         self.scale = None if scale is None else as_tensor(scale)
 
@@ -58,10 +59,18 @@ class RowDataset(Dataset):
         return self.standardise(self.X[index].to(self.device)), None
 
     def standardise(self, batch):
-        """``(batch - mean) / scale`` when the dataset standardises, else batch."""
+        """``(batch - mean) / scale`` (in float64, returned in the rows' dtype)
+        when the dataset standardises, else batch."""
         if self.mean is None:
             return batch
-        return (batch - self.mean) / self.scale
+        return ((batch.double() - self.mean) / self.scale).to(batch.dtype)
+
+
+def _with_index(device):
+    # torch.device("cuda") != torch.device("cuda:0"), which tensors report.
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _shared_tensor(X):
@@ -168,7 +177,7 @@ class _PinnedStreamer:
             torch.index_select(self.rows, 0, which, out=staging)
         batch = staging.to(self.device, non_blocking=True)
         self.done[k] = torch.cuda.Event()
-        self.done[k].record()
+        self.done[k].record(torch.cuda.current_stream(self.device))  # where the copy runs
         return batch
 
 

@@ -506,8 +506,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     # Private helpers -----------------------------------------------------
 
     def _fit_new(self, X, architecture, device):
-        # float32 first: other dtypes become float32 in one conversion.
-        X = validate_data(self, X, dtype=[np.float32, np.float64])
+        # Numeric dtypes as they are: float32 is trained on in place, anything
+        # else is converted once, chunk by chunk, through float64.
+        X = validate_data(self, X, dtype="numeric")
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:

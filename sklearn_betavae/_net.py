@@ -75,9 +75,10 @@ class BetaVAENet(NeuralNet):
         tensors = [value for value in weights.values() if value.is_floating_point()]
         tensors += [value for state in optimizer["state"].values() for value in state.values()
                     if isinstance(value, torch.Tensor) and value.is_floating_point()]
-        # One fused reduction instead of a check per tensor: a norm is finite
-        # exactly when every entry is (short of overflow, which is no better).
-        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all():
+        # One fused reduction instead of a check per tensor: the max-norm is
+        # finite exactly when every entry is (and, unlike the L2 norm, cannot
+        # overflow on finite entries).
+        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all():
             return
         self.last_good_state_ = {
             "epochs": self.epochs_completed_,

@@ -42,7 +42,7 @@ def make_brain_population(
         a Gaussian loss of 8 mm width in two separate fixed regions).
     ``"overlapping"``
         Three atrophies of equal strength (depth up to 0.4, width 8 mm) in
-        neighbouring regions of the precuneus, 10-14 mm apart, so their
+        neighbouring regions of the precuneus, 14-20 mm apart, so their
         patterns overlap.
     ``"nonlinear"``
         One lesion (depth 0.6) that moves: ``lesion_position`` places it

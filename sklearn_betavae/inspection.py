@@ -6,6 +6,8 @@ scores work on any codes, so PCA, FastICA and the beta-VAE are compared on
 the same footing.
 """
 
+from numbers import Integral
+
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import mutual_info_score
@@ -88,7 +90,7 @@ def factor_correlations(Z, factors):
     """
     Z, factors = _codes_and_factors(Z, factors)
     ranks = [_standardised_ranks(a) for a in (Z, factors)]
-    return np.abs(ranks[0].T @ ranks[1] / len(Z))
+    return np.clip(np.abs(ranks[0].T @ ranks[1] / len(Z)), 0.0, 1.0)  # rounding can pass 1
 
 
 def best_match_scores(Z, factors):
@@ -147,7 +149,7 @@ def mutual_information_gap(Z, factors, n_bins=20):
     Z, factors = _codes_and_factors(Z, factors)
     if Z.shape[1] < 2:
         raise ValueError(f"The MIG needs at least two latents; Z has {Z.shape[1]}.")
-    if not isinstance(n_bins, int) or n_bins < 2:
+    if not isinstance(n_bins, Integral) or isinstance(n_bins, bool) or n_bins < 2:
         raise ValueError(f"n_bins must be an integer of at least 2; got {n_bins!r}.")
     latents = [_bins(column, n_bins) for column in Z.T]
     gaps = []
@@ -198,7 +200,7 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
     """
     vae, preceding = (estimator[-1], estimator[:-1]) if isinstance(estimator, Pipeline) else (estimator, None)
     n_components = vae._n_features_out if hasattr(vae, "_n_features_out") else vae.n_components
-    if not isinstance(latent, (int, np.integer)) or not 0 <= latent < n_components:
+    if not isinstance(latent, Integral) or isinstance(latent, bool) or not 0 <= latent < n_components:
         raise ValueError(f"latent must be an integer in [0, {n_components}); got {latent!r}.")
     values = check_array(np.asarray(values, dtype=np.float64).reshape(-1, 1), input_name="values").ravel()
     code = np.zeros(n_components) if reference is None else np.asarray(reference, dtype=np.float64)

@@ -69,8 +69,8 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     ----------
     estimator : Pipeline ending in a BetaVAETransformer, or the estimator
         Fitted. After a ``NiftiMasker`` each cell is one axial slice of the
-        change from the middle column's map (red up, blue down, one scale
-        per row); otherwise the decoded row is drawn as a curve, or as a
+        change from the map at the value nearest 0 (red up, blue down, one
+        scale per row); otherwise the decoded row is drawn as a curve, or as a
         square image when its length is a square (such as digits).
     latents : list of int or None, default=None
         Rows to draw; all latents when None.
@@ -109,7 +109,7 @@ def _draw_cell(ax, traversal, column, cut_coords, centre):
         import nibabel
         from nilearn.plotting import plot_img
 
-        # The change from the traversal's middle map, on a diverging scale:
+        # The change from the map at the value nearest 0, on a diverging scale:
         # the maps themselves differ too little to see side by side.
         data = np.asarray(traversal.dataobj, dtype=np.float32)
         change = data[..., column] - data[..., centre]

@@ -393,6 +393,24 @@ def test_memory_layout_does_not_change_the_model(digits):
     assert np.array_equal(c_order.transform(digits), f_order.transform(digits))
 
 
+def test_trained_in_place_or_converted_the_model_is_the_same():
+    """float32 C-ordered X is standardised batch by batch, any other layout
+    converted once; both in float64, so a large offset keeps its precision
+    and the two give the same bits."""
+    X = (3e7 + np.random.RandomState(0).normal(0, 3, size=(60, 5))).astype(np.float32)
+    in_place = BetaVAETransformer(**FAST_PARAMS).fit(X)
+    converted = BetaVAETransformer(**FAST_PARAMS).fit(np.asfortranarray(X))
+    np.testing.assert_array_equal(in_place.transform(X), converted.transform(X))
+
+
+def test_integers_are_standardised_exactly():
+    X = 10**8 + np.random.RandomState(0).randint(0, 8, size=(50, 3))
+    as_int = BetaVAETransformer(**FAST_PARAMS).fit(X)
+    as_float = BetaVAETransformer(**FAST_PARAMS).fit(X.astype(np.float64))
+    np.testing.assert_array_equal(as_int.scale_, as_float.scale_)
+    np.testing.assert_array_equal(as_int.transform(X), as_float.transform(X))
+
+
 @pytest.mark.parametrize("n_samples", [True, 2.0, -1])
 def test_sample_needs_a_positive_integer(fitted, n_samples):
     with pytest.raises(ValueError, match="n_samples must be a positive integer"):

@@ -87,6 +87,8 @@ def test_scores_validate_their_inputs(factors):
         mutual_information_gap(factors[:, :1], factors)
     with pytest.raises(ValueError, match="n_bins"):
         mutual_information_gap(factors, factors, n_bins=1)
+    assert mutual_information_gap(factors, factors, n_bins=np.int64(10)) > 0.5
+    assert factor_correlations(factors, factors).max() <= 1.0
     with pytest.raises(ValueError, match="NaN"):
         best_match_scores(np.full((5, 2), np.nan), factors[:5])
 
@@ -102,6 +104,7 @@ def test_traversal_varies_one_latent_from_a_reference(digits):
     prior = latent_traversal(vae, 0)
     assert prior.shape == (7, 64)
     np.testing.assert_allclose(prior[3], vae.inverse_transform(np.zeros((1, 3)))[0], rtol=1e-12, atol=1e-12)
-    for bad, match in [({"latent": 3}, "latent must be"), ({"latent": 0, "reference": np.zeros(2)}, "reference")]:
+    for bad, match in [({"latent": 3}, "latent must be"), ({"latent": True}, "latent must be"),
+                       ({"latent": 0, "reference": np.zeros(2)}, "reference")]:
         with pytest.raises(ValueError, match=match):
             latent_traversal(vae, **bad)

@@ -101,3 +101,19 @@ def test_user_callbacks_run_and_are_not_mutated(digits):
     vae = BetaVAETransformer(**FAST_PARAMS, callbacks=[("count", callback)]).fit(digits)
     assert not hasattr(callback, "epochs_")
     assert dict(vae.net_.callbacks_)["count"].epochs_ == FAST_PARAMS["max_iter"]
+
+
+def test_large_finite_weights_are_still_kept_for_roll_back(digits):
+    """The finiteness check must not overflow: 1e19 in every entry is finite,
+    though an L2 norm of it is not."""
+    net = BetaVAETransformer(**FAST_PARAMS).fit(digits).net_
+    with torch.no_grad():
+        next(net.module_.parameters()).fill_(1e19)
+    net.epochs_completed_ = 3
+    net._keep_state_if_finite()
+    assert net.last_good_state_["epochs"] == 3
+    with torch.no_grad():
+        next(net.module_.parameters())[0, 0] = float("inf")
+    net.end_run()
+    net._keep_state_if_finite()
+    assert not hasattr(net, "last_good_state_")
