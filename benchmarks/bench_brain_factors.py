@@ -44,6 +44,8 @@ LEVERS = {
     # Centre each voxel but divide all by one number (the root mean voxel
     # variance), keeping the voxels' relative variances as PCA sees them.
     "global input scale": {"standardize": False},
+    # A combination (two levers), after each was measured alone.
+    "global input scale + hidden=(64,)": {"standardize": False, "hidden_layer_sizes": (64,)},
 }
 GLOBAL_SCALE = "global input scale"
 
@@ -104,7 +106,7 @@ def main():
                 params = dict(n_components=k, device=args.device, random_state=seed)
                 # (n_components=3 is the number of true factors, or fewer.)
                 model = BetaVAETransformer(**{**params, **LEVERS[lever]})
-                models[f"beta-VAE {lever}"] = _GloballyScaled(model) if lever == GLOBAL_SCALE else model
+                models[f"beta-VAE {lever}"] = _GloballyScaled(model) if lever.startswith(GLOBAL_SCALE) else model
             for name, model in models.items():
                 start = time.perf_counter()
                 with warnings.catch_warnings():
