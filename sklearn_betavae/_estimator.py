@@ -28,7 +28,6 @@ from ._validation import (
     check_module_outputs,
     check_standardize,
     check_unit_interval,
-    check_user_module,
     check_validation_split,
     resolve_device,
     usable_device_param,
@@ -513,18 +512,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X.shape[0])
-        encoder = None if self.encoder is None else check_user_module(self.encoder, "encoder")
-        decoder = None if self.decoder is None else check_user_module(self.decoder, "decoder")
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
 
         self.mean_, self.scale_ = standardisation(X, architecture["standardize"])
         self.net_ = build_net(
+            architecture,
             n_features=X.shape[1],
-            n_components=architecture["n_components"],
-            hidden_layer_sizes=architecture["hidden_layer_sizes"],
-            default_dist=architecture["default_dist"],
-            encoder=encoder,
-            decoder=decoder,
+            encoder=self.encoder,
+            decoder=self.decoder,
             warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
             device=device,
             training=self._training_settings(X.shape[0], split_seed=seed),

@@ -28,7 +28,6 @@ from skorch.history import History
 from ._training import build_net
 from ._validation import (
     check_module_outputs,
-    check_user_module,
     resolve_device,
     usable_device_param,
 )
@@ -228,12 +227,10 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     n_features = fitted["n_features_in_"]
 
     net = build_net(
+        architecture,
         n_features=n_features,
-        n_components=architecture["n_components"],
-        hidden_layer_sizes=architecture["hidden_layer_sizes"],
-        default_dist=architecture["default_dist"],
-        encoder=None if encoder is None else check_user_module(encoder, "encoder"),
-        decoder=None if decoder is None else check_user_module(decoder, "decoder"),
+        encoder=encoder,
+        decoder=decoder,
         warmup_epochs=fitted["warmup_epochs"],
         device=target,
         training=estimator._training_settings(n_samples=estimator.batch_size, split_seed=None),

@@ -19,6 +19,7 @@ from ._data import RowDataset, SliceLoader
 from ._loss import BetaVAELoss
 from ._modules import VAEModule
 from ._net import BetaVAENet
+from ._validation import check_user_module
 
 
 def fused_adam(params, **kwargs):
@@ -36,31 +37,23 @@ def fused_adam(params, **kwargs):
         return torch.optim.Adam(params, **kwargs)
 
 
-def build_net(
-    *,
-    n_features,
-    n_components,
-    hidden_layer_sizes,
-    default_dist,
-    encoder,
-    decoder,
-    warmup_epochs,
-    device,
-    training,
-):
+def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, device, training):
     """An uninitialised ``BetaVAENet`` for this architecture.
 
-    ``training`` holds the settings that may change between fits of one
-    network (see ``configure_training``).
+    ``architecture`` holds ``n_components``, ``hidden_layer_sizes`` and
+    ``default_dist``; ``encoder`` and ``decoder`` are the user's modules
+    (deep-copied here, never trained in place) or None. ``training`` holds
+    the settings that may change between fits of one network (see
+    ``configure_training``).
     """
     net = BetaVAENet(
         module=VAEModule,
         module__n_features=n_features,
-        module__n_components=n_components,
-        module__hidden_layer_sizes=hidden_layer_sizes,
-        module__default_dist=default_dist,
-        module__encoder=encoder,
-        module__decoder=decoder,
+        module__n_components=architecture["n_components"],
+        module__hidden_layer_sizes=architecture["hidden_layer_sizes"],
+        module__default_dist=architecture["default_dist"],
+        module__encoder=None if encoder is None else check_user_module(encoder, "encoder"),
+        module__decoder=None if decoder is None else check_user_module(decoder, "decoder"),
         criterion=None,
         optimizer=fused_adam,
         warmup_epochs=warmup_epochs,
@@ -137,8 +130,6 @@ def seed_state(seed):
 def train(net, X_train):
     """``net.partial_fit(X_train)``, with failures and interrupts handled.
 
-    Returns the number of epochs in the net's history afterwards.
-
     Raises
     ------
     FloatingPointError
@@ -183,7 +174,6 @@ def train(net, X_train):
             UserWarning,
             stacklevel=3,
         )
-    return len(net.history)
 
 
 def _stopped_early(net):
