@@ -181,15 +181,16 @@ class _PinnedStreamer:
         return batch
 
 
-def iter_chunks(X, chunk_size, dtype, device):
-    """Yield consecutive row chunks of ``X`` as tensors of ``dtype`` on ``device``.
+def iter_chunks(X, dtype, device):
+    """Yield consecutive row chunks of ``X`` (about ``CHUNK_VALUES`` values
+    each) as tensors of ``dtype`` on ``device``.
 
     Only one chunk is converted at a time, so a ``numpy.memmap`` is never
     loaded whole.
     """
     numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    for start in range(0, X.shape[0], chunk_size):
-        chunk = np.asarray(X[start : start + chunk_size], dtype=numpy_dtype)
+    for rows in _row_chunks(X):
+        chunk = np.asarray(X[rows], dtype=numpy_dtype)
         yield _shared_tensor(chunk).to(device)
 
 

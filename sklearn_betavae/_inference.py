@@ -2,8 +2,8 @@
 
 float64 makes outputs independent of how rows are batched (float32 matrix
 products differ in the last bits between batch sizes); chunks of about
-``CHUNK_VALUES`` values keep memory bounded, so a ``numpy.memmap`` is never
-loaded whole. Every call of an estimator method builds its own
+``_data.CHUNK_VALUES`` values (64 MB of float64) keep memory bounded, so a
+``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
 ``Float64Model``, so one fitted estimator can serve several threads at once.
 """
 
@@ -22,9 +22,6 @@ from ._loss import (
     posterior_std,
 )
 
-# About 64 MB of float64 per chunk: enough to keep the matrix products
-# efficient, small enough for huge memmaps.
-CHUNK_VALUES = 2**23
 
 
 def elbo_noise(n_components, n_pairs=8):
@@ -56,14 +53,16 @@ class Float64Model:
 
     def map_chunks(self, X, fn):
         """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
-        chunk_rows = max(1, CHUNK_VALUES // max(1, X.shape[1]))
         with torch.inference_mode():
-            chunks = iter_chunks(X, chunk_rows, torch.float64, self.device)
+            chunks = iter_chunks(X, torch.float64, self.device)
             return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
 
     def posterior(self, x):
         """(mu, logvar) of q(z|x) for a chunk of rows in the input's units."""
-        return self.module.encoder((x - self.mean) / self.scale)
+        return self.module.encoder(self._standardised(x))
+
+    def _standardised(self, x):
+        return (x - self.mean) / self.scale
 
     def encode(self, X):
         """Posterior means of the rows of X."""
@@ -83,10 +82,10 @@ class Float64Model:
         log_jacobian = torch.log(self.scale).sum()
 
         def bound(x):
-            mu, logvar = self.posterior(x)
+            x = self._standardised(x)  # once, for the encoder and the likelihood
+            mu, logvar = self.module.encoder(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)
             std = posterior_std(logvar)
-            x = (x - self.mean) / self.scale
             log_lik = sum(
                 log_likelihood_per_sample(
                     x, decoder_distribution(self.module.decoder(mu + std * e), self.default_dist)

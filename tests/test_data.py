@@ -53,10 +53,13 @@ def test_other_datasets_are_refused():
         SliceLoader(torch.utils.data.TensorDataset(torch.zeros(3, 2)), batch_size=2)
 
 
-def test_iter_chunks_reads_a_memmap_in_pieces(tmp_path):
+def test_iter_chunks_reads_a_memmap_in_pieces(tmp_path, monkeypatch):
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 12)  # 4 rows of 3
     X = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=(10, 3))
     X[:] = np.arange(30).reshape(10, 3)
-    chunks = list(iter_chunks(X, 4, torch.float64, "cpu"))
+    chunks = list(iter_chunks(X, torch.float64, "cpu"))
     assert [c.shape[0] for c in chunks] == [4, 4, 2]
     assert all(c.dtype == torch.float64 for c in chunks)
     assert np.array_equal(torch.cat(chunks).numpy(), X)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_betavae import BetaVAETransformer, _inference
+from sklearn_betavae import BetaVAETransformer, _data, _inference
 from sklearn_betavae._inference import Float64Model, elbo_noise
 from tests.conftest import FAST_PARAMS
 
@@ -19,7 +19,7 @@ def _model(vae):
 def test_chunking_does_not_change_results(fitted, digits, monkeypatch):
     model = _model(fitted)
     whole = model.encode(digits), model.elbo(digits), model.latent_kl(digits)
-    monkeypatch.setattr(_inference, "CHUNK_VALUES", 64 * 7)  # 7 rows per chunk
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 64 * 7)  # 7 rows per chunk
     chunked = model.encode(digits), model.elbo(digits), model.latent_kl(digits)
     for a, b in zip(whole, chunked):
         np.testing.assert_allclose(a, b, rtol=1e-12)
@@ -30,7 +30,7 @@ def test_memmaps_are_read_in_chunks(fitted, digits, tmp_path, monkeypatch):
     X = np.memmap(path, dtype=np.float32, mode="w+", shape=digits.shape)
     X[:] = digits
     X.flush()
-    monkeypatch.setattr(_inference, "CHUNK_VALUES", 64 * 50)
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 64 * 50)
     seen = []
     original = _inference.iter_chunks
 
