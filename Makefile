@@ -1,6 +1,6 @@
 # Two commands do everything, set-up included:
 #   make demo   creates .venv, installs the package, runs the two examples (digits, brains)
-#   make test   creates .venv, installs the package with its test extra, runs every test
+#   make test   creates .venv, installs the package with its extras, runs every test
 # TORCH pins the CPU build that installs from this machine's disk; override it
 # (e.g. `make test TORCH=torch`) for a CUDA build.
 VENV ?= .venv
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,plot,neuro]"
+	$(PY) -m pip install --quiet -e ".[test,plot,neuro,dist]"
 	touch $@
 
 test: $(VENV)/.installed

@@ -58,6 +58,11 @@ class RowDataset(Dataset):
     def __getitem__(self, index):
         return self.standardise(self.X[index].to(self.device)), None
 
+    def __getitems__(self, indices):
+        # A DataLoader fetches a whole batch with one fancy-index through this
+        # (not one row at a time), and collates nothing.
+        return self[torch.as_tensor(indices, dtype=torch.long)]
+
     def standardise(self, batch):
         """``(batch - mean) / scale`` (in float64, returned in the rows' dtype)
         when the dataset standardises, else batch."""

@@ -14,7 +14,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
@@ -122,6 +122,17 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``device`` is an error (move a model with ``save`` and ``load``).
         With ``beta_warmup=0`` on the CPU, ``fit`` for 5 + 5 epochs gives the
         same network as one ``fit`` for 10.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train through Hugging Face Accelerate (the ``dist`` extra): run the
+        same script on every process (``accelerate launch --num_processes N
+        script.py``) and each process fits on its share of every epoch's
+        batches, with the gradients averaged across processes (data-parallel,
+        on several GPUs or nodes, or CPU processes); the accelerator chooses
+        the device, so ``device`` must be ``"auto"`` or that device.
+        ``batch_size`` is per process (a step sees N batches), and
+        ``random_state`` is taken from process 0. Every process ends with the
+        same fitted model and history. Not saved by ``save`` (a loaded model
+        has None).
     random_state : int, RandomState instance or None, default=None
         Seeds the built-in modules' weight initialisation, shuffling, the
         reparameterisation noise and the validation split (your own
@@ -214,6 +225,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "decoder": [nn.Module, None],
         "callbacks": [list, None],
         "warm_start": ["boolean"],
+        "accelerator": [HasMethods(["prepare", "backward", "unwrap_model"]), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -239,6 +251,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         decoder=None,
         callbacks=None,
         warm_start=False,
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -260,6 +273,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.decoder = decoder
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 
@@ -298,7 +312,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         # Parameter checks first: a refit that fails on them changes nothing.
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
-        device = resolve_device(self.device)
+        device = self._training_device()
         standardize = check_standardize(self.standardize, self.default_dist)
         architecture = {
             "n_components": self.n_components,
@@ -308,6 +322,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         }
         if self.warm_start and hasattr(self, "net_"):
             self._check_same_architecture(architecture)
+            accelerated = getattr(self, "_accelerated_", False)
+            if (self.accelerator is not None) != accelerated:
+                raise ValueError(
+                    "warm_start=True continues training the fitted network the way it was "
+                    f"trained, {'with' if accelerated else 'without'} an accelerator; "
+                    "set warm_start=False to fit a new network."
+                )
             if device != self.device_:
                 raise ValueError(
                     f"warm_start=True continues training on the fitted device, {self.device_}; "
@@ -513,6 +534,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X.shape[0])
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        if self.accelerator is not None:
+            from ._distributed import shared_seed
+
+            seed = shared_seed(self.accelerator, seed)
 
         self.mean_, self.scale_ = standardisation(X, architecture["standardize"])
         self.net_ = build_net(
@@ -523,8 +548,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
             device=device,
             training=self._training_settings(X.shape[0], split_seed=seed),
+            accelerator=self.accelerator,
         )
         self.device_ = device
+        self._accelerated_ = self.accelerator is not None
         self.default_dist_ = architecture["default_dist"]
         self._architecture_ = architecture
         self._split_seed_ = seed
@@ -551,13 +578,25 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     if not net.initialized_:
                         net.initialize()
                         check_module_outputs(
-                            net.module_, X.shape[1], self.n_components, self.default_dist_
+                            net.vae_module(), X.shape[1], self.n_components, self.default_dist_
                         )
                     train(net, X_train)
                 finally:
                     self._rng_state_ = current_rng_state()
         finally:
             self.n_iter_ = len(net.history)
+
+    def _training_device(self):
+        device = resolve_device(self.device)
+        if self.accelerator is None:
+            return device
+        placed = torch.device(self.accelerator.device)
+        if self.device != "auto" and device != placed:
+            raise ValueError(
+                f"With an accelerator, the network trains on the accelerator's device, "
+                f"{placed}; got device={self.device!r}. Leave device='auto'."
+            )
+        return placed
 
     def _check_same_architecture(self, architecture):
         for name, value in architecture.items():
@@ -595,11 +634,16 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                         threshold=self.tol,
                         threshold_mode="rel",
                         load_best=True,
-                        sink=print if self.verbose else noop,
+                        sink=self._print if self.verbose else noop,
                     ),
                 )
             )
         return callbacks
+
+    @property
+    def _print(self):
+        # With an accelerator, one message for all processes.
+        return print if self.accelerator is None else self.accelerator.print
 
     def _forget_fit(self):
         for name in [name for name in vars(self) if name.endswith("_")]:
@@ -617,14 +661,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def _float64_model(self):
         return Float64Model(
-            self.net_.module_, self.mean_, self.scale_, self.default_dist_, torch.device(self.net_.device)
+            self.net_.module_, self.mean_, self.scale_, self.default_dist_, self.device_
         )
 
     def __setstate__(self, state):
         super().__setstate__(state)
         # skorch maps a GPU-fitted net to the CPU when CUDA is missing (with a
         # DeviceWarning); follow it, so that fit and clone work here too.
-        if "net_" in state:
+        if "net_" in state and self.net_.device is not None:  # None: an accelerator placed it
             self.device_ = torch.device(self.net_.device)
             self.device = usable_device_param(self.device)
 

@@ -6,7 +6,8 @@ Only skorch's documented hooks are overridden (``get_loss``,
 ``__init__`` gains ``warmup_epochs``; the
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
-loss, where these record three terms.
+loss, where these record three terms. ``backward`` and ``vae_module`` are
+this class's own hooks, for the distributed subclass in ``_distributed``.
 """
 
 import torch
@@ -159,8 +160,17 @@ class BetaVAENet(NeuralNet):
         if self.kl_weight_ < 1.0:
             beta = self.criterion_.beta
             objective = terms["rec_loss"] + self.kl_weight_ * beta * terms["kl_loss"]
-        objective.backward()
+        self.backward(objective)
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+    def backward(self, objective):
+        """Back-propagate a batch's objective (a distributed net reduces
+        the gradients here)."""
+        objective.backward()
+
+    def vae_module(self):
+        """The VAE module itself, without any distributed wrapper."""
+        return self.module_
 
     def validation_step(self, batch, **fit_params):
         if self.module_.training:

@@ -154,6 +154,7 @@ def save_estimator(estimator, path):
     net = estimator.net_
     params = estimator.get_params(deep=False)
     params["callbacks"] = None  # arbitrary objects: not saved
+    params["accelerator"] = None  # a handle on this run's processes
     random_state = params["random_state"]
     params["random_state"] = int(random_state) if isinstance(random_state, numbers.Integral) else None
     for name in ("encoder", "decoder"):

@@ -37,16 +37,25 @@ def fused_adam(params, **kwargs):
         return torch.optim.Adam(params, **kwargs)
 
 
-def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, device, training):
+def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, device, training,
+              accelerator=None):
     """An uninitialised ``BetaVAENet`` for this architecture.
 
     ``architecture`` holds ``n_components``, ``hidden_layer_sizes`` and
     ``default_dist``; ``encoder`` and ``decoder`` are the user's modules
     (deep-copied here, never trained in place) or None. ``training`` holds
     the settings that may change between fits of one network (see
-    ``configure_training``).
+    ``configure_training``). With an ``accelerator`` the net is an
+    ``AcceleratedBetaVAENet``, which the accelerator places on its device.
     """
-    net = BetaVAENet(
+    if accelerator is None:
+        net_class, loader, placement = BetaVAENet, SliceLoader, {"device": str(device)}
+    else:
+        from ._distributed import AcceleratedBetaVAENet, batch_loader
+
+        net_class, loader = AcceleratedBetaVAENet, batch_loader
+        placement = {"device": None, "accelerator": accelerator}
+    net = net_class(
         module=VAEModule,
         module__n_features=n_features,
         module__n_components=architecture["n_components"],
@@ -58,10 +67,10 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
         optimizer=fused_adam,
         warmup_epochs=warmup_epochs,
         dataset=RowDataset,
-        iterator_train=SliceLoader,
+        iterator_train=loader,
         iterator_train__shuffle=True,
-        iterator_valid=SliceLoader,
-        device=str(device),
+        iterator_valid=loader,
+        **placement,
     )
     configure_training(net, **training)
     return net

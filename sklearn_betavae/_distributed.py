@@ -1,0 +1,143 @@
+"""Data-parallel training through Hugging Face Accelerate (the ``dist`` extra).
+
+``AcceleratedBetaVAENet`` is ``BetaVAENet`` with skorch's ``AccelerateMixin``:
+the accelerator wraps the module and optimizer (``DistributedDataParallel``
+when several processes run), shards every epoch's batches across the
+processes and averages the gradients. skorch's ``DistributedHistory`` keeps
+the batch records of all processes in every process's history, so the
+epoch losses, early stopping and the roll-back after a failure see the same
+numbers everywhere.
+"""
+
+import os
+
+import torch
+from skorch.hf import AccelerateMixin
+from skorch.history import DistributedHistory, History
+from skorch.utils import noop
+from torch.utils.data import DataLoader
+
+from ._net import BetaVAENet
+
+
+def batch_loader(dataset, batch_size, shuffle=False):
+    """A ``DataLoader`` over a ``RowDataset`` (or a ``Subset`` of one).
+
+    Each batch is one fancy-index of the rows (``RowDataset.__getitems__``),
+    as in ``SliceLoader``, but in a ``DataLoader``, which Accelerate knows
+    how to shard across processes.
+    """
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_as_batch)
+
+
+def _as_batch(item):
+    return item
+
+
+def shared_seed(accelerator, seed):
+    """Process 0's ``seed``, in every process (so splits and weights agree)."""
+    if accelerator.num_processes == 1:
+        return seed
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([seed], from_process=0)[0]
+
+
+def _history_store(accelerator):
+    """A key-value store reachable by every process, for ``DistributedHistory``.
+
+    Process 0 opens it on a free port of the host that coordinates the
+    process group, and tells the others which port.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    host = _coordinator_host()
+    if accelerator.is_main_process:
+        # Not waiting for the others here: they learn the port only below.
+        store = torch.distributed.TCPStore(
+            host, 0, accelerator.num_processes, is_master=True, wait_for_workers=False
+        )
+        port = store.port
+    else:
+        store, port = None, None
+    port = broadcast_object_list([port], from_process=0)[0]
+    if store is None:
+        store = torch.distributed.TCPStore(host, port, accelerator.num_processes, is_master=False)
+    return store
+
+
+def _coordinator_host():
+    # torchrun (accelerate's multi-process launcher) exports the address of
+    # the process group's coordinator.
+    return os.environ.get("MASTER_ADDR", "127.0.0.1")
+
+
+class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
+    """``BetaVAENet`` trained through an ``accelerate.Accelerator``.
+
+    ``batch_size`` is per process: with N processes a step averages the
+    gradients of N batches. Between training runs the net is unwrapped (a
+    plain module, optimizer and ``History``), so that inference, pickling
+    and ``save`` work as without Accelerate; each run wraps it again, which
+    makes warm starts possible.
+
+    Parameters
+    ----------
+    accelerator : accelerate.Accelerator
+    **kwargs
+        Passed to ``BetaVAENet``. ``device`` must be None: the accelerator
+        places the module and the batches.
+    """
+
+    def __init__(self, *args, accelerator, **kwargs):
+        # Unwrapped in end_run instead, after the callbacks' on_train_end:
+        # EarlyStopping's best weights were taken from the wrapped module.
+        super().__init__(*args, accelerator=accelerator, unwrap_after_train=False, **kwargs)
+
+    def initialize_callbacks(self):
+        # PrintLog prints to any sink but ``print`` whatever ``verbose`` says;
+        # the table comes from the main process only, and only when verbose.
+        self.callbacks__print_log__sink = self.accelerator.print if self.verbose else noop
+        return super().initialize_callbacks()
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if not self._wrapped_with_accelerator:  # a warm start: wrap again
+            optimizer = self.optimizer_
+            self.optimizer_ = getattr(optimizer, "optimizer", optimizer)
+            self._initialize_accelerator()
+        if self.accelerator.num_processes > 1 and not isinstance(self.history_, DistributedHistory):
+            self.history_ = DistributedHistory(
+                self.history_.to_list(),
+                store=_history_store(self.accelerator),
+                rank=self.accelerator.process_index,
+                world_size=self.accelerator.num_processes,
+            )
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+
+    def end_run(self):
+        super().end_run()
+        self.accelerator.wait_for_everyone()
+        self._unwrap_accelerator()
+        optimizer = self.optimizer_
+        self.optimizer_ = getattr(optimizer, "optimizer", optimizer)
+        if isinstance(self.history_, DistributedHistory):
+            # The store cannot be pickled or reused; the synced records can.
+            self.history_ = History(self.history_.to_list())
+
+    def train_step_single(self, batch, **fit_params):
+        # BetaVAENet's step (three recorded terms, KL warm-up) rather than the
+        # mixin's; the accelerator still autocasts and reduces the gradients.
+        with self.accelerator.autocast():
+            return BetaVAENet.train_step_single(self, batch, **fit_params)
+
+    def backward(self, objective):
+        self.accelerator.backward(objective)
+
+    def vae_module(self):
+        return self.accelerator.unwrap_model(self.module_)
+
+    def restore_last_good_state(self):
+        if isinstance(self.history_, DistributedHistory):
+            # DistributedHistory cannot delete epochs; a plain copy can.
+            self.history_ = History(self.history_.to_list())
+        return super().restore_last_good_state()
