@@ -130,6 +130,12 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         with self.accelerator.autocast():
             return BetaVAENet.train_step_single(self, batch, **fit_params)
 
+    def finite_everywhere(self, loss):
+        # One process raising alone would leave the others waiting forever in
+        # the gradients' all-reduce.
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        return bool(self.accelerator.gather(finite).min() > 0)
+
     def backward(self, objective):
         self.accelerator.backward(objective)
 

@@ -6,9 +6,12 @@ Only skorch's documented hooks are overridden (``get_loss``,
 ``__init__`` gains ``warmup_epochs``; the
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
-loss, where these record three terms. ``backward`` and ``vae_module`` are
-this class's own hooks, for the distributed subclass in ``_distributed``.
+loss, where these record three terms. ``finite_everywhere``, ``backward``
+and ``vae_module`` are this class's own hooks, for the distributed subclass
+in ``_distributed``.
 """
+
+import math
 
 import torch
 from skorch import NeuralNet
@@ -135,7 +138,9 @@ class BetaVAENet(NeuralNet):
     def _record_terms(self, terms, prefix):
         for term in LOSS_TERMS:
             value = terms[term].item()
-            if term == "loss" and not torch.isfinite(terms[term]):
+            if term == "loss" and not self.finite_everywhere(terms[term]):
+                if math.isfinite(value):
+                    value = "non-finite in another process"
                 epoch = len(self.history)
                 # skorch has opened this batch's record; earlier ones of this
                 # phase hold "<prefix>_loss".
@@ -162,6 +167,11 @@ class BetaVAENet(NeuralNet):
             objective = terms["rec_loss"] + self.kl_weight_ * beta * terms["kl_loss"]
         self.backward(objective)
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+    def finite_everywhere(self, loss):
+        """Whether a batch's loss is finite (in every process, for a
+        distributed net: all of them must stop together)."""
+        return bool(torch.isfinite(loss))
 
     def backward(self, objective):
         """Back-propagate a batch's objective (a distributed net reduces

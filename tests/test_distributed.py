@@ -139,24 +139,70 @@ def test_accelerator_device_must_agree_with_device(digits):
 _WORKER = """
 import json, sys
 import numpy as np
+import torch
 from accelerate import Accelerator
+from skorch.callbacks import Callback
 from sklearn.datasets import load_digits
 from sklearn_betavae import BetaVAETransformer
 
-out = sys.argv[1]
+out, mode = sys.argv[1], sys.argv[2]
 accelerator = Accelerator(cpu=True)
+rank = accelerator.process_index
+
+
+class BreakProcessOne(Callback):
+    # The weights of process 1 only become NaN at the start of epoch 4.
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if rank == 1 and training and len(net.history) == 4:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
 X = load_digits().data.astype(np.float32)
 vae = BetaVAETransformer(
     n_components=4, max_iter=20, batch_size=64, random_state=0, accelerator=accelerator,
     early_stopping=True, n_iter_no_change=100,
-).fit(X[:1500])
-rank = accelerator.process_index
+    callbacks=[BreakProcessOne()] if mode == "diverge" else None,
+)
+try:
+    vae.fit(X[:1500])
+    error = None
+except FloatingPointError as caught:
+    error = str(caught)
 weights = {name: value.numpy() for name, value in vae.net_.module_.state_dict().items()}
 np.savez(f"{out}/weights{rank}.npz", **weights)
 with open(f"{out}/result{rank}.json", "w") as f:
     json.dump({"processes": accelerator.num_processes, "score": vae.score(X[1500:]),
-               "history": vae.net_.history.to_list()}, f)
+               "history": vae.net_.history.to_list(), "n_iter": vae.n_iter_, "error": error}, f)
 """
+
+
+def _launch_two_processes(tmp_path, mode):
+    """Run the worker on two gloo CPU processes; its results and weights per rank."""
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(_WORKER))
+    # accelerate's CPU launcher runs several processes only through mpirun;
+    # its torchrun launcher (--multi_gpu) with Accelerator(cpu=True) gives
+    # the same gloo process group on the loopback interface, without MPI.
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+        "--main_process_port", str(_free_port()), str(script), str(tmp_path), mode,
+    ]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads((tmp_path / f"result{rank}.json").read_text()) for rank in (0, 1)]
+    weights = [np.load(tmp_path / f"weights{rank}.npz") for rank in (0, 1)]
+    assert results[0]["processes"] == results[1]["processes"] == 2
+    return results, weights
+
+
+def _assert_same_weights(weights):
+    assert sorted(weights[0]) == sorted(weights[1])
+    for name in weights[0]:
+        assert_array_equal(weights[0][name], weights[1][name])
 
 
 def _free_port():
@@ -167,29 +213,10 @@ def _free_port():
 
 @pytest.mark.slow
 def test_two_processes_train_one_model(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(_WORKER))
-    # accelerate's CPU launcher runs several processes only through mpirun;
-    # its torchrun launcher (--multi_gpu) with Accelerator(cpu=True) gives
-    # the same gloo process group on the loopback interface, without MPI.
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-        "--main_process_port", str(_free_port()), str(script), str(tmp_path),
-    ]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    results = [json.loads((tmp_path / f"result{rank}.json").read_text()) for rank in (0, 1)]
-    weights = [np.load(tmp_path / f"weights{rank}.npz") for rank in (0, 1)]
-    assert results[0]["processes"] == results[1]["processes"] == 2
+    results, weights = _launch_two_processes(tmp_path, "train")
     # Every process ends with the same weights and the same history
     # (DistributedHistory: epoch losses over both processes' batches).
-    assert sorted(weights[0]) == sorted(weights[1])
-    for name in weights[0]:
-        assert_array_equal(weights[0][name], weights[1][name])
+    _assert_same_weights(weights)
     # (Epoch durations are each process's own.)
     without_time = [[{key: value for key, value in epoch.items() if key != "dur"}
                      for epoch in result["history"]] for result in results]
@@ -209,6 +236,20 @@ def test_two_processes_train_one_model(tmp_path):
         early_stopping=True, n_iter_no_change=100,
     ).fit(X[:1500])
     assert results[0]["score"] == pytest.approx(single.score(X[1500:]), rel=0.02)
+
+
+@pytest.mark.slow
+def test_a_nan_in_one_process_stops_both(tmp_path):
+    # Without a shared check the other process would wait forever in the
+    # gradients' all-reduce (the launch would hit its timeout).
+    results, weights = _launch_two_processes(tmp_path, "diverge")
+    assert "became nan at epoch 4" in results[1]["error"]
+    assert "non-finite in another process at epoch 4" in results[0]["error"]
+    for result in results:
+        assert "keeps its state from the end of epoch 3" in result["error"]
+        assert result["n_iter"] == len(result["history"]) == 3
+        assert np.isfinite(result["score"])
+    _assert_same_weights(weights)
 
 
 # A grid search on a Dask cluster -------------------------------------------
