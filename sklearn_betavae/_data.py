@@ -44,7 +44,7 @@ class RowDataset(Dataset):
     def __init__(self, X, y=None, *, mean=None, scale=None, device="cpu"):
         if y is not None:
             raise ValueError("RowDataset holds no targets; y must be None.")
-        self.device = _with_index(torch.device(device))
+        self.device = with_index(torch.device(device))
         self.X = _resident(_shared_tensor(X), self.device)
         # float64, as the conversion path and inference standardise: a large
         # offset keeps its precision, and every layout of X gives the same bits.
@@ -71,7 +71,7 @@ class RowDataset(Dataset):
         return ((batch.double() - self.mean) / self.scale).to(batch.dtype)
 
 
-def _with_index(device):
+def with_index(device):
     # torch.device("cuda") != torch.device("cuda:0"), which tensors report.
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", torch.cuda.current_device())

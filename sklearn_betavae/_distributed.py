@@ -9,12 +9,13 @@ epoch losses, early stopping and the roll-back after a failure see the same
 numbers everywhere.
 """
 
-import os
+import uuid
 
 import torch
 from skorch.hf import AccelerateMixin
 from skorch.history import DistributedHistory, History
 from skorch.utils import noop
+from skorch import NeuralNet
 from torch.utils.data import DataLoader
 
 from ._net import BetaVAENet
@@ -44,39 +45,29 @@ def shared_seed(accelerator, seed):
 
 
 def _history_store(accelerator):
-    """A key-value store reachable by every process, for ``DistributedHistory``.
+    """A key-value store every process reaches, for ``DistributedHistory``.
 
-    Process 0 opens it on a free port of the host that coordinates the
-    process group, and tells the others which port.
+    A fresh namespace (chosen by process 0) in the store the process group
+    was set up with: no other port or host to open, on one machine or many.
     """
     from accelerate.utils import broadcast_object_list
 
-    host = _coordinator_host()
-    if accelerator.is_main_process:
-        # Not waiting for the others here: they learn the port only below.
-        store = torch.distributed.TCPStore(
-            host, 0, accelerator.num_processes, is_master=True, wait_for_workers=False
-        )
-        port = store.port
-    else:
-        store, port = None, None
-    port = broadcast_object_list([port], from_process=0)[0]
-    if store is None:
-        store = torch.distributed.TCPStore(host, port, accelerator.num_processes, is_master=False)
-    return store
-
-
-def _coordinator_host():
-    # torchrun (accelerate's multi-process launcher) exports the address of
-    # the process group's coordinator.
-    return os.environ.get("MASTER_ADDR", "127.0.0.1")
+    namespace = broadcast_object_list([uuid.uuid4().hex], from_process=0)[0]
+    # torch has no public accessor for the process group's store.
+    group_store = torch.distributed.distributed_c10d._get_default_store()
+    return torch.distributed.PrefixStore(f"sklearn_betavae/{namespace}/", group_store)
 
 
 class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
     """``BetaVAENet`` trained through an ``accelerate.Accelerator``.
 
     ``batch_size`` is per process: with N processes a step averages the
-    gradients of N batches. Between training runs the net is unwrapped (a
+    gradients of N batches. As with PyTorch's ``DistributedSampler``, the
+    last batches of an epoch are filled up with rows from its start, so
+    that every process takes the same number of steps. Validation is not
+    sharded: every process scores every validation row, so the validation
+    losses (which early stopping watches) are exactly those of one process.
+    Between training runs the net is unwrapped (a
     plain module, optimizer and ``History``), so that inference, pickling
     and ``save`` work as without Accelerate; each run wraps it again, which
     makes warm starts possible.
@@ -100,6 +91,17 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         self.callbacks__print_log__sink = self.accelerator.print if self.verbose else noop
         return super().initialize_callbacks()
 
+    @property
+    def n_processes(self):
+        return self.accelerator.num_processes
+
+    def get_iterator(self, dataset, training=False):
+        if not training:  # see the class docstring: not sharded, not padded
+            return NeuralNet.get_iterator(self, dataset, training=False)
+        iterator = super().get_iterator(dataset, training=True)
+        vars(self).setdefault("_prepared_loaders", []).append(iterator)
+        return iterator
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         if not self._wrapped_with_accelerator:  # a warm start: wrap again
             optimizer = self.optimizer_
@@ -115,14 +117,37 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         super().on_train_begin(net, X=X, y=y, **kwargs)
 
     def end_run(self):
+        if isinstance(self.history_, DistributedHistory):
+            # The store cannot be pickled or reused; the synced records can.
+            # Synced before the barrier, while every process still writes.
+            self.history_ = History(self.history_.to_list())
         super().end_run()
         self.accelerator.wait_for_everyone()
+        # The accelerator keeps what it prepared (the data included) for as
+        # long as it lives: let this run's objects go.
+        self._release([self.module_, self.optimizer_, *vars(self).pop("_prepared_loaders", [])])
         self._unwrap_accelerator()
         optimizer = self.optimizer_
         self.optimizer_ = getattr(optimizer, "optimizer", optimizer)
-        if isinstance(self.history_, DistributedHistory):
-            # The store cannot be pickled or reused; the synced records can.
-            self.history_ = History(self.history_.to_list())
+
+    def _release(self, prepared):
+        ids = {id(thing) for thing in prepared}
+        for name in ("_models", "_optimizers", "_dataloaders"):
+            kept = getattr(self.accelerator, name, None)
+            if isinstance(kept, list):
+                kept[:] = [thing for thing in kept if id(thing) not in ids]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # skorch maps the tensors to state["device"] when unpickling; None
+        # would mean the CPU, so name the device the weights are on.
+        if hasattr(self, "module_"):
+            state["device"] = str(next(self.module_.parameters()).device)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.device = None  # the accelerator places the net again
 
     def train_step_single(self, batch, **fit_params):
         # BetaVAENet's step (three recorded terms, KL warm-up) rather than the

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from ._data import standardisation, training_dataset
+from ._data import standardisation, training_dataset, with_index
 from ._inference import Float64Model
 from ._loss import DISTRIBUTIONS
 from ._persistence import load_estimator, save_estimator
@@ -591,7 +591,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if self.accelerator is None:
             return device
         placed = torch.device(self.accelerator.device)
-        if self.device != "auto" and device != placed:
+        if self.accelerator.num_processes > 1 and not getattr(self.accelerator, "even_batches", True):
+            # Processes with different numbers of batches would wait for
+            # each other's gradients forever.
+            raise ValueError("Training on several processes needs Accelerator(even_batches=True).")
+        if self.device != "auto" and with_index(device) != with_index(placed):
             raise ValueError(
                 f"With an accelerator, the network trains on the accelerator's device, "
                 f"{placed}; got device={self.device!r}. Leave device='auto'."
@@ -668,8 +672,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         super().__setstate__(state)
         # skorch maps a GPU-fitted net to the CPU when CUDA is missing (with a
         # DeviceWarning); follow it, so that fit and clone work here too.
-        if "net_" in state and self.net_.device is not None:  # None: an accelerator placed it
-            self.device_ = torch.device(self.net_.device)
+        if "net_" in state:
+            placed_by = self.net_.device  # None: an accelerator placed the net
+            self.device_ = (torch.device(placed_by) if placed_by is not None
+                            else next(self.net_.module_.parameters()).device)
             self.device = usable_device_param(self.device)
 
     def __sklearn_tags__(self):

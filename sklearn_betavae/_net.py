@@ -6,8 +6,8 @@ Only skorch's documented hooks are overridden (``get_loss``,
 ``__init__`` gains ``warmup_epochs``; the
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
-loss, where these record three terms. ``finite_everywhere``, ``backward``
-and ``vae_module`` are this class's own hooks, for the distributed subclass
+loss, where these record three terms. ``n_processes``,
+``finite_everywhere``, ``backward`` and ``vae_module`` are this class's own hooks, for the distributed subclass
 in ``_distributed``.
 """
 
@@ -145,7 +145,9 @@ class BetaVAENet(NeuralNet):
                 # skorch has opened this batch's record; earlier ones of this
                 # phase hold "<prefix>_loss".
                 batches = self.history[-1]["batches"]
-                batch = 1 + sum(f"{prefix}_loss" in record for record in batches[:-1])
+                # (With several processes, each step left a record per process.)
+                done = sum(f"{prefix}_loss" in record for record in batches[:-1])
+                batch = 1 + done // self.n_processes
                 raise FloatingPointError(
                     f"The {prefix} loss became {value} at epoch {epoch}, batch {batch}; "
                     "training stopped before that update. Lower learning_rate_init, "
@@ -167,6 +169,11 @@ class BetaVAENet(NeuralNet):
             objective = terms["rec_loss"] + self.kl_weight_ * beta * terms["kl_loss"]
         self.backward(objective)
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+    @property
+    def n_processes(self):
+        """How many processes train this net together."""
+        return 1
 
     def finite_everywhere(self, loss):
         """Whether a batch's loss is finite (in every process, for a

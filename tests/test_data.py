@@ -163,9 +163,9 @@ def test_batches_reach_the_gpu_resident_or_streamed(monkeypatch, share):
 
 def test_cuda_without_an_index_means_the_current_device(monkeypatch):
     """Tensors report "cuda:0", which does not equal torch.device("cuda")."""
-    from sklearn_betavae._data import _with_index
+    from sklearn_betavae._data import with_index
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    assert _with_index(torch.device("cuda")) == torch.device("cuda:0")
-    assert _with_index(torch.device("cuda:1")) == torch.device("cuda:1")
-    assert _with_index(torch.device("cpu")) == torch.device("cpu")
+    assert with_index(torch.device("cuda")) == torch.device("cuda:0")
+    assert with_index(torch.device("cuda:1")) == torch.device("cuda:1")
+    assert with_index(torch.device("cpu")) == torch.device("cpu")
