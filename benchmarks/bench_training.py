@@ -12,6 +12,9 @@ same batch size and epochs through
 * ``estimator``: ``BetaVAETransformer.fit``;
 * ``plain loop``: a hand-written PyTorch loop (data resident on the device,
   shuffled index slices, Adam, the beta-VAE loss inline), the yardstick;
+* ``accelerate``: the estimator with ``accelerator=Accelerator()`` in this
+  one process (the overhead of the Accelerate path; needs the ``dist``
+  extra);
 * ``skorch default``: the same skorch net fed through skorch's default
   ``Dataset`` + ``DataLoader`` path (per-sample indexing and collation);
 
@@ -108,11 +111,11 @@ def _rss():
         return int(statm.read().split()[1]) * 4096
 
 
-def estimator_run(X, X_test, args, device):
+def estimator_run(X, X_test, args, device, accelerator=None):
     vae = BetaVAETransformer(
-        beta=args.beta, device=str(device), n_components=args.n_components,
+        beta=args.beta, device="auto" if accelerator else str(device), n_components=args.n_components,
         hidden_layer_sizes=args.hidden, max_iter=args.epochs, batch_size=args.batch_size,
-        random_state=0,
+        random_state=0, accelerator=accelerator,
     )
     vae.fit(X)
     times = list(vae.net_.history[:, "dur"])
@@ -182,6 +185,12 @@ def linear_run(model_class, X, X_test, args):
     return [seconds], model.inverse_transform(model.transform(X_test))
 
 
+def _accelerator(device):
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=device.type == "cpu")
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -197,13 +206,15 @@ def main():
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128])
     parser.add_argument("--beta", type=float, default=4.0)
     parser.add_argument("--methods", nargs="+",
-                        default=["estimator", "plain loop", "skorch default", "PCA", "FastICA"])
+                        default=["estimator", "plain loop", "accelerate", "skorch default", "PCA",
+                                 "FastICA"])
     args = parser.parse_args()
     args.hidden = tuple(args.hidden)
     device = torch.device(args.device)
     runs = {
         "estimator": lambda X, T: estimator_run(X, T, args, device),
         "plain loop": lambda X, T: plain_loop_run(X, T, args, device),
+        "accelerate": lambda X, T: estimator_run(X, T, args, device, _accelerator(device)),
         "skorch default": lambda X, T: skorch_default_run(X, T, args, device),
         "PCA": lambda X, T: linear_run(PCA, X, T, args),
         "FastICA": lambda X, T: linear_run(FastICA, X, T, args),
