@@ -207,6 +207,10 @@ def _row_chunks(X):
 def standardisation(X, standardize):
     """Per-feature (mean, scale) in float64; zeros and ones when not standardising.
 
+    With ``standardize="global"`` every feature's scale is the root mean
+    feature variance (one number), so that features keep their relative
+    variances.
+
     Computed over row chunks: no full-size temporary, whatever X's dtype.
     """
     n_samples, n_features = X.shape
@@ -224,6 +228,8 @@ def standardisation(X, standardize):
             "X has values too large to standardise in float64 (largest magnitude "
             f"{max(-X.min(), X.max()):.3g}); divide X by a constant first."
         )
+    if standardize == "global":
+        scale = np.full(n_features, np.sqrt(np.mean(np.square(scale))))
     # Constant features keep their values' spread (none): divide by 1, not 0.
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean, scale

@@ -81,11 +81,17 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         for 1.0-3.6 nats less held-out ELBO (``benchmarks/README.md``). ``0``
         trains at full ``beta`` throughout. The recorded losses always use the
         full ``beta``.
-    standardize : "auto" or bool, default="auto"
+    standardize : "auto", "global" or bool, default="auto"
         Z-score each feature before training (undone on the way out).
         ``"auto"`` means True for the normal and laplace decoders and False
         for bernoulli, whose data must stay in [0, 1]; True with bernoulli is
-        an error.
+        an error. ``"global"`` centres each feature but divides all of them
+        by one number, the root mean feature variance: features keep the
+        relative variances that PCA sees, so quiet ones (voxels outside the
+        regions that vary) weigh less. On simulated brain populations it
+        recovered focal amplitude factors better than per-feature scaling
+        (mean best-match 0.63-0.79 against 0.57-0.66 over 5 seeds;
+        ``benchmarks/README.md``).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data and stop when
         its loss has not improved by ``tol`` (relative) for
@@ -216,7 +222,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "beta_warmup": [Interval(Real, 0, 1, closed="both")],
-        "standardize": [StrOptions({"auto"}), "boolean"],
+        "standardize": [StrOptions({"auto", "global"}), "boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],

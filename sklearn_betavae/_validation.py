@@ -117,15 +117,16 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
 
 
 def check_standardize(standardize, default_dist):
-    """Whether to standardise: "auto" is yes except for Bernoulli data."""
+    """How to standardise: True (per feature), "global" or False. "auto" is
+    True except for Bernoulli data."""
     if standardize == "auto":
         return default_dist != "bernoulli"
     if standardize and default_dist == "bernoulli":
         raise ValueError(
-            'standardize=True cannot be used with default_dist="bernoulli": the '
+            f'standardize={standardize!r} cannot be used with default_dist="bernoulli": the '
             'data must stay in [0, 1]. Use standardize="auto" or False.'
         )
-    return bool(standardize)
+    return "global" if standardize == "global" else bool(standardize)
 
 
 def check_validation_split(validation_fraction, n_samples):

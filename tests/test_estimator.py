@@ -189,6 +189,19 @@ def test_standardize_false_trains_on_raw_values(digits):
     assert np.array_equal(vae.scale_, np.ones(64))
 
 
+def test_global_standardisation_keeps_relative_variances(digits, tmp_path):
+    vae = BetaVAETransformer(**FAST_PARAMS, standardize="global").fit(digits)
+    np.testing.assert_allclose(vae.mean_, digits.mean(axis=0))
+    np.testing.assert_allclose(vae.scale_, np.sqrt(np.mean(digits.var(axis=0))))
+    assert vae.inverse_transform(vae.transform(digits)).mean() == pytest.approx(digits.mean(), rel=0.2)
+    vae.save(tmp_path / "global.safetensors")
+    loaded = BetaVAETransformer.load(tmp_path / "global.safetensors")
+    assert loaded.standardize == "global"
+    np.testing.assert_array_equal(loaded.transform(digits), vae.transform(digits))
+    with pytest.raises(ValueError, match="standardize='global' cannot be used"):
+        BetaVAETransformer(**FAST_PARAMS, default_dist="bernoulli", standardize="global").fit(digits / 16)
+
+
 def test_constant_features_are_handled(random_data):
     X = random_data.copy()
     X[:, 2] = 5.0
