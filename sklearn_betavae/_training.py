@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import partial
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
@@ -173,6 +174,8 @@ def train(net, X_train):
         restored = net.restore_last_good_state()
         completed = len(net.history) if restored is None else restored
     net.end_run()
+    if not interrupted:
+        _warn_if_diverged(net, start)
     if interrupted:
         if not completed:
             raise KeyboardInterrupt("fit was interrupted before completing an epoch.")
@@ -181,6 +184,34 @@ def train(net, X_train):
             f"epochs; the model is the one at the end of epoch {completed}. Fit again "
             "with warm_start=True to continue.",
             UserWarning,
+            stacklevel=3,
+        )
+
+
+# A finite run whose last training loss is this many times its lowest one
+# has diverged (the loss is a sum of non-negative terms).
+DIVERGED_RATIO = 10.0
+
+
+def _warn_if_diverged(net, start):
+    """Warn when this run's training loss blew up while staying finite.
+
+    Not when early stopping restored its best epoch: the model is then not
+    the last epoch's.
+    """
+    if any(isinstance(callback, EarlyStopping) and callback.load_best for _, callback in net.callbacks_):
+        return
+    losses = list(net.history[start:, "train_loss"])
+    if not losses:
+        return
+    lowest = min(losses)
+    if lowest > 0 and losses[-1] > DIVERGED_RATIO * lowest:
+        warnings.warn(
+            f"Training diverged: the training loss rose from {lowest:.4g} (epoch "
+            f"{start + 1 + losses.index(lowest)}) to {losses[-1]:.4g} (epoch {len(net.history)}), "
+            "though it stayed finite; the model is the last epoch's. Lower "
+            "learning_rate_init, or set early_stopping=True to keep the best epoch.",
+            ConvergenceWarning,
             stacklevel=3,
         )
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from skorch.callbacks import Callback, Checkpoint, LoadInitState
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from sklearn_betavae import BetaVAETransformer
 
@@ -214,3 +214,16 @@ def test_interrupting_a_run_resumed_from_a_checkpoint(digits, tmp_path, resumed_
         resumed.fit(digits)
     assert resumed.n_iter_ == expected_epochs
     assert all("train_loss" in row for row in resumed.net_.history)
+
+
+def test_a_finite_divergence_is_reported(digits):
+    # A far too large step size: the loss climbs by orders of magnitude
+    # without ever becoming non-finite (as a 4 mm brain fit did).
+    params = {**FAST_PARAMS, "max_iter": 30, "learning_rate_init": 0.3}
+    with pytest.warns(ConvergenceWarning, match="Training diverged: the training loss rose from"):
+        BetaVAETransformer(**params).fit(digits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        BetaVAETransformer(**{**params, "learning_rate_init": 1e-3}).fit(digits)
+        # Early stopping keeps the best epoch: nothing to report.
+        BetaVAETransformer(**params, early_stopping=True, n_iter_no_change=100).fit(digits)
