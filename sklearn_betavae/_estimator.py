@@ -130,8 +130,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         same network as one ``fit`` for 10.
     accelerator : accelerate.Accelerator or None, default=None
         Train through Hugging Face Accelerate (the ``dist`` extra): run the
-        same script on every process (``accelerate launch --num_processes N
-        script.py``) and each process fits on its share of every epoch's
+        same script on every process (``accelerate launch --multi_gpu
+        --num_processes N script.py``; see ``examples/train_with_accelerate.py``
+        for CPU processes and several nodes) and each process fits on its share of every epoch's
         batches, with the gradients averaged across processes (data-parallel,
         on several GPUs or nodes, or CPU processes); the accelerator chooses
         the device, so ``device`` must be ``"auto"`` or that device.
