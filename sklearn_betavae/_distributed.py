@@ -12,10 +12,10 @@ numbers everywhere.
 import uuid
 
 import torch
+from skorch import NeuralNet
 from skorch.hf import AccelerateMixin
 from skorch.history import DistributedHistory, History
 from skorch.utils import noop
-from skorch import NeuralNet
 from torch.utils.data import DataLoader
 
 from ._net import BetaVAENet
@@ -103,9 +103,7 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         return iterator
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if not self._wrapped_with_accelerator:  # a warm start: wrap again
-            optimizer = self.optimizer_
-            self.optimizer_ = getattr(optimizer, "optimizer", optimizer)
+        if not self._wrapped_with_accelerator:  # a warm start (end_run unwrapped it all)
             self._initialize_accelerator()
         if self.accelerator.num_processes > 1 and not isinstance(self.history_, DistributedHistory):
             self.history_ = DistributedHistory(
@@ -117,10 +115,8 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         super().on_train_begin(net, X=X, y=y, **kwargs)
 
     def end_run(self):
-        if isinstance(self.history_, DistributedHistory):
-            # The store cannot be pickled or reused; the synced records can.
-            # Synced before the barrier, while every process still writes.
-            self.history_ = History(self.history_.to_list())
+        # Synced before the barrier, while every process still writes.
+        self._plain_history()
         super().end_run()
         self.accelerator.wait_for_everyone()
         # The accelerator keeps what it prepared (the data included) for as
@@ -168,7 +164,11 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         return self.accelerator.unwrap_model(self.module_)
 
     def restore_last_good_state(self):
-        if isinstance(self.history_, DistributedHistory):
-            # DistributedHistory cannot delete epochs; a plain copy can.
-            self.history_ = History(self.history_.to_list())
+        self._plain_history()  # DistributedHistory cannot delete epochs
         return super().restore_last_good_state()
+
+    def _plain_history(self):
+        # The synced records in a plain History: its store cannot be pickled,
+        # reused or truncated.
+        if isinstance(self.history_, DistributedHistory):
+            self.history_ = History(self.history_.to_list())

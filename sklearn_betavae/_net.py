@@ -7,8 +7,8 @@ Only skorch's documented hooks are overridden (``get_loss``,
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
 loss, where these record three terms. ``n_processes``,
-``finite_everywhere``, ``backward`` and ``vae_module`` are this class's own hooks, for the distributed subclass
-in ``_distributed``.
+``finite_everywhere``, ``backward`` and ``vae_module`` are this class's own
+hooks, for the distributed subclass in ``_distributed``.
 """
 
 import math
