@@ -4,6 +4,11 @@ Usage:
     python benchmarks/bench_brain_factors.py
     python benchmarks/bench_brain_factors.py --kinds nonlinear --seeds 0 1 2 --levers defaults beta=1
     OMP_NUM_THREADS=1 python benchmarks/bench_brain_factors.py --threads 1 --levers "conv3d (8,16)"
+    OMP_NUM_THREADS=1 python benchmarks/bench_brain_factors.py --threads 1 --seeds 0 1 2 3 4 \
+        --model-seeds 3 --ica-on-codes --levers init=pca init=random \
+        "init=pca + standardize=global" "init=random + standardize=global"
+    OMP_NUM_THREADS=1 python benchmarks/bench_brain_factors.py --threads 1 --kinds nonlinear amplitude \
+        --n-train 300 1000 3000 --n-test 200 --levers init=pca init=random
 
 For each kind of population (``sklearn_betavae.datasets.make_brain_population``)
 and each seed (a new population and new model seeds), masks the images with
@@ -13,8 +18,16 @@ same number of components, and scores the held-out subjects: mean best-match
 rank correlation with the true factors, MIG, reconstruction MSE, and the
 fit time. Prints one table, failures included. The lever "best of 5 seeds
 by ELBO" also prints every candidate's inner-validation ELBO and test
-best-match. Results depend on the number of torch threads (float rounding
-differs), so compare rows run with the same ``--threads``.
+best-match. ``--model-seeds`` fits each beta-VAE lever with that many
+random_states per population (``seed + 1000 * i``); ``--ica-on-codes`` adds,
+for every beta-VAE, a row for FastICA fitted on its training codes (the
+pipeline a user can build); several ``--n-train`` values give a learning
+curve on nested training sets of one population per seed (the held-out
+subjects are the same for all). Results depend on the number of torch
+threads (float rounding differs), so compare rows run with the same
+``--threads``. "defaults" follows the estimator's defaults of the day
+(``init="pca"`` since issue 15; random before); the ``init=...`` levers say
+it explicitly.
 """
 
 import argparse
@@ -46,6 +59,14 @@ LEVERS = {
     "hidden=() (linear)": {"hidden_layer_sizes": ()},
     "cosine lr": {"callbacks": [LRScheduler(policy=CosineAnnealingLR, T_max=200)]},
     "n_components=3": {"n_components": 3},
+    "init=pca": {"init": "pca"},
+    "init=random": {"init": "random"},
+    "init=pca + standardize=global": {"init": "pca", "standardize": "global"},
+    "init=random + standardize=global": {"init": "random", "standardize": "global"},
+    "init=pca + beta_warmup=0": {"init": "pca", "beta_warmup": 0.0},
+    "init=pca + beta=8": {"init": "pca", "beta": 8.0},
+    "init=pca + beta=1": {"init": "pca", "beta": 1.0},
+    "init=pca + cosine lr": {"init": "pca", "callbacks": [LRScheduler(policy=CosineAnnealingLR, T_max=200)]},
     # Centre each voxel but divide all by one number (the root mean voxel
     # variance), keeping the voxels' relative variances as PCA sees them.
     "global input scale": {"standardize": False},
@@ -119,7 +140,11 @@ def main():
     parser.add_argument("--kinds", nargs="+", default=["amplitude", "overlapping", "nonlinear"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--levers", nargs="+", default=["defaults", "beta=1", "max_iter=600"])
-    parser.add_argument("--n-train", type=int, default=300)
+    parser.add_argument("--n-train", type=int, nargs="+", default=[300])
+    parser.add_argument("--model-seeds", type=int, default=1,
+                        help="random_states per beta-VAE lever and population (seed + 1000 i)")
+    parser.add_argument("--ica-on-codes", action="store_true",
+                        help="also score FastICA fitted on each beta-VAE's training codes")
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--n-components", type=int, default=6)
     parser.add_argument("--resolution", type=int, default=6)
@@ -136,78 +161,109 @@ def main():
     from sklearn_betavae.datasets import make_brain_population
 
     k = args.n_components
-    print(f"held-out {args.n_test} of {args.n_train + args.n_test} subjects, {args.resolution} mm, "
-          f"k={k}, device={args.device}, torch threads={torch.get_num_threads()}; best-match = mean over factors of the largest |Spearman|")
-    print("| population | seed | method | best-match | per factor | MIG | MSE | fit s |")
-    print("|---|---|---|---|---|---|---|---|")
+    n_max = max(args.n_train)
+    print(f"held-out {args.n_test} subjects, training on {' / '.join(map(str, args.n_train))}, "
+          f"{args.resolution} mm, k={k}, device={args.device}, torch threads={torch.get_num_threads()}; "
+          "best-match = mean over factors of the largest |Spearman|")
+    print("| population | seed | n train | method | best-match | per factor | MIG | MSE | fit s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     summary, candidates = {}, {}
-    for kind in args.kinds:
-        for seed in args.seeds:
+    # Seeds outermost: a run stopped early still covers every kind.
+    for seed in args.seeds:
+        for kind in args.kinds:
             population = make_brain_population(
-                args.n_train + args.n_test, kind=kind, resolution=args.resolution, random_state=seed
+                n_max + args.n_test, kind=kind, resolution=args.resolution, random_state=seed
             )
             X = NiftiMasker(population.mask_img, standardize=None).fit_transform(population.images)
-            X_train, X_test = X[: args.n_train], X[args.n_train :]
-            factors = population.factors[args.n_train :]
-            models = {
-                "PCA": PCA(k, random_state=seed),
-                "FastICA": FastICA(k, whiten="unit-variance", max_iter=2000, random_state=seed),
-            }
-            for lever in args.levers:
-                params = dict(n_components=k, device=args.device, random_state=seed)
-                if lever == CONV3D:
-                    from _conv3d import conv3d_modules
-
-                    encoder, decoder = conv3d_modules(
-                        population.mask_img.get_fdata() > 0, k, random_state=seed
-                    )
-                    params.update(encoder=encoder, decoder=decoder)
-                    if args.conv_max_iter is not None:
-                        params["max_iter"] = args.conv_max_iter
-                # (n_components=3 is the number of true factors, or fewer.)
-                model = BetaVAETransformer(**{**params, **LEVERS[lever]})
-                if lever.startswith(GLOBAL_SCALE):
-                    model = _GloballyScaled(model)
-                elif lever == BEST_OF_SEEDS:
-                    model = _BestOfSeedsByELBO(
-                        lambda random_state, params=params: BetaVAETransformer(
-                            **{**params, "random_state": random_state}
-                        ),
-                        [1000 * seed + i for i in range(5)],
-                    )
-                suffix = f", max_iter={args.conv_max_iter}" if lever == CONV3D and args.conv_max_iter else ""
-                models[f"beta-VAE {lever}{suffix}"] = model
-            for name, model in models.items():
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    model.fit(X_train)
-                seconds = time.perf_counter() - start
-                Z = model.transform(X_test)
-                scores = best_match_scores(Z, factors)
-                mse = float(np.mean((model.inverse_transform(Z) - X_test) ** 2))
-                summary.setdefault((kind, name), []).append(scores.mean())
-                print(f"| {kind} | {seed} | {name} | {scores.mean():.3f} | "
-                      f"{' '.join(f'{s:.2f}' for s in scores)} | "
-                      f"{mutual_information_gap(Z, factors):.3f} | {mse:.2e} | {seconds:.1f} |",
-                      flush=True)
-                if isinstance(model, _BestOfSeedsByELBO):
-                    candidates[(kind, seed)] = [
-                        (random_state, elbo, best_match_scores(m.transform(X_test), factors).mean(),
-                         i == model.best_index_)
-                        for i, (random_state, elbo, m) in enumerate(model.candidates_)
-                    ]
+            # One training size keeps the layout of earlier runs (training subjects
+            # first); a learning curve holds out the first subjects, so that every
+            # training size is scored on the same ones.
+            if len(args.n_train) == 1:
+                train_rows, X_test = X[:n_max], X[n_max:]
+                factors = population.factors[n_max:]
+            else:
+                train_rows, X_test = X[args.n_test:], X[:args.n_test]
+                factors = population.factors[:args.n_test]
+            for n_train in args.n_train:
+                X_train = train_rows[:n_train]
+                for name, model in _models(args, population, seed, k).items():
+                    start = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        model.fit(X_train)
+                    seconds = time.perf_counter() - start
+                    Z = model.transform(X_test)
+                    mse = float(np.mean((model.inverse_transform(Z) - X_test) ** 2))
+                    _report(summary, kind, seed, n_train, name, Z, factors, mse, seconds)
+                    if args.ica_on_codes and name.startswith("beta-VAE"):
+                        start = time.perf_counter()
+                        ica = _fastica(k, seed).fit(model.transform(X_train))
+                        _report(summary, kind, seed, n_train, f"{name} + FastICA on codes",
+                                ica.transform(Z), factors, mse, seconds + time.perf_counter() - start)
+                    if isinstance(model, _BestOfSeedsByELBO):
+                        candidates[(kind, seed)] = [
+                            (random_state, elbo, best_match_scores(m.transform(X_test), factors).mean(),
+                             i == model.best_index_)
+                            for i, (random_state, elbo, m) in enumerate(model.candidates_)
+                        ]
     _print_summary(summary)
     if candidates:
         _print_candidates(candidates)
 
 
+def _fastica(k, seed):
+    return FastICA(k, whiten="unit-variance", max_iter=2000, random_state=seed)
+
+
+def _models(args, population, seed, k):
+    """PCA, FastICA and every beta-VAE lever (times the model seeds), unfitted."""
+    models = {"PCA": PCA(k, random_state=seed), "FastICA": _fastica(k, seed)}
+    for lever in args.levers:
+        for i in range(args.model_seeds):
+            random_state = seed + 1000 * i
+            params = dict(n_components=k, device=args.device, random_state=random_state)
+            if lever == CONV3D:
+                from _conv3d import conv3d_modules
+
+                encoder, decoder = conv3d_modules(
+                    population.mask_img.get_fdata() > 0, k, random_state=random_state
+                )
+                params.update(encoder=encoder, decoder=decoder)
+                if args.conv_max_iter is not None:
+                    params["max_iter"] = args.conv_max_iter
+            # (n_components=3 is the number of true factors, or fewer.)
+            model = BetaVAETransformer(**{**params, **LEVERS[lever]})
+            if lever.startswith(GLOBAL_SCALE):
+                model = _GloballyScaled(model)
+            elif lever == BEST_OF_SEEDS:
+                model = _BestOfSeedsByELBO(
+                    lambda random_state, params=params: BetaVAETransformer(
+                        **{**params, "random_state": random_state}
+                    ),
+                    [1000 * seed + i for i in range(5)],
+                )
+            suffix = f", max_iter={args.conv_max_iter}" if lever == CONV3D and args.conv_max_iter else ""
+            suffix += f", random_state={random_state}" if args.model_seeds > 1 else ""
+            models[f"beta-VAE {lever}{suffix}"] = model
+    return models
+
+
+def _report(summary, kind, seed, n_train, name, Z, factors, mse, seconds):
+    scores = best_match_scores(Z, factors)
+    # Model seeds pool into their lever's summary row.
+    summary.setdefault((kind, n_train, name.split(", random_state=")[0]), []).append(scores.mean())
+    print(f"| {kind} | {seed} | {n_train} | {name} | {scores.mean():.3f} | "
+          f"{' '.join(f'{s:.2f}' for s in scores)} | "
+          f"{mutual_information_gap(Z, factors):.3f} | {mse:.2e} | {seconds:.1f} |", flush=True)
+
+
 def _print_summary(summary):
-    print("\nBest-match over seeds: mean (min-max)")
-    print("| population | method | best-match |")
-    print("|---|---|---|")
-    for (kind, name), values in summary.items():
-        print(f"| {kind} | {name} | {np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f}) |")
+    print("\nBest-match over populations and model seeds: mean (min-max), and the number of fits")
+    print("| population | n train | method | best-match | fits |")
+    print("|---|---|---|---|---|")
+    for (kind, n_train, name), values in summary.items():
+        print(f"| {kind} | {n_train} | {name} | {np.mean(values):.3f} "
+              f"({min(values):.3f}-{max(values):.3f}) | {len(values)} |")
 
 
 def _print_candidates(candidates):

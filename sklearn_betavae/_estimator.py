@@ -21,10 +21,12 @@ from torch import nn
 from ._data import standardisation, training_dataset, with_index
 from ._inference import Float64Model
 from ._loss import DISTRIBUTIONS
+from ._pca_start import pca_start
 from ._persistence import load_estimator, save_estimator
 from ._training import build_net, configure_training, private_rng, seed_state, train
 from ._validation import (
     check_hidden_layer_sizes,
+    check_init,
     check_module_outputs,
     check_standardize,
     check_unit_interval,
@@ -92,6 +94,21 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         recovered focal amplitude factors better than per-feature scaling
         (mean best-match 0.63-0.79 against 0.57-0.66 over 5 seeds;
         ``benchmarks/README.md``).
+    init : {"auto", "pca", "random"}, default="auto"
+        How a new network starts. ``"pca"`` (as ``TSNE(init="pca")``)
+        starts the built-in network at the optimum of this loss for a linear
+        model, probabilistic PCA with noise variance ``beta / 2``, computed
+        with scikit-learn's ``PCA`` on the standardised training rows (the
+        early-stopping validation rows left out): components whose variance
+        is below ``beta / 2`` start switched off, at the prior. The encoder
+        and decoder each have a linear path beside the MLP, and the MLP's
+        last layer starts at zero, so training begins exactly at pPCA and
+        learns what the nonlinear part adds. ``"random"`` starts the same
+        network from PyTorch's default initialisation. ``"auto"`` is
+        ``"pca"`` for the built-in normal decoder and ``"random"`` otherwise
+        (the laplace and bernoulli losses have no closed-form linear
+        optimum; ``"pca"`` with them, or with your own ``encoder`` or
+        ``decoder``, is an error). ``warm_start`` never re-initialises.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data and stop when
         its loss has not improved by ``tol`` (relative) for
@@ -224,6 +241,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "beta_warmup": [Interval(Real, 0, 1, closed="both")],
         "standardize": [StrOptions({"auto", "global"}), "boolean"],
+        "init": [StrOptions({"auto", "pca", "random"})],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -250,6 +268,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         learning_rate_init=1e-3,
         beta_warmup=0.25,
         standardize="auto",
+        init="auto",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -272,6 +291,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.learning_rate_init = learning_rate_init
         self.beta_warmup = beta_warmup
         self.standardize = standardize
+        self.init = init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -326,7 +346,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             "hidden_layer_sizes": hidden_layer_sizes,
             "default_dist": self.default_dist,
             "standardize": standardize,
+            # The built-in MLPs' linear path (models saved before it existed lack it).
+            "linear_path": True,
         }
+        init = check_init(self.init, self.default_dist, self.encoder, self.decoder)
         if self.warm_start and hasattr(self, "net_"):
             self._check_same_architecture(architecture)
             accelerated = getattr(self, "_accelerated_", False)
@@ -347,7 +370,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         # A new fit replaces the old model whole, even when it fails.
         self._forget_fit()
         try:
-            self._fit_new(X, architecture, device)
+            self._fit_new(X, architecture, device, init)
         except BaseException:
             if not getattr(self, "n_iter_", 0):
                 self._forget_fit()
@@ -532,7 +555,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     # Private helpers -----------------------------------------------------
 
-    def _fit_new(self, X, architecture, device):
+    def _fit_new(self, X, architecture, device, init):
         # Numeric dtypes as they are: float32 is trained on in place, anything
         # else is converted once, chunk by chunk, through float64.
         X = validate_data(self, X, dtype="numeric")
@@ -563,7 +586,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._architecture_ = architecture
         self._split_seed_ = seed
         self._n_features_out = architecture["n_components"]
-        self._train(X, seed_state(seed))
+        self._train(X, seed_state(seed), pca_seed=seed if init == "pca" else None)
 
     def _fit_more(self, X):
         X = self._validate_X(X)
@@ -573,8 +596,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         configure_training(self.net_, **self._training_settings(X.shape[0], self._split_seed_))
         self._train(X, self._rng_state_)
 
-    def _train(self, X, rng_state):
-        """Train ``net_`` on X (initialising it first if new) from ``rng_state``."""
+    def _train(self, X, rng_state, pca_seed=None):
+        """Train ``net_`` on X (initialising it first if new) from ``rng_state``;
+        a new net starts at the pPCA solution when ``pca_seed`` (seeding the
+        PCA solver) is given."""
         X_train = training_dataset(
             X, self.mean_, self.scale_, self._architecture_["standardize"], self.device_
         )
@@ -587,6 +612,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                         check_module_outputs(
                             net.vae_module(), X.shape[1], self.n_components, self.default_dist_
                         )
+                        if pca_seed is not None:
+                            pca_start(net, X_train, self.beta, pca_seed,
+                                      log=self._print if self.verbose else None)
                     train(net, X_train)
                 finally:
                     self._rng_state_ = current_rng_state()

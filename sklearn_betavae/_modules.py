@@ -17,6 +17,12 @@ def _mlp(sizes):
 class MLPEncoder(nn.Module):
     """MLP from the data to the mean and log-variance of q(z|x).
 
+    With hidden layers and ``linear_path=True`` the output is the sum of a
+    linear map of the input (``linear``) and the MLP (``body`` then
+    ``head``), so that the network can start exactly at probabilistic PCA
+    (``linear`` at the pPCA posterior, ``head`` at zero) and learn only the
+    nonlinear residual. Without hidden layers ``head`` is the linear map.
+
     Parameters
     ----------
     n_features : int
@@ -25,21 +31,44 @@ class MLPEncoder(nn.Module):
         Widths of the hidden layers, first to last.
     n_components : int
         Latent size.
+    linear_path : bool, default=True
+        Add the linear path beside the MLP (models saved before it existed
+        have none).
     """
 
-    def __init__(self, n_features, hidden_layer_sizes, n_components):
+    def __init__(self, n_features, hidden_layer_sizes, n_components, linear_path=True):
         super().__init__()
         sizes = (n_features, *hidden_layer_sizes)
         self.body = nn.Sequential(_mlp(sizes), nn.ReLU()) if hidden_layer_sizes else nn.Identity()
         self.head = nn.Linear(sizes[-1], 2 * n_components)
+        self.linear = (
+            nn.Linear(n_features, 2 * n_components) if linear_path and hidden_layer_sizes else None
+        )
 
     def forward(self, x):
-        mu, logvar = self.head(self.body(x)).chunk(2, dim=-1)
+        out = self.head(self.body(x))
+        if self.linear is not None:
+            out = out + self.linear(x)
+        mu, logvar = out.chunk(2, dim=-1)
         return mu, logvar
+
+    def linear_map(self):
+        """The ``nn.Linear`` from the data to ``(mu, logvar)``: the linear
+        path, or the whole encoder when it has no hidden layers."""
+        return self.head if self.linear is None else self.linear
+
+    def residual_output_layer(self):
+        """The MLP's last layer (None without hidden layers): zero it and
+        the MLP adds nothing to the linear path."""
+        return None if self.linear is None else self.head
 
 
 class MLPDecoder(nn.Module):
     """MLP from a latent code to the decoder's mean or success probability.
+
+    As the encoder, with hidden layers and ``linear_path=True`` it adds a
+    linear map of the code (``linear``) to the MLP (``body``), before the
+    sigmoid of the Bernoulli decoder.
 
     Parameters
     ----------
@@ -52,17 +81,35 @@ class MLPDecoder(nn.Module):
         Output size.
     default_dist : {"normal", "laplace", "bernoulli"}
         ``"bernoulli"`` ends in a sigmoid, so the output is a probability.
+    linear_path : bool, default=True
+        Add the linear path beside the MLP.
     """
 
-    def __init__(self, n_components, hidden_layer_sizes, n_features, default_dist):
+    def __init__(self, n_components, hidden_layer_sizes, n_features, default_dist,
+                 linear_path=True):
         super().__init__()
         layers = [_mlp((n_components, *hidden_layer_sizes, n_features))]
         if default_dist == "bernoulli":
             layers.append(nn.Sigmoid())
         self.body = nn.Sequential(*layers)
+        self.linear = (
+            nn.Linear(n_components, n_features) if linear_path and hidden_layer_sizes else None
+        )
 
     def forward(self, z):
-        return self.body(z)
+        if self.linear is None:
+            return self.body(z)
+        mlp, *sigmoid = self.body
+        out = mlp(z) + self.linear(z)
+        return sigmoid[0](out) if sigmoid else out
+
+    def linear_map(self):
+        """The ``nn.Linear`` from codes to the output (before any sigmoid)."""
+        return self.body[0][-1] if self.linear is None else self.linear
+
+    def residual_output_layer(self):
+        """The MLP's last layer (None without hidden layers)."""
+        return None if self.linear is None else self.body[0][-1]
 
 
 class VAEModule(nn.Module):
@@ -90,18 +137,22 @@ class VAEModule(nn.Module):
     encoder, decoder : nn.Module or None, default=None
         Replace the built-in MLPs. The encoder maps a batch of data to
         ``(mu, logvar)``; the decoder maps codes to the decoder output.
+    linear_path : bool, default=True
+        Give the built-in MLPs a linear path beside their hidden layers.
     """
 
     def __init__(
-        self, n_features, n_components, hidden_layer_sizes, default_dist, encoder=None, decoder=None
+        self, n_features, n_components, hidden_layer_sizes, default_dist, encoder=None,
+        decoder=None, linear_path=True,
     ):
         super().__init__()
         hidden = tuple(hidden_layer_sizes)
         self.encoder = (
-            MLPEncoder(n_features, hidden, n_components) if encoder is None else encoder
+            MLPEncoder(n_features, hidden, n_components, linear_path)
+            if encoder is None else encoder
         )
         self.decoder = (
-            MLPDecoder(n_components, hidden[::-1], n_features, default_dist)
+            MLPDecoder(n_components, hidden[::-1], n_features, default_dist, linear_path)
             if decoder is None
             else decoder
         )

@@ -225,6 +225,8 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     estimator._validate_params()
     architecture = dict(fitted["architecture_"])
     architecture["hidden_layer_sizes"] = tuple(architecture["hidden_layer_sizes"])
+    # Files written before the built-in MLPs had a linear path.
+    architecture.setdefault("linear_path", False)
     n_features = fitted["n_features_in_"]
 
     net = build_net(

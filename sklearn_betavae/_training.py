@@ -42,8 +42,8 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
               accelerator=None):
     """An uninitialised ``BetaVAENet`` for this architecture.
 
-    ``architecture`` holds ``n_components``, ``hidden_layer_sizes`` and
-    ``default_dist``; ``encoder`` and ``decoder`` are the user's modules
+    ``architecture`` holds ``n_components``, ``hidden_layer_sizes``,
+    ``default_dist`` and ``linear_path``; ``encoder`` and ``decoder`` are the user's modules
     (deep-copied here, never trained in place) or None. ``training`` holds
     the settings that may change between fits of one network (see
     ``configure_training``). With an ``accelerator`` the net is an
@@ -62,6 +62,7 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
         module__n_components=architecture["n_components"],
         module__hidden_layer_sizes=architecture["hidden_layer_sizes"],
         module__default_dist=architecture["default_dist"],
+        module__linear_path=architecture["linear_path"],
         module__encoder=None if encoder is None else check_user_module(encoder, "encoder"),
         module__decoder=None if decoder is None else check_user_module(decoder, "decoder"),
         criterion=None,

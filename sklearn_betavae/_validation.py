@@ -129,6 +129,26 @@ def check_standardize(standardize, default_dist):
     return "global" if standardize == "global" else bool(standardize)
 
 
+def check_init(init, default_dist, encoder, decoder):
+    """The start of a new network, "pca" or "random"; "auto" is "pca" for
+    the built-in normal decoder and "random" otherwise."""
+    builtin = encoder is None and decoder is None
+    if init == "auto":
+        return "pca" if builtin and default_dist == "normal" else "random"
+    if init == "pca" and not builtin:
+        raise ValueError(
+            'init="pca" starts the built-in encoder and decoder at probabilistic PCA; '
+            'with your own encoder or decoder use init="random" (or "auto"), and '
+            "initialise your modules as you wish."
+        )
+    if init == "pca" and default_dist != "normal":
+        raise ValueError(
+            'init="pca" is the optimum of the loss with default_dist="normal" only (squared '
+            f'error); got default_dist={default_dist!r}. Use init="random" (or "auto").'
+        )
+    return init
+
+
 def check_validation_split(validation_fraction, n_samples):
     """Early stopping needs at least one sample on each side of the split."""
     n_valid = int(np.ceil(validation_fraction * n_samples))

@@ -489,8 +489,9 @@ def test_score_samples_is_a_monte_carlo_elbo(digits):
         expected = (log_lik - kl_per_sample(posterior_distribution(mu, logvar))
                     - np.log(vae.scale_).sum()).numpy()
     got = vae.score_samples(X)
-    # Seen: 0.005 nats on the mean, 0.19 at worst for one sample.
-    assert abs(got.mean() - expected.mean()) < 0.05
+    # Seen: 0.055 nats on the mean from the PCA start, whose posteriors are
+    # wider (0.005 from a random start); 0.19 at worst for one sample.
+    assert abs(got.mean() - expected.mean()) < 0.1
     np.testing.assert_allclose(got, expected, atol=0.5)
 
 

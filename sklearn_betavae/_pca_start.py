@@ -1,0 +1,193 @@
+"""The probabilistic-PCA start of the built-in network (``init="pca"``).
+
+With the normal decoder the loss of a sample is
+
+    ||x - f(z)||^2 + beta * KL(q(z|x) || N(0, I)),
+
+which is ``2 s2`` times the negative ELBO of the Gaussian likelihood
+``N(f(z), s2 I)`` with ``s2 = beta / 2``, up to a constant (the loss is
+squared error without the factor 1/2). For a linear decoder
+``f(z) = W z + m`` the ELBO is highest at the maximum-likelihood solution of
+probabilistic PCA with that fixed noise variance (Tipping and Bishop, 1999;
+Lucas et al., 2019, show that a linear VAE with a diagonal posterior reaches
+it). With ``lambda_i`` and ``u_i`` the eigenvalues and eigenvectors of the
+training rows' covariance (divided by n, as the loss averages over rows):
+
+- decoder: ``W = U (Lambda - s2)^{1/2}`` and ``m`` the rows' mean; a
+  component with ``lambda_i <= s2`` gets a zero column (it is switched off);
+- encoder: ``q(z|x) = N(M^{-1} W^T (x - m), s2 M^{-1})`` with
+  ``M = W^T W + s2 I``, which is diagonal: the mean of latent i is
+  ``sqrt(lambda_i - s2) / lambda_i * u_i^T (x - m)`` and its log-variance the
+  constant ``log(s2 / lambda_i)``; a switched-off latent has mean 0 and
+  variance 1, the prior.
+
+The built-in network is the linear path plus an MLP whose last layers start
+at zero, so it starts at exactly this solution and training learns only what
+the nonlinear part adds. With ``hidden_layer_sizes=()`` it is the linear
+model itself, whose subspace is PCA's.
+"""
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA, IncrementalPCA
+
+from ._data import CHUNK_VALUES, _dataset_of
+from ._loss import LOGVAR_RANGE
+from ._modules import MLPDecoder, MLPEncoder
+
+# Above this many training values the PCA is computed incrementally, one
+# chunk of rows at a time, instead of on an in-memory copy (1 GiB of float32).
+IN_MEMORY_PCA_VALUES = 2**28
+
+
+def ppca_solution(eigenvalues, beta):
+    """Per-component encoder gain, log-variance and decoder scale of the pPCA optimum.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of shape (n_components,)
+        Covariance eigenvalues (divided by n), largest first.
+    beta : float
+        The loss's KL weight; the implied noise variance is ``beta / 2``.
+
+    Returns
+    -------
+    gain : ndarray
+        ``sqrt(lambda - s2) / lambda`` (0 where switched off): the encoder
+        mean is ``gain * u^T (x - m)``.
+    logvar : ndarray
+        ``log(s2 / lambda)`` (0 where switched off), clamped to the
+        network's ``LOGVAR_RANGE`` (``beta=0`` gives a zero posterior
+        variance).
+    loading : ndarray
+        ``sqrt(lambda - s2)`` (0 where switched off): the decoder column
+        is ``loading * u``.
+    """
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    noise = beta / 2.0
+    active = eigenvalues > noise
+    # np.where evaluates both branches; keep the inactive ones harmless.
+    safe = np.where(active, eigenvalues, 1.0)
+    loading = np.where(active, np.sqrt(np.where(active, safe - noise, 0.0)), 0.0)
+    gain = np.where(active, loading / safe, 0.0)
+    with np.errstate(divide="ignore"):
+        logvar = np.where(active, np.log(noise / safe), 0.0)
+    return gain, np.clip(logvar, *LOGVAR_RANGE), loading
+
+
+def training_rows(net, dataset):
+    """The standardised rows ``net`` trains on (its validation split left
+    out), as float32 NumPy chunks, in order."""
+    train_part, _ = net.get_split_datasets(dataset)
+    base, indices = _dataset_of(train_part)
+    n_rows = len(base) if indices is None else len(indices)
+    step = max(1, CHUNK_VALUES // max(1, base.X.shape[1]))
+    for start in range(0, n_rows, step):
+        if indices is None:
+            rows = base.X[start:start + step]
+        else:
+            rows = base.X[indices[start:start + step].to(base.X.device)]
+        yield base.standardise(rows.to(base.device)).float().cpu().numpy()
+
+
+def fit_pca(chunks, n_rows, n_features, n_components, random_state):
+    """PCA of the rows in ``chunks``: mean, components, eigenvalues (divided
+    by n) and the share of the rows' variance each component explains.
+
+    scikit-learn's PCA (its ``"auto"`` solver, randomized for wide data) on
+    a copy of the rows, or ``IncrementalPCA`` chunk by chunk when they hold
+    more than ``IN_MEMORY_PCA_VALUES`` values. At most ``n_rows - 1``
+    components can have a non-zero variance; fewer are returned then.
+    """
+    k = min(n_components, n_rows - 1, n_features)
+    if k < 1:
+        mean = np.mean(np.concatenate(list(chunks)), axis=0, dtype=np.float64)
+        return mean, np.zeros((0, n_features)), np.zeros(0), np.zeros(0)
+    if n_rows * n_features <= IN_MEMORY_PCA_VALUES:
+        pca = PCA(k, random_state=random_state).fit(np.concatenate(list(chunks)))
+    else:
+        pca = IncrementalPCA(k)
+        pending = []
+        for chunk in chunks:
+            pending.append(chunk)
+            # Every partial fit needs at least k rows.
+            if sum(len(c) for c in pending) >= max(k, 1):
+                pca.partial_fit(np.concatenate(pending))
+                pending = []
+        if pending:
+            pca.partial_fit(np.concatenate(pending))
+    eigenvalues = pca.singular_values_.astype(np.float64) ** 2 / n_rows
+    return (pca.mean_.astype(np.float64), pca.components_.astype(np.float64), eigenvalues,
+            np.nan_to_num(pca.explained_variance_ratio_.astype(np.float64)))
+
+
+def pca_start(net, dataset, beta, random_state, log=None):
+    """Set ``net``'s built-in linear paths to the pPCA optimum of its training rows.
+
+    The MLPs' last layers are set to zero, so the network's output is the
+    linear paths' alone. Only the rows ``net`` trains on are used (not its
+    validation split).
+
+    Parameters
+    ----------
+    net : BetaVAENet
+        Initialised, with the built-in encoder and decoder.
+    dataset : RowDataset
+        The standardised training data, as ``fit`` passes it to skorch.
+    beta : float
+    random_state : int
+        Seeds the randomized PCA solver.
+    log : callable or None, default=None
+        Called with one line describing the start.
+
+    Returns
+    -------
+    n_active : int
+        The number of latents whose eigenvalue exceeds ``beta / 2``.
+    """
+    module = net.vae_module()
+    encoder, decoder = module.encoder, module.decoder
+    if not (isinstance(encoder, MLPEncoder) and isinstance(decoder, MLPDecoder)):
+        raise TypeError('init="pca" needs the built-in encoder and decoder.')
+    n_components = encoder.linear_map().out_features // 2
+    n_features = encoder.linear_map().in_features
+    train_part, _ = net.get_split_datasets(dataset)
+    n_rows = len(train_part)
+    with np.errstate(all="ignore"):
+        mean, components, eigenvalues, explained = fit_pca(
+            training_rows(net, dataset), n_rows, n_features, n_components, random_state
+        )
+    if not all(np.isfinite(a).all() for a in (mean, components, eigenvalues)):
+        raise ValueError(
+            'init="pca": the PCA of the training rows overflowed float32 (the values are '
+            'too large); rescale X, standardise it (standardize="auto") or use init="random".'
+        )
+    gain, logvar, loading = ppca_solution(eigenvalues, beta)
+    k = len(eigenvalues)
+    enc_weight = np.zeros((2 * n_components, n_features))
+    enc_bias = np.zeros(2 * n_components)
+    enc_weight[:k] = gain[:, None] * components
+    enc_bias[:k] = -enc_weight[:k] @ mean
+    enc_bias[n_components:n_components + k] = logvar
+    dec_weight = np.zeros((n_features, n_components))
+    dec_weight[:, :k] = components.T * loading
+    with torch.no_grad():
+        _assign(encoder.linear_map(), enc_weight, enc_bias)
+        _assign(decoder.linear_map(), dec_weight, mean)
+        for layer in (encoder.residual_output_layer(), decoder.residual_output_layer()):
+            if layer is not None:
+                layer.weight.zero_()
+                layer.bias.zero_()
+    active = loading > 0
+    if log is not None:
+        log(
+            f"PCA start on {n_rows} training rows: {int(active.sum())} of {n_components} latents "
+            f"in use (covariance eigenvalue above beta / 2 = {beta / 2:g}), explaining "
+            f"{100 * explained[active].sum():.1f}% of the variance."
+        )
+    return int(active.sum())
+
+
+def _assign(layer, weight, bias):
+    layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
+    layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))

@@ -1,0 +1,216 @@
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import subspace_angles
+from skorch.callbacks import Callback
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from sklearn_betavae import BetaVAETransformer, _pca_start
+from sklearn_betavae._modules import VAEModule
+from sklearn_betavae._pca_start import ppca_solution
+from tests.conftest import FAST_PARAMS
+
+
+def low_rank(n_samples, n_features=200, rank=3, noise=0.3, seed=0):
+    rng = np.random.RandomState(seed)
+    scores = rng.normal(size=(n_samples, rank)) * [3.0, 2.0, 1.5][:rank]
+    loadings = rng.normal(size=(rank, n_features))
+    offsets = rng.uniform(-5, 5, size=n_features)
+    return scores @ loadings + offsets + noise * rng.normal(size=(n_samples, n_features))
+
+
+class RecordStart(Callback):
+    """Keeps a copy of the weights the network starts training with."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.weights = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+
+
+def start_weights(vae):
+    """The weights the fitted ``vae`` started training with (its RecordStart)."""
+    return next(cb for _, cb in vae.net_.callbacks_ if isinstance(cb, RecordStart)).weights
+
+
+def test_ppca_solution_by_hand():
+    gain, logvar, loading = ppca_solution([10.0, 3.0, 1.0], beta=4.0)  # noise variance 2
+    np.testing.assert_allclose(loading, [np.sqrt(8), 1.0, 0.0])
+    np.testing.assert_allclose(gain, [np.sqrt(8) / 10, 1 / 3, 0.0])
+    np.testing.assert_allclose(logvar, [np.log(0.2), np.log(2 / 3), 0.0])
+
+
+def test_ppca_solution_at_beta_zero_is_finite():
+    gain, logvar, loading = ppca_solution([4.0, 0.0], beta=0.0)
+    np.testing.assert_allclose(loading, [2.0, 0.0])
+    np.testing.assert_allclose(gain, [0.5, 0.0])
+    assert logvar[0] == -30.0 and logvar[1] == 0.0
+
+
+def test_the_start_is_the_linear_vae_optimum():
+    # At the pPCA solution the gradient of the expected loss is zero: over
+    # many noise draws (float64) it is a Monte Carlo error of about 1/sqrt(draws).
+    X = StandardScaler().fit_transform(low_rank(400, n_features=20))
+    params = dict(device="cpu", n_components=3, hidden_layer_sizes=(), max_iter=1, batch_size=400,
+                  learning_rate_init=1e-12, standardize=False, beta_warmup=0.0, random_state=0)
+    x = torch.as_tensor(X).repeat(1000, 1)
+
+    def gradient_norm(init):
+        vae = BetaVAETransformer(**params, init=init).fit(X)
+        module = vae.net_.module_.train().double()
+        module.zero_grad(set_to_none=True)  # not the training step's gradient
+        vae.net_.loss_terms(module(x), x)["loss"].backward()
+        return torch.cat([p.grad.flatten() for p in module.parameters()]).norm()
+
+    assert gradient_norm("pca") < 0.005 * gradient_norm("random")
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_linear_model_with_pca_start_has_pca_subspace_and_error(trained):
+    X = low_rank(700, n_features=400)
+    X_train, X_test = X[:500], X[500:]
+    # Untrained: one step of a vanishing learning rate, to see the start itself.
+    budget = {} if trained else {"max_iter": 1, "learning_rate_init": 1e-12}
+    vae = BetaVAETransformer(beta=1.0, device="cpu", n_components=3, hidden_layer_sizes=(),
+                             random_state=0, **budget).fit(X_train)
+    scaler = StandardScaler().fit(X_train)
+    pca = PCA(3).fit(scaler.transform(X_train))
+    decoder = vae.net_.module_.decoder.linear_map().weight.detach().double().numpy()
+    assert subspace_angles(decoder, pca.components_.T).max() < 1e-3
+    vae_mse = np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2)
+    pca_rec = scaler.inverse_transform(pca.inverse_transform(pca.transform(scaler.transform(X_test))))
+    pca_mse = np.mean((pca_rec - X_test) ** 2)
+    # The posterior mean shrinks component i by (lambda_i - beta / 2) / lambda_i,
+    # which costs a little (seen: 1.0009). 200 epochs of Adam at a constant
+    # learning rate wander from the optimum, keeping the subspace (seen: 1.10).
+    assert 1 <= vae_mse / pca_mse < (1.15 if trained else 1.01)
+
+
+def test_mlp_residual_starts_at_zero_so_the_network_starts_at_ppca():
+    X = low_rank(300, n_features=40)
+    params = {**FAST_PARAMS, "hidden_layer_sizes": (16, 8), "callbacks": [RecordStart()]}
+    mlp = start_weights(BetaVAETransformer(**params).fit(X))
+    for name in ("encoder.head.weight", "encoder.head.bias", "decoder.body.0.4.weight",
+                 "decoder.body.0.4.bias"):
+        assert not mlp[name].any(), name
+    assert mlp["encoder.linear.weight"].any()
+    linear = start_weights(BetaVAETransformer(**{**params, "hidden_layer_sizes": ()}).fit(X))
+    torch.testing.assert_close(linear["encoder.head.weight"], mlp["encoder.linear.weight"])
+    torch.testing.assert_close(linear["decoder.body.0.0.weight"], mlp["decoder.linear.weight"])
+
+
+def test_validation_rows_are_left_out_of_the_pca():
+    X = low_rank(100, n_features=30)
+    X[:, 0] += np.arange(100) * 0.5  # a trend, so the two halves' means differ
+    vae = BetaVAETransformer(**FAST_PARAMS, early_stopping=True, validation_fraction=0.5,
+                             callbacks=[RecordStart()]).fit(X)
+    standardised = (X - vae.mean_) / vae.scale_
+    train_part, valid_part = vae.net_.get_split_datasets(np.float32(standardised))
+    train_rows = standardised[train_part.indices]
+    # The decoder's offset is the training rows' mean, not the one over all rows (zero).
+    np.testing.assert_allclose(start_weights(vae)["decoder.linear.bias"].numpy(),
+                               train_rows.mean(axis=0), atol=1e-5)
+    assert abs(standardised.mean(axis=0)[0]) < 1e-9
+    assert abs(train_rows.mean(axis=0)[0]) > 1e-3
+
+
+def test_components_below_the_noise_level_start_at_the_prior():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 5))
+    X[:, [0, 2]] = X[:, [1]] + 0.01 * X[:, [0, 2]]  # one strong direction, the rest noise
+    vae = BetaVAETransformer(**{**FAST_PARAMS, "n_components": 4, "max_iter": 1,
+                                "learning_rate_init": 1e-12}).fit(X)
+    # Standardised: eigenvalues about 3, 1, 1, 0 against beta / 2 = 2 (beta=4).
+    _, logvar = vae.net_.module_.encoder(torch.zeros(1, 5))
+    logvar = logvar.detach().numpy().ravel()
+    assert logvar[0] == pytest.approx(np.log(2 / 3), abs=0.05)
+    np.testing.assert_allclose(logvar[1:], 0, atol=1e-6)
+    assert np.all(np.isfinite(vae.transform(X)))
+
+
+def test_more_components_than_training_rows(random_data):
+    vae = BetaVAETransformer(**{**FAST_PARAMS, "n_components": 6}).fit(random_data[:4])
+    assert vae.transform(random_data).shape == (40, 6)
+    assert np.isfinite(vae.transform(random_data)).all()
+
+
+def test_incremental_pca_for_large_data_gives_the_same_start(monkeypatch):
+    X = low_rank(300, n_features=40)
+    params = {**FAST_PARAMS, "hidden_layer_sizes": (), "max_iter": 1, "learning_rate_init": 1e-12}
+    in_memory = BetaVAETransformer(**params).fit(X)
+    monkeypatch.setattr(_pca_start, "IN_MEMORY_PCA_VALUES", 0)
+    monkeypatch.setattr(_pca_start, "CHUNK_VALUES", 40 * 50)  # chunks of 50 rows
+    incremental = BetaVAETransformer(**params).fit(X)
+    a = in_memory.net_.module_.decoder.linear_map().weight.detach().double().numpy()
+    b = incremental.net_.module_.decoder.linear_map().weight.detach().double().numpy()
+    assert subspace_angles(a, b).max() < 1e-3
+    np.testing.assert_allclose(np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0), rtol=1e-3)
+
+
+def test_warm_start_never_reinitialises(digits, monkeypatch):
+    vae = BetaVAETransformer(**FAST_PARAMS, warm_start=True).fit(digits)
+    before = {k: v.clone() for k, v in vae.net_.module_.state_dict().items()}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("pca_start called on a warm start")
+
+    monkeypatch.setattr("sklearn_betavae._estimator.pca_start", fail)
+    vae.set_params(callbacks=[RecordStart()]).fit(digits)
+    for name, value in before.items():
+        torch.testing.assert_close(start_weights(vae)[name], value)
+
+
+def test_random_init_is_not_the_pca_start(digits):
+    pca = BetaVAETransformer(**FAST_PARAMS, callbacks=[RecordStart()]).fit(digits)
+    rand = BetaVAETransformer(**FAST_PARAMS, init="random", callbacks=[RecordStart()]).fit(digits)
+    assert start_weights(pca)["encoder.head.weight"].abs().sum() == 0
+    assert start_weights(rand)["encoder.head.weight"].abs().sum() > 0
+
+
+def test_pca_start_is_printed_with_verbose(digits, capsys):
+    BetaVAETransformer(**FAST_PARAMS, verbose=1).fit(digits)
+    out = capsys.readouterr().out
+    assert "PCA start on 240 training rows: " in out and "of 3 latents in use" in out
+    BetaVAETransformer(**FAST_PARAMS, init="random", verbose=1).fit(digits)
+    assert "PCA start" not in capsys.readouterr().out
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 6)
+
+    def forward(self, x):
+        return self.linear(x).chunk(2, dim=-1)
+
+
+def test_pca_needs_the_builtin_normal_network(digits, unit_data):
+    with pytest.raises(ValueError, match='init="pca" starts the built-in encoder'):
+        BetaVAETransformer(**FAST_PARAMS, init="pca", encoder=Encoder()).fit(digits)
+    with pytest.raises(ValueError, match="default_dist='bernoulli'"):
+        BetaVAETransformer(**FAST_PARAMS, init="pca", default_dist="bernoulli").fit(unit_data)
+    # "auto" falls back to a random start there.
+    BetaVAETransformer(**FAST_PARAMS, encoder=Encoder()).fit(digits)
+    BetaVAETransformer(**FAST_PARAMS, default_dist="laplace").fit(digits)
+
+
+def test_a_model_saved_before_the_linear_path_loads(digits, tmp_path):
+    old = BetaVAETransformer(**FAST_PARAMS, init="random").fit(digits)
+    old._architecture_ = {k: v for k, v in old._architecture_.items() if k != "linear_path"}
+    old.net_.module_ = VAEModule(64, 3, (16,), "normal", linear_path=False)
+    old.net_.initialize_optimizer()
+    assert not any("linear" in name for name in old.net_.module_.state_dict())
+    path = tmp_path / "old.safetensors"
+    old.save(path)
+    loaded = BetaVAETransformer.load(path)
+    np.testing.assert_array_equal(loaded.transform(digits), old.transform(digits))
+
+
+def test_values_too_large_for_the_pca_start_are_a_clear_error(digits):
+    # Enough rows for scikit-learn's covariance solver, whose float32
+    # covariance overflows.
+    X = np.tile(digits, (3, 1)) * 1e20
+    vae = BetaVAETransformer(**FAST_PARAMS, standardize=False)
+    with pytest.raises(ValueError, match='init="pca": the PCA of the training rows overflowed'):
+        vae.fit(X)
+    assert not hasattr(vae, "net_")
