@@ -151,9 +151,15 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--conv-max-iter", type=int, default=None,
                         help=f"max_iter for the {CONV3D!r} lever only (default: the estimator's)")
+    parser.add_argument("--summarize", metavar="FILE", default=None,
+                        help="print only the summary of the rows in FILE (this script's output, "
+                             "e.g. of a run stopped before its end) and exit")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads(n) before anything else (default: torch's own)")
     args = parser.parse_args()
+    if args.summarize:
+        _print_summary(_summary_of(args.summarize))
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from nilearn.maskers import NiftiMasker
@@ -255,6 +261,19 @@ def _report(summary, kind, seed, n_train, name, Z, factors, mse, seconds):
     print(f"| {kind} | {seed} | {n_train} | {name} | {scores.mean():.3f} | "
           f"{' '.join(f'{s:.2f}' for s in scores)} | "
           f"{mutual_information_gap(Z, factors):.3f} | {mse:.2e} | {seconds:.1f} |", flush=True)
+
+
+def _summary_of(path):
+    """The summary dict of the per-fit rows in a saved output of this script."""
+    summary = {}
+    with open(path) as lines:
+        for line in lines:
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if len(cells) == 9 and cells[1].isdigit():
+                kind, _, n_train, name, match = cells[:5]
+                key = (kind, int(n_train), name.split(", random_state=")[0])
+                summary.setdefault(key, []).append(float(match))
+    return summary
 
 
 def _print_summary(summary):

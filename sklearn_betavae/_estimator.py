@@ -200,6 +200,21 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     Notes
     -----
+    The PCA start (``init="pca"``). With the normal decoder the loss
+    ``||x - f(z)||^2 + beta * KL`` is, up to a constant, ``beta`` times the
+    negative ELBO of a Gaussian likelihood with noise variance
+    ``s2 = beta / 2``. For a linear decoder its optimum is probabilistic PCA
+    with that noise variance: with ``lambda_i`` and ``u_i`` the covariance
+    eigenvalues and eigenvectors of the standardised training rows, the
+    decoder column of latent i is ``sqrt(lambda_i - s2) * u_i``, the
+    posterior mean ``sqrt(lambda_i - s2) / lambda_i * u_i^T (x - m)`` and the
+    posterior log-variance ``log(s2 / lambda_i)``; a component with
+    ``lambda_i <= s2`` starts switched off (a zero decoder column and the
+    prior as posterior). ``hidden_layer_sizes=()`` is this linear model,
+    whose decoder spans PCA's subspace; ``inverse_transform(transform(X))``
+    is then PCA's reconstruction with component i shrunk by the factor
+    ``(lambda_i - s2) / lambda_i``, the posterior mean's shrinkage.
+
     Long fits are protected against losing work: a loss that stops being
     finite raises ``FloatingPointError`` but keeps the weights of the last
     epoch that ended with finite ones (``n_iter_`` and the history are cut

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.linalg import subspace_angles
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from sklearn_betavae import BetaVAETransformer, _pca_start
 from sklearn_betavae._modules import VAEModule
@@ -65,12 +66,16 @@ def test_the_start_is_the_linear_vae_optimum():
     assert gradient_norm("pca") < 0.005 * gradient_norm("random")
 
 
-@pytest.mark.parametrize("trained", [False, True])
-def test_linear_model_with_pca_start_has_pca_subspace_and_error(trained):
+@pytest.mark.parametrize("training", ["none", "constant", "cosine"])
+def test_linear_model_with_pca_start_has_pca_subspace_and_error(training):
     X = low_rank(700, n_features=400)
     X_train, X_test = X[:500], X[500:]
-    # Untrained: one step of a vanishing learning rate, to see the start itself.
-    budget = {} if trained else {"max_iter": 1, "learning_rate_init": 1e-12}
+    budget = {
+        # One step of a vanishing learning rate: the start itself.
+        "none": {"max_iter": 1, "learning_rate_init": 1e-12},
+        "constant": {},
+        "cosine": {"callbacks": [LRScheduler(policy=CosineAnnealingLR, T_max=200)]},
+    }[training]
     vae = BetaVAETransformer(beta=1.0, device="cpu", n_components=3, hidden_layer_sizes=(),
                              random_state=0, **budget).fit(X_train)
     scaler = StandardScaler().fit(X_train)
@@ -82,8 +87,9 @@ def test_linear_model_with_pca_start_has_pca_subspace_and_error(trained):
     pca_mse = np.mean((pca_rec - X_test) ** 2)
     # The posterior mean shrinks component i by (lambda_i - beta / 2) / lambda_i,
     # which costs a little (seen: 1.0009). 200 epochs of Adam at a constant
-    # learning rate wander from the optimum, keeping the subspace (seen: 1.10).
-    assert 1 <= vae_mse / pca_mse < (1.15 if trained else 1.01)
+    # learning rate wander from the optimum, keeping the subspace (seen: 1.10);
+    # a learning rate annealed to zero comes back to it (seen: 1.003).
+    assert 1 <= vae_mse / pca_mse < (1.15 if training == "constant" else 1.01)
 
 
 def test_mlp_residual_starts_at_zero_so_the_network_starts_at_ppca():
