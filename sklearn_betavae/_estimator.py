@@ -308,8 +308,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Raises
         ------
         FloatingPointError
-            If the training loss stops being finite. The message names the
-            epoch and batch; the estimator keeps the weights of the last epoch
+            If the training loss stops being finite (the message names the
+            epoch and batch), or the weights are not finite when training
+            ends (the last update overflowed; the message names the epoch).
+            The estimator keeps the weights of the last epoch
             that ended with finite ones, or is left unfitted (warm-started:
             as it was) when there are none.
         KeyboardInterrupt

@@ -76,13 +76,7 @@ class BetaVAENet(NeuralNet):
         # checked, so "finite loss" alone does not make the state usable.
         weights = self.module_.state_dict()
         optimizer = self.optimizer_.state_dict()
-        tensors = [value for value in weights.values() if value.is_floating_point()]
-        tensors += [value for state in optimizer["state"].values() for value in state.values()
-                    if isinstance(value, torch.Tensor) and value.is_floating_point()]
-        # One fused reduction instead of a check per tensor: the max-norm is
-        # finite exactly when every entry is (and, unlike the L2 norm, cannot
-        # overflow on finite entries).
-        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all():
+        if not _all_finite(weights, optimizer):
             return
         self.last_good_state_ = {
             "epochs": self.epochs_completed_,
@@ -90,6 +84,17 @@ class BetaVAENet(NeuralNet):
             "optimizer": _clone_optimizer_state(optimizer),
             "rng": torch.random.get_rng_state(),
         }
+
+    def weights_are_finite(self):
+        """Whether the module's weights are all finite now.
+
+        The end of training checks it: the last update of the last epoch (or
+        a callback) can overflow the weights after the last loss was checked.
+        Adam's state is not checked here: its second moments can overflow to
+        inf on a finite divergence while the weights stay finite and usable
+        (such a state is only never kept for ``restore_last_good_state``).
+        """
+        return _all_finite(self.module_.state_dict(), {"state": {}})
 
     def restore_last_good_state(self):
         """Roll back to the end of the last epoch with a finite state.
@@ -198,6 +203,20 @@ class BetaVAENet(NeuralNet):
             terms = self.loss_terms(y_pred, Xi)
         self._record_terms(terms, "valid")
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+
+def _all_finite(weights, optimizer):
+    """Whether every floating-point tensor of a module's and an optimizer's
+    ``state_dict`` is finite."""
+    tensors = [value for value in weights.values() if value.is_floating_point()]
+    tensors += [value for state in optimizer["state"].values() for value in state.values()
+                if isinstance(value, torch.Tensor) and value.is_floating_point()]
+    # One fused reduction instead of a check per tensor: the max-norm is
+    # finite exactly when every entry is (and, unlike the L2 norm, cannot
+    # overflow on finite entries).
+    return not tensors or bool(
+        torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all()
+    )
 
 
 def _clone_optimizer_state(state_dict):

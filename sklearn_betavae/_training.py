@@ -158,11 +158,7 @@ def train(net, X_train):
         epochs = net.restore_last_good_state()
         net.end_run()
         if isinstance(error, FloatingPointError):
-            kept = (
-                f"The network keeps its state from the end of epoch {epochs}, the last "
-                "finite one." if epochs else "No epoch was completed, so no weights are kept."
-            )
-            raise FloatingPointError(f"{error} {kept}") from error
+            raise FloatingPointError(f"{error} {_kept(epochs)}") from error
         raise
     start = getattr(net, "run_start_", len(net.history))
     completed = getattr(net, "epochs_completed_", len(net.history))
@@ -173,6 +169,17 @@ def train(net, X_train):
     if interrupted:
         restored = net.restore_last_good_state()
         completed = len(net.history) if restored is None else restored
+    elif not net.weights_are_finite():
+        # Every loss was finite, but the last update (or a callback after it)
+        # left non-finite weights: never end a fit holding them.
+        epoch = len(net.history)
+        epochs = net.restore_last_good_state()
+        net.end_run()
+        raise FloatingPointError(
+            f"The weights became non-finite at epoch {epoch}, after its last loss was "
+            "checked (an update that overflowed, or a callback). Lower "
+            f"learning_rate_init, or check the scale of the data. {_kept(epochs)}"
+        )
     net.end_run()
     if not interrupted:
         _warn_if_diverged(net, start)
@@ -186,6 +193,13 @@ def train(net, X_train):
             UserWarning,
             stacklevel=3,
         )
+
+
+def _kept(epochs):
+    """What a failed run kept, for its error message."""
+    if epochs:
+        return f"The network keeps its state from the end of epoch {epochs}, the last finite one."
+    return "No epoch was completed, so no weights are kept."
 
 
 # A finite run whose last training loss is this many times its lowest one
