@@ -1,6 +1,5 @@
 """BetaVAETransformer: a scikit-learn transformer around a skorch beta-VAE net."""
 
-import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -111,10 +110,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``(batch, n_features)``: the mean (normal, laplace) or the success
         probability (bernoulli). Deep-copied in ``fit``.
     callbacks : list or None, default=None
-        Extra skorch callbacks, deep-copied in ``fit``: for instance
-        ``Checkpoint(use_safetensors=True, f_optimizer=None, ...)`` with
-        ``LoadInitState`` to save progress during a long fit and pick it up
-        again after a crash.
+        Extra skorch callbacks (instances, classes or ``(name, callback)``
+        pairs): for instance ``Checkpoint(use_safetensors=True,
+        f_optimizer=None, ...)`` with ``LoadInitState`` to save progress
+        during a long fit and pick it up again after a crash. As in skorch,
+        ``fit`` uses the instances given, not copies: each fit calls their
+        ``initialize()``, and what they record lands on them, so a callback
+        may hold a file or a lock. (``clone``, and so ``GridSearchCV``,
+        deep-copies them like any parameter.)
     warm_start : bool, default=False
         If True and the estimator is fitted, ``fit`` trains the fitted network
         for ``max_iter`` more epochs (continuing Adam's state, the random
@@ -636,7 +639,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         )
 
     def _training_callbacks(self):
-        callbacks = copy.deepcopy(self.callbacks) or []
+        # The user's instances, as skorch uses them (a new list, so that
+        # early stopping is not appended to theirs).
+        callbacks = list(self.callbacks or [])
         if self.early_stopping:
             callbacks.append(
                 (
