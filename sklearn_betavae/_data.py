@@ -229,7 +229,17 @@ def standardisation(X, standardize):
             f"{max(-X.min(), X.max()):.3g}); divide X by a constant first."
         )
     if standardize == "global":
-        scale = np.full(n_features, np.sqrt(np.mean(np.square(scale))))
+        with np.errstate(over="ignore"):
+            root_mean_variance = np.sqrt(np.mean(np.square(scale)))
+        # Each feature's variance can be finite while their sum overflows.
+        if not np.isfinite(root_mean_variance):
+            raise ValueError(
+                'standardize="global" divides by the root mean feature variance, which '
+                "is too large for float64 here (largest magnitude in X "
+                f"{max(-X.min(), X.max()):.3g}); divide X by a constant first, or use "
+                "standardize=True (per feature)."
+            )
+        scale = np.full(n_features, root_mean_variance)
     # Constant features keep their values' spread (none): divide by 1, not 0.
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean, scale
