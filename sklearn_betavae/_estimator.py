@@ -531,7 +531,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ValueError
             If the file is not one written by ``save``, is truncated,
             corrupted or edited (checksum), comes from a newer format
-            version, or holds weights that do not fit its parameters.
+            version, or holds weights that do not fit its parameters. A
+            file edited with its checksum recomputed is checked all the
+            same: every array's shape, dtype and values (``scale_`` positive
+            and finite, ``mean_`` and the weights finite, the random state of
+            the right size), the error naming the field.
         """
         return load_estimator(cls, path, device=device, encoder=encoder, decoder=decoder)
 

@@ -246,13 +246,13 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         raise ValueError(
             f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
         ) from error
+    _check_arrays(path, tensors, net, n_features)
     check_module_outputs(net.module_, n_features, architecture["n_components"], architecture["default_dist"])
     mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
     history = History(document["history"])
     feature_names = fitted["feature_names_in_"]
     problems = [
         "weights that are not finite" * (not all(torch.isfinite(w).all() for w in weights.values())),
-        "a standardisation of the wrong size" * (not mean.shape == scale.shape == (n_features,)),
         "a history whose length is not n_iter_" * (len(history) != fitted["n_iter_"]),
         "feature names of the wrong number" * (feature_names is not None and len(feature_names) != n_features),
     ]
@@ -274,6 +274,59 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     estimator._n_features_out = architecture["n_components"]
     estimator.set_output(**document["output_config"])
     return estimator
+
+
+def _check_arrays(path, tensors, net, n_features):
+    """Refuse arrays that no fit produces, naming the field: the checksum
+    guards against accidents, not against a file written to look valid.
+
+    The module's weights are checked for dtype here, for shape by
+    ``load_state_dict`` and for finiteness after it. Adam's state may hold
+    inf (its second moments overflow on a finite divergence, with finite
+    weights) but never NaN.
+    """
+    def check(field, value, shape, dtype):
+        if value.dtype != dtype:
+            raise ValueError(
+                f"{str(path)!r} holds {field} of dtype {value.dtype}; a saved model has {dtype}."
+            )
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                f"{str(path)!r} holds {field} of shape {tuple(value.shape)}; a saved model "
+                f"has shape {tuple(shape)}."
+            )
+
+    for name, field in (("mean", "mean_"), ("scale", "scale_")):
+        check(field, tensors[name], (n_features,), torch.float64)
+    if not torch.isfinite(tensors["mean"]).all():
+        raise ValueError(f"{str(path)!r} holds a mean_ that is not finite.")
+    if not ((tensors["scale"] > 0) & torch.isfinite(tensors["scale"])).all():
+        raise ValueError(
+            f"{str(path)!r} holds a scale_ that is not positive and finite everywhere "
+            f"(min {tensors['scale'].min().item():g}, max {tensors['scale'].max().item():g})."
+        )
+    check("rng_state", tensors["rng_state"], torch.random.get_rng_state().shape, torch.uint8)
+    module_state = net.module_.state_dict()
+    params = [param for group in net.optimizer_.param_groups for param in group["params"]]
+    for name, value in tensors.items():
+        if name.startswith("module.") and name[len("module."):] in module_state:
+            check(name, value, None, module_state[name[len("module."):]].dtype)
+        elif name.startswith("optimizer."):
+            index, _, key = name[len("optimizer."):].partition(".")
+            if not (index.isdigit() and int(index) < len(params)):
+                raise ValueError(
+                    f"{str(path)!r} holds {name}, optimizer state for a parameter the "
+                    f"network does not have (it has {len(params)})."
+                )
+            param = params[int(index)]
+            if key == "step":
+                check(name, value, (), value.dtype if value.is_floating_point() else torch.float32)
+                if not (torch.isfinite(value) and value >= 0):
+                    raise ValueError(f"{str(path)!r} holds {name} = {value.item()}, not a step count.")
+            else:
+                check(name, value, param.shape, param.dtype)
+                if torch.isnan(value).any():
+                    raise ValueError(f"{str(path)!r} holds {name} with NaN values.")
 
 
 def _tag(value):

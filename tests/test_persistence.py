@@ -176,6 +176,36 @@ def test_malformed_documents_are_value_errors(saved, tmp_path):
             BetaVAETransformer.load(variant(edit, name + ".safetensors"))
 
 
+def _first(prefix, tensors):
+    return next(name for name in sorted(tensors) if name.startswith(prefix))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["scale"].zero_(), r"scale_.*positive and finite"),
+    (lambda t: t["scale"].neg_(), r"scale_.*positive and finite"),
+    (lambda t: t["scale"].fill_(np.inf), r"scale_.*positive and finite"),
+    (lambda t: t["mean"].fill_(np.nan), r"mean_.*finite"),
+    (lambda t: t.update(mean=t["mean"].float()), r"mean_.*float32.*float64"),
+    (lambda t: t.update(scale=t["scale"][:-1]), r"scale_.*shape \(63,\).*\(64,\)"),
+    (lambda t: t.update(rng_state=t["rng_state"][:3]), r"rng_state.*shape \(3,\).*\(5056,\)"),
+    (lambda t: t.update(rng_state=t["rng_state"].long()), r"rng_state.*int64.*uint8"),
+    (lambda t: t.update({_first("module.", t): t[_first("module.", t)].double()}),
+     r"module\..*float64.*float32"),
+    (lambda t: t.update({_first("optimizer.", t): t[_first("optimizer.", t)][:1]}),
+     r"optimizer\..*shape"),
+    (lambda t: t[_first("optimizer.0.exp_avg", t)].fill_(np.nan), r"optimizer\..*NaN"),
+    (lambda t: t.update({_first("optimizer.0.step", t): torch.tensor([1.0, 2.0])}),
+     r"optimizer\.0\.step.*shape"),
+])
+def test_edited_arrays_are_refused_naming_the_field(saved, tmp_path, edit, message):
+    """Re-signed files with arrays a fit cannot produce: each field is checked."""
+    document, tensors = read_model_file(saved)
+    edit(tensors)
+    write_model_file(tmp_path / "edited.safetensors", document, tensors)
+    with pytest.raises(ValueError, match=message):
+        BetaVAETransformer.load(tmp_path / "edited.safetensors")
+
+
 def test_unfitted_estimators_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
         BetaVAETransformer().save(tmp_path / "m.safetensors")
