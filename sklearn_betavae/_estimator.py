@@ -479,7 +479,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         path : str or path-like
             The file to write (conventionally ``*.safetensors``). It is
             written to a temporary file first and renamed, so an existing
-            model is never left half-overwritten.
+            model is never left half-overwritten. An existing file keeps its
+            permissions; a symbolic link is written through (its target is
+            replaced and the link kept).
 
         Returns
         -------

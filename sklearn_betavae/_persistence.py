@@ -13,6 +13,7 @@ import hashlib
 import json
 import numbers
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,9 +41,13 @@ def write_model_file(path, document, tensors):
     """Write ``document`` (JSON-able) and ``tensors`` (name -> tensor) to ``path``.
 
     The file appears whole or not at all: it is written next to ``path``
-    and then renamed over it.
+    and then renamed over it. Saving over an existing file keeps its mode
+    (a private 0600 model stays private); a new file gets the mode any new
+    file gets here. A symbolic link is written through: its target is
+    replaced (or created) and the link stays.
     """
-    path = Path(path)
+    # realpath follows every link, also a dangling one, to where the file goes.
+    path = Path(os.path.realpath(path))
     text = json.dumps(document, sort_keys=True, default=_json_default)
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
     metadata = {
@@ -54,9 +59,14 @@ def write_model_file(path, document, tensors):
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
-        # mkstemp makes the file private (0600); give it the mode any new file
-        # gets here, since model files are meant to be shared.
-        os.chmod(temporary, 0o666 & ~_umask())
+        # mkstemp makes the file private (0600): give it the mode of the file
+        # it replaces, or else the mode any new file gets here, since model
+        # files are meant to be shared.
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

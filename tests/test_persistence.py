@@ -154,6 +154,37 @@ def test_saved_files_get_the_usual_permissions(saved):
     assert saved.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
+def test_saving_over_a_file_keeps_its_mode(fitted, saved):
+    import os
+
+    os.chmod(saved, 0o600)
+    fitted.save(saved)
+    assert saved.stat().st_mode & 0o777 == 0o600
+    os.chmod(saved, 0o640)
+    fitted.save(saved)
+    assert saved.stat().st_mode & 0o777 == 0o640
+
+
+def test_saving_through_a_symlink_writes_its_target(fitted, saved, tmp_path, digits):
+    import os
+
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(saved)
+    os.chmod(saved, 0o600)
+    saved.write_bytes(b"old")
+    fitted.save(link)
+    assert link.is_symlink() and link.resolve() == saved.resolve()
+    assert saved.stat().st_mode & 0o777 == 0o600
+    np.testing.assert_array_equal(BetaVAETransformer.load(saved).transform(digits),
+                                  fitted.transform(digits))
+    # A dangling link: the file is created where it points.
+    dangling = tmp_path / "dangling.safetensors"
+    dangling.symlink_to(tmp_path / "target.safetensors")
+    fitted.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "target.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_malformed_documents_are_value_errors(saved, tmp_path):
     """A re-signed file passes the checksum; its structure is still checked."""
     def variant(edit, name):
