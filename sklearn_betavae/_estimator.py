@@ -463,9 +463,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """Save the fitted estimator to one file, without pickle.
 
         The file (a standard safetensors file) holds the network weights,
-        Adam's state and the other fitted arrays as tensors, and the
-        hyper-parameters, training history, format version and library
-        versions as JSON, with a checksum over all of it. Loading it never
+        Adam's state, the other fitted arrays and the training history's
+        batch records (as numeric columns, so that a history of any length
+        fits) as tensors, and the hyper-parameters, the per-epoch history,
+        format version and library versions as JSON, with a checksum over
+        all of it. Loading it never
         runs code from the file, so models can be shared safely; pickle and
         joblib keep working for trusted files.
 

@@ -4,8 +4,9 @@ A pickle runs code when it is loaded; a file written here holds only tensors
 and text, so reading one never imports or executes anything from it. The
 file is a standard safetensors file whose metadata carries, under
 ``sklearn_betavae.*`` keys, the format version, a JSON document (the
-hyper-parameters, the fitted attributes, the training history, the library
-versions) and a SHA-256 digest of the JSON and every tensor, checked on
+hyper-parameters, the fitted attributes, the per-epoch training history,
+the library versions; the history's batch records are tensors, see
+``split_history``) and a SHA-256 digest of the JSON and every tensor, checked on
 loading so that a truncated, corrupted or edited file is refused.
 """
 
@@ -33,7 +34,8 @@ from ._validation import (
     usable_device_param,
 )
 
-FORMAT_VERSION = 1
+# 2: batch records of the history in tensors (1: all of it in the JSON).
+FORMAT_VERSION = 2
 _PREFIX = "sklearn_betavae."
 
 
@@ -156,6 +158,91 @@ def unflatten_optimizer_state(document, tensors):
     return {"state": state, "param_groups": document["param_groups"]}
 
 
+# The history: epochs in JSON, batch records in tensors ------------------------
+
+_BATCHES = "history.n_batches"
+
+
+def split_history(epochs):
+    """Split ``History.to_list()`` into JSON-able epochs and tensors.
+
+    A long fit has millions of batch records, too many for the JSON, which
+    safetensors caps at 100 MB. Every batch-record key whose values are all
+    ints (or all floats) becomes a column, ``history.batch.<key>`` (int64 or
+    float64, exact) with a mask ``history.batch_mask.<key>`` of the records
+    that have it; ``history.n_batches`` holds each epoch's number of records
+    (-1: no ``"batches"`` entry). Anything else a callback recorded stays in
+    the JSON, in the epoch's ``"batches"`` list.
+    """
+    json_epochs, records, counts = [], [], []
+    for epoch in epochs:
+        epoch = dict(epoch)
+        batches = epoch.pop("batches", None)
+        counts.append(-1 if batches is None else len(batches))
+        records.extend(batches or [])
+        json_epochs.append(epoch)
+    kinds = {}
+    for record in records:
+        for key, value in record.items():
+            kind = type(value) if type(value) in (int, float) else None
+            kinds[key] = kind if kinds.get(key, kind) is kind else None
+    columns = [key for key, kind in kinds.items() if kind is not None]
+    tensors = {_BATCHES: torch.tensor(counts, dtype=torch.int64)}
+    for key in columns:
+        dtype = torch.int64 if kinds[key] is int else torch.float64
+        tensors[f"history.batch.{key}"] = torch.tensor([r.get(key, 0) for r in records], dtype=dtype)
+        tensors[f"history.batch_mask.{key}"] = torch.tensor([key in r for r in records], dtype=torch.bool)
+    start = 0
+    for epoch, count in zip(json_epochs, counts):
+        rest = [{k: v for k, v in record.items() if k not in kinds or kinds[k] is None}
+                for record in records[start:start + max(count, 0)]]
+        start += max(count, 0)
+        if any(rest):
+            epoch["batches"] = rest
+    return json_epochs, tensors
+
+
+def join_history(path, epochs, tensors):
+    """Inverse of ``split_history``; a format-1 history (all JSON) as it is."""
+    if _BATCHES not in tensors:
+        return epochs
+
+    def refuse(why):
+        raise ValueError(f"{str(path)!r} holds a history whose batch records {why}.")
+
+    counts = tensors[_BATCHES]
+    if counts.dtype != torch.int64 or tuple(counts.shape) != (len(epochs),) or (counts < -1).any():
+        refuse(f"do not match its {len(epochs)} epochs ({_BATCHES})")
+    counts = counts.tolist()
+    n_records = sum(max(count, 0) for count in counts)
+    records = [{} for _ in range(n_records)]
+    for name, values in tensors.items():
+        if not name.startswith("history.batch."):
+            continue
+        key = name[len("history.batch."):]
+        mask = tensors.get(f"history.batch_mask.{key}")
+        if (values.dtype not in (torch.int64, torch.float64) or mask is None
+                or mask.dtype != torch.bool or not tuple(values.shape) == tuple(mask.shape) == (n_records,)):
+            refuse(f"do not fit its {n_records} records ({name})")
+        for record, value, present in zip(records, values.tolist(), mask.tolist()):
+            if present:
+                record[key] = value
+    joined, start = [], 0
+    for epoch, count in zip(epochs, counts):
+        epoch = dict(epoch)
+        rest = epoch.pop("batches", None)
+        batches = records[start:start + max(count, 0)]
+        start += max(count, 0)
+        if rest is not None:
+            if count < 0 or len(rest) != count:
+                refuse(f"do not match the records kept in its JSON (epoch {len(joined) + 1})")
+            batches = [{**record, **more} for record, more in zip(batches, rest)]
+        if count >= 0:
+            epoch["batches"] = batches
+        joined.append(epoch)
+    return joined
+
+
 # The estimator's state <-> a model file ------------------------------------
 
 
@@ -188,9 +275,10 @@ def save_estimator(estimator, path):
             "warmup_epochs": net.warmup_epochs,
         },
         "optimizer": optimizer_document,
-        "history": net.history.to_list(),
     }
+    document["history"], history_tensors = split_history(net.history.to_list())
     tensors = {f"module.{name}": value for name, value in net.module_.state_dict().items()}
+    tensors.update(history_tensors)
     tensors.update(optimizer_tensors)
     tensors["mean"] = torch.from_numpy(estimator.mean_)
     tensors["scale"] = torch.from_numpy(estimator.scale_)
@@ -259,7 +347,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     _check_arrays(path, tensors, net, n_features)
     check_module_outputs(net.module_, n_features, architecture["n_components"], architecture["default_dist"])
     mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
-    history = History(document["history"])
+    history = History(join_history(path, document["history"], tensors))
     feature_names = fitted["feature_names_in_"]
     problems = [
         "weights that are not finite" * (not all(torch.isfinite(w).all() for w in weights.values())),

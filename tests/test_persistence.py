@@ -197,7 +197,8 @@ def test_malformed_documents_are_value_errors(saved, tmp_path):
         "no_mean": (lambda d, t: t.pop("mean"), "structure of a saved BetaVAETransformer"),
         "extra_param": (lambda d, t: d["params"].update(evil=1), "structure of a saved"),
         "bad_param": (lambda d, t: d["params"].update(beta=-1.0), "beta"),
-        "short_history": (lambda d, t: d["history"].pop(), "history whose length is not n_iter_"),
+        "short_history": (lambda d, t: d["history"].pop(), "history whose batch records do not match"),
+        "n_iter": (lambda d, t: d["fitted"].update(n_iter_=2), "history whose length is not n_iter_"),
         "nan_weights": (lambda d, t: t[next(k for k in t if k.startswith("module."))].fill_(np.nan),
                         "weights that are not finite"),
         "names": (lambda d, t: d["fitted"].update(feature_names_in_=["a"]), "feature names"),
@@ -237,16 +238,57 @@ def test_edited_arrays_are_refused_naming_the_field(saved, tmp_path, edit, messa
         BetaVAETransformer.load(tmp_path / "edited.safetensors")
 
 
+def test_a_very_long_history_saves_and_loads(digits, tmp_path):
+    """800,000 batch records (a long fit on many batches) would not fit in
+    safetensors' 100 MB header; they go in tensors, the epochs in JSON."""
+    from skorch.history import History
+
+    vae = BetaVAETransformer(**dict(FAST_PARAMS, max_iter=1)).fit(digits)
+    template = vae.net_.history.to_list()[0]
+    train = [dict(record, train_loss=1.0 / (i + 3)) for i, record in enumerate(template["batches"])]
+    batches = (train * (800 // len(train) + 1))[:800]
+    batches[-1] = dict(batches[-1], note="a string", flag=True)  # kept in JSON
+    epochs = [dict(template, epoch=k + 1, batches=batches) for k in range(1000)]
+    vae.net_.history, vae.n_iter_ = History(epochs), len(epochs)
+    path = tmp_path / "long.safetensors"
+    vae.save(path)
+    assert path.stat().st_size < 200e6
+    loaded = BetaVAETransformer.load(path)
+    assert loaded.net_.history.to_list() == vae.net_.history.to_list()
+    np.testing.assert_array_equal(loaded.transform(digits), vae.transform(digits))
+
+
+def test_format_1_files_with_the_history_in_json_still_load(fitted, saved, tmp_path, monkeypatch):
+    document, tensors = read_model_file(saved)
+    document["history"] = fitted.net_.history.to_list()
+    tensors = {name: value for name, value in tensors.items() if not name.startswith("history.")}
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
+    write_model_file(tmp_path / "v1.safetensors", document, tensors)
+    monkeypatch.undo()
+    loaded = BetaVAETransformer.load(tmp_path / "v1.safetensors")
+    assert loaded.net_.history.to_list() == fitted.net_.history.to_list()
+
+
+def test_edited_batch_records_are_refused(saved, tmp_path):
+    document, tensors = read_model_file(saved)
+    name = next(name for name in tensors if name.startswith("history.batch."))
+    tensors[name] = tensors[name][:-1]
+    write_model_file(tmp_path / "edited.safetensors", document, tensors)
+    with pytest.raises(ValueError, match="history"):
+        BetaVAETransformer.load(tmp_path / "edited.safetensors")
+
+
 def test_unfitted_estimators_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
         BetaVAETransformer().save(tmp_path / "m.safetensors")
 
 
 def test_newer_format_versions_are_refused(fitted, tmp_path, monkeypatch):
-    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 2)
+    current = _persistence.FORMAT_VERSION
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", current + 1)
     fitted.save(tmp_path / "future.safetensors")
-    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
-    with pytest.raises(ValueError, match="format version '2', newer than the version 1"):
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", current)
+    with pytest.raises(ValueError, match=f"format version '{current + 1}', newer than the version {current}"):
         BetaVAETransformer.load(tmp_path / "future.safetensors")
 
 
