@@ -25,6 +25,7 @@ from ._training import build_net, configure_training, private_rng, seed_state, t
 from ._validation import (
     check_hidden_layer_sizes,
     check_module_outputs,
+    check_numbers,
     check_standardize,
     check_unit_interval,
     check_validation_split,
@@ -548,7 +549,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def _fit_new(self, X, architecture, device):
         # Numeric dtypes as they are: float32 is trained on in place, anything
         # else is converted once, chunk by chunk, through float64.
-        X = validate_data(self, X, dtype="numeric")
+        X = check_numbers(validate_data(self, X, dtype="numeric"))
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:
@@ -680,7 +681,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         check_is_fitted(self)
         # Any numeric dtype as it is: chunks are converted one at a time, so a
         # memmap of ints is not loaded whole either.
-        X = validate_data(self, X, reset=False, dtype="numeric")
+        X = check_numbers(validate_data(self, X, reset=False, dtype="numeric"))
         if self.default_dist_ == "bernoulli":
             check_unit_interval(X, self.default_dist_)
         return X

@@ -50,6 +50,18 @@ def usable_device_param(device):
     return device
 
 
+def check_numbers(X):
+    """Dates and durations are not numbers to train on (numpy would subtract a
+    mean from them in ``fit`` and pass them through ``transform``)."""
+    if X.dtype.kind in "mM":
+        raise TypeError(
+            f"X has dtype {X.dtype}; BetaVAETransformer needs numbers (bool, int or "
+            "float). Convert dates or durations to numbers first, e.g. "
+            "X.astype('int64') or (X - X.min()) / np.timedelta64(1, 'D')."
+        )
+    return X
+
+
 def check_unit_interval(X, default_dist):
     """Bernoulli data must be probabilities: every value in [0, 1]."""
     low, high = np.min(X), np.max(X)

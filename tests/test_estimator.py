@@ -1,4 +1,5 @@
 import pickle
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import joblib
@@ -352,6 +353,14 @@ def test_values_too_large_for_training_are_refused(digits):
     np.testing.assert_allclose(
         big.transform(digits * 1e40), vae.set_params().fit(digits).transform(digits), rtol=1e-6, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("unit", ["datetime64[s]", "timedelta64[s]"])
+def test_dates_and_durations_are_refused_by_fit_and_transform(fitted, unit):
+    X = np.arange(240 * 64).reshape(240, 64).astype(unit)
+    for method in (BetaVAETransformer(**FAST_PARAMS).fit, fitted.transform, fitted.score_samples):
+        with pytest.raises(TypeError, match=rf"X has dtype {re.escape(unit)}.*numbers"):
+            method(X)
 
 
 def test_sparse_input_is_a_type_error(digits):
