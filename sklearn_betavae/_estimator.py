@@ -197,7 +197,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     ``transform``, ``inverse_transform`` and ``score_samples`` run a float64
     copy of the network in chunks, so results agree to float64 rounding
-    (about 1e-15 relative) however rows are batched, and a ``numpy.memmap``
+    (about 1e-15 of the output's magnitude, not bit for bit) however rows are
+    batched, and a ``numpy.memmap``
     is never loaded whole. ``transform`` returns float64 whatever the input
     dtype. ``fit`` trains in float32 and copies X at most once (see ``fit``).
 
@@ -407,7 +408,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         expectation is a Monte Carlo average over 16 codes
         ``z = mu + sigma * eps`` with 8 fixed antithetic pairs ``+-eps``, the
         same for every sample and every call: the value is deterministic,
-        does not depend on the order or batching of rows, and is an unbiased
+        depends on the order or batching of rows only through float64
+        rounding (about 1e-16 relative), and is an unbiased
         estimate of the ELBO. It does not depend on ``beta``, so it compares
         models fitted with different values of beta.
 

@@ -1,7 +1,8 @@
 """Inference with a fitted network: a float64 copy of it, run over row chunks.
 
-float64 makes outputs independent of how rows are batched (float32 matrix
-products differ in the last bits between batch sizes); chunks of about
+float64 makes outputs nearly independent of how rows are batched: matrix
+products still differ in the last bits between batch sizes, but float64's
+last bits are about 1e-15 of the output's magnitude, float32's 1e-7; chunks of about
 ``_data.CHUNK_VALUES`` values (64 MB of float64) keep memory bounded, so a
 ``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
 ``Float64Model``, so one fitted estimator can serve several threads at once.

@@ -48,6 +48,20 @@ def test_transform_is_deterministic_and_batch_invariant(fitted, digits):
                                rtol=1e-12)
 
 
+def test_batching_changes_results_only_by_float64_rounding(digits):
+    """What the README states: not bit for bit, but to about 1e-15 of the scale."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data
+    vae = BetaVAETransformer(device="cpu", max_iter=5, random_state=0).fit(X[:1000])
+    held_out = X[1000:1300]
+    for method, inputs in [(vae.transform, held_out), (vae.score_samples, held_out),
+                           (vae.inverse_transform, vae.transform(held_out))]:
+        whole = method(inputs)
+        one_by_one = np.concatenate([method(inputs[i:i + 1]) for i in range(len(inputs))])
+        assert np.abs(one_by_one - whole).max() <= 1e-14 * np.abs(whole).max()
+
+
 def test_concurrent_calls_match_sequential_ones(fitted, digits):
     """One fitted estimator used from many threads, as joblib's threading backend does."""
     chunks = [digits[i::7] for i in range(7)] * 4
