@@ -186,21 +186,23 @@ class _PinnedStreamer:
         return batch
 
 
-def iter_chunks(X, dtype, device):
-    """Yield consecutive row chunks of ``X`` (about ``CHUNK_VALUES`` values
-    each) as tensors of ``dtype`` on ``device``.
+def iter_chunks(X, dtype, device, width=1):
+    """Yield consecutive row chunks of ``X`` as tensors of ``dtype`` on ``device``.
 
+    Each chunk has about ``CHUNK_VALUES`` values per row width, the width
+    being the larger of X's and ``width`` (the widest layer a chunk goes
+    through, so that its activations stay bounded too when X is narrow).
     Only one chunk is converted at a time, so a ``numpy.memmap`` is never
     loaded whole.
     """
     numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    for rows in _row_chunks(X):
+    for rows in _row_chunks(X, width):
         chunk = np.asarray(X[rows], dtype=numpy_dtype)
         yield _shared_tensor(chunk).to(device)
 
 
-def _row_chunks(X):
-    step = max(1, CHUNK_VALUES // max(1, X.shape[1]))
+def _row_chunks(X, width=1):
+    step = max(1, CHUNK_VALUES // max(1, X.shape[1], width))
     return (slice(start, start + step) for start in range(0, X.shape[0], step))
 
 

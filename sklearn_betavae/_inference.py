@@ -2,9 +2,11 @@
 
 float64 makes outputs nearly independent of how rows are batched: matrix
 products still differ in the last bits between batch sizes, but float64's
-last bits are about 1e-15 of the output's magnitude, float32's 1e-7; chunks of about
-``_data.CHUNK_VALUES`` values (64 MB of float64) keep memory bounded, so a
-``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
+last bits are about 1e-15 of the output's magnitude, float32's 1e-7.
+Chunks of rows are sized so that each of their layers' activations holds
+about ``_data.CHUNK_VALUES`` values (64 MB of float64), the widest layer
+counting, not only the input: memory stays bounded for narrow data too, and
+a ``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
 ``Float64Model``, so one fitted estimator can serve several threads at once.
 """
 
@@ -47,6 +49,9 @@ class Float64Model:
 
     def __init__(self, module, mean, scale, default_dist, device):
         self.module = copy.deepcopy(module).double().eval()
+        # The widest layer, from the parameters' shapes (a Linear's weight
+        # is out x in): chunk rows times it bounds the activations.
+        self.width = max((max(p.shape) for p in self.module.parameters() if p.ndim), default=1)
         self.mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
         self.scale = torch.as_tensor(scale, dtype=torch.float64, device=device)
         self.default_dist = default_dist
@@ -55,7 +60,7 @@ class Float64Model:
     def map_chunks(self, X, fn):
         """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
         with torch.inference_mode():
-            chunks = iter_chunks(X, torch.float64, self.device)
+            chunks = iter_chunks(X, torch.float64, self.device, width=self.width)
             return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
 
     def posterior(self, x):
