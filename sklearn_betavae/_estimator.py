@@ -373,6 +373,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         -------
         Z : ndarray of shape (n_samples, n_components), dtype float64
             Means of q(z|x); deterministic.
+
+        Raises
+        ------
+        ValueError
+            For rows so far outside the training data (finite, say 1e308)
+            that the codes would overflow float64, naming the first such
+            row; and for X of long doubles beyond float64's range.
         """
         X = self._validate_X(X)
         return self._float64_model().encode(X)
@@ -390,6 +397,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X_original : ndarray of shape (n_samples, n_features_in_), dtype float64
             Decoder means (normal, laplace) or success probabilities
             (bernoulli), in the input's units.
+
+        Raises
+        ------
+        ValueError
+            For codes so far from the prior (say 1e308) that the decoded
+            values would overflow float64, naming the first such row.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")

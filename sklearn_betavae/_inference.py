@@ -71,16 +71,20 @@ class Float64Model:
         return (x - self.mean) / self.scale
 
     def encode(self, X):
-        """Posterior means of the rows of X."""
-        return self.map_chunks(X, lambda x: self.posterior(x)[0])
+        """Posterior means of the rows of X (ValueError where they overflow)."""
+        return _finite(self.map_chunks(X, lambda x: self.posterior(x)[0]), "transform", _FAR_ROWS)
 
     def decode(self, Z):
-        """Decoder outputs of codes Z, in the input's units."""
-        return self.map_chunks(Z, lambda z: self.module.decoder(z) * self.scale + self.mean)
+        """Decoder outputs of codes Z, in the input's units (ValueError where
+        they overflow)."""
+        decoded = self.map_chunks(Z, lambda z: self.module.decoder(z) * self.scale + self.mean)
+        return _finite(decoded, "inverse_transform", _FAR_CODES)
 
     def latent_kl(self, X):
-        """KL(q(z_j|x) || N(0, 1)) per row and latent."""
-        return self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.posterior(x))))
+        """KL(q(z_j|x) || N(0, 1)) per row and latent (ValueError where it
+        overflows)."""
+        kl = self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.posterior(x))))
+        return _finite(kl, "latent_kl", _FAR_ROWS)
 
     def elbo(self, X):
         """Monte Carlo ELBO of each row over fixed antithetic draws (see
@@ -104,3 +108,22 @@ class Float64Model:
             return torch.where(torch.isnan(value), -torch.inf, value)
 
         return self.map_chunks(X, bound)
+
+
+_FAR_ROWS = ("they lie so far outside the training data that the network overflows "
+             "float64; rescale them or leave them out")
+_FAR_CODES = ("they lie so far from the prior N(0, I) that the decoder overflows "
+              "float64; codes from transform or sample are a few units at most")
+
+
+def _finite(result, method, why):
+    """``result``, or a ValueError naming the rows where it is not finite: the
+    methods promise finite outputs or an error."""
+    bad = ~np.isfinite(result.reshape(len(result), -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{method} would give non-finite values for {len(rows)} row(s) of X "
+            f"(first: row {rows[0]}): {why}."
+        )
+    return result

@@ -524,3 +524,29 @@ def test_score_samples_is_minus_infinity_far_from_the_data_never_nan(fitted, dig
     scores = fitted.score_samples(X)
     assert -np.inf < scores[0] < -1e50 and scores[1] == -np.inf
     np.testing.assert_allclose(scores[2:], fitted.score_samples(digits[2:4]), rtol=1e-12)
+
+
+def test_outputs_that_would_overflow_are_value_errors(fitted, digits):
+    X = digits[:4].copy()
+    X[2] = 1e308  # finite, but the network overflows float64 on it
+    with pytest.raises(ValueError, match=r"transform.*1 row\(s\) of X \(first: row 2\).*outside"):
+        fitted.transform(X)
+    np.testing.assert_array_equal(X[2], 1e308)  # not modified
+    with pytest.raises(ValueError, match=r"inverse_transform.*row 0"):
+        fitted.inverse_transform(np.full((2, 3), 1e308))
+    from sklearn_betavae.inspection import latent_kl
+
+    with pytest.raises(ValueError, match=r"latent_kl.*row 2"):
+        latent_kl(fitted, X)
+    assert np.isfinite(fitted.transform(X[:2])).all()
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max,
+                    reason="longdouble is float64 here")
+def test_long_doubles_beyond_float64_are_refused(fitted, digits):
+    X = digits.astype(np.longdouble)
+    X[0, 0] = np.longdouble("1e400")
+    for method in (fitted.transform, fitted.score_samples, BetaVAETransformer(**FAST_PARAMS).fit):
+        with pytest.raises(ValueError, match="beyond float64's range"):
+            method(X)
+    assert np.isfinite(fitted.transform(X[1:])).all()  # longdoubles in range are fine
