@@ -122,15 +122,18 @@ class SliceLoader:
     dataset : RowDataset or torch.utils.data.Subset of one
     batch_size : int
     shuffle : bool, default=False
-        Draw a new permutation of the rows at each pass, from the global CPU
-        torch generator (which the estimator seeds and isolates during
-        ``fit``), so the order is the same on every device.
+        Draw a new permutation of the rows at each pass, on the CPU so that
+        the order is the same on every device.
+    generator : torch.Generator or None, default=None
+        The CPU generator the permutations come from (the estimator passes
+        its fit's own); None means torch's global one.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False):
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
         self.dataset, self.indices = _dataset_of(dataset)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.generator = generator
 
     def __len__(self):
         return -(-self._n_rows() // self.batch_size)
@@ -142,7 +145,7 @@ class SliceLoader:
         rows, target = self.dataset.X, self.dataset.device
         n_rows = self._n_rows()
         if self.shuffle:
-            order = torch.randperm(n_rows)
+            order = torch.randperm(n_rows, generator=self.generator)
             order = order if self.indices is None else self.indices[order]
         else:
             order = self.indices  # None: plain slices, views without a copy

@@ -147,9 +147,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     random_state : int, RandomState instance or None, default=None
         Seeds the built-in modules' weight initialisation, shuffling, the
         reparameterisation noise and the validation split (your own
-        ``encoder``/``decoder`` keep the weights they came with). The global
-        torch RNG states are left as they were. With an int, fits on the CPU
-        are bit-identical.
+        ``encoder``/``decoder`` keep the weights they came with). These
+        draws come from ``torch.Generator`` objects of the fit's own: torch's
+        global generators are never used, and fits in several threads at
+        once do not disturb each other. With an int, fits on the CPU are
+        bit-identical.
     verbose : int, default=0
         ``0`` is silent; ``1`` or more prints skorch's table of losses per
         epoch.
@@ -609,7 +611,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         )
         net = self.net_
         try:
-            with private_rng(rng_state, self.device_) as current_rng_state:
+            with private_rng(net, rng_state, self.device_) as current_rng_state:
                 try:
                     if not net.initialized_:
                         net.initialize()

@@ -15,6 +15,7 @@ import math
 
 import torch
 from skorch import NeuralNet
+from torch import nn
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
 
@@ -34,7 +35,7 @@ class BetaVAENet(NeuralNet):
     naming the epoch and batch, before the optimizer takes that step.
 
     During a training run the net keeps a copy of its state (weights,
-    Adam's state, the CPU random generator) as it was when the run began and
+    Adam's state, the run's CPU random generator) as it was when the run began and
     at the end of each epoch, whenever it is all finite, so that
     ``restore_last_good_state`` can roll a failed or interrupted run back to
     the end of an epoch.
@@ -54,6 +55,32 @@ class BetaVAENet(NeuralNet):
     def __init__(self, *args, warmup_epochs=0, **kwargs):
         super().__init__(*args, **kwargs)
         self.warmup_epochs = warmup_epochs
+
+    def initialize_module(self):
+        """skorch's, but with no draw from torch's global generator.
+
+        The built-in layers are made on the meta device (no weights, no random
+        draws), then allocated on the CPU and initialised as ``nn.Linear``
+        initialises itself, from ``generator_`` (the fit's own CPU
+        generator, or a fresh one when there is none, as on loading): fits
+        in several threads then neither disturb each other nor the caller's
+        random state. Your own ``encoder``/``decoder`` keep their weights.
+        """
+        with torch.device("meta"):
+            super().initialize_module()
+        generator = getattr(self, "generator_", None)
+        generator = torch.Generator() if generator is None else generator
+        for module in self.module_.modules():
+            if any(param.is_meta for param in module.parameters(recurse=False)):
+                module.to_empty(device="cpu", recurse=False)
+                _reset_linear(module, generator)
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        # The reparameterisation noise draws from the fit's generator on the
+        # training device (None: torch's global one); end_run takes it back.
+        self.vae_module().noise_generator = getattr(self, "noise_generator_", None)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
@@ -82,7 +109,7 @@ class BetaVAENet(NeuralNet):
             "epochs": self.epochs_completed_,
             "weights": {name: value.detach().clone() for name, value in weights.items()},
             "optimizer": _clone_optimizer_state(optimizer),
-            "rng": torch.random.get_rng_state(),
+            "rng": self._generator().get_state(),
         }
 
     def weights_are_finite(self):
@@ -110,15 +137,23 @@ class BetaVAENet(NeuralNet):
             return None
         self.module_.load_state_dict(kept["weights"])
         self.optimizer_.load_state_dict(kept["optimizer"])
-        torch.random.set_rng_state(kept["rng"])
+        self._generator().set_state(kept["rng"])
         del self.history[kept["epochs"]:]
         self.epochs_completed_ = kept["epochs"]
         return kept["epochs"]
 
+    def _generator(self):
+        """The CPU generator of this run: the fit's own, else torch's global one."""
+        generator = getattr(self, "generator_", None)
+        return torch.random.default_generator if generator is None else generator
+
     def end_run(self):
-        """Drop what was kept for ``restore_last_good_state`` during a run."""
+        """Drop what was kept for ``restore_last_good_state`` during a run,
+        and the run's noise generator (generators do not pickle)."""
         for name in ("last_good_state_", "run_start_", "epochs_completed_"):
             vars(self).pop(name, None)
+        if getattr(self, "initialized_", False):
+            vars(self.vae_module()).pop("noise_generator", None)
 
     @property
     def _default_callbacks(self):
@@ -203,6 +238,17 @@ class BetaVAENet(NeuralNet):
             terms = self.loss_terms(y_pred, Xi)
         self._record_terms(terms, "valid")
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+
+def _reset_linear(module, generator):
+    """``nn.Linear.reset_parameters``, drawing from ``generator``."""
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"Cannot initialise a built-in {type(module).__name__} layer.")
+    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+    if module.bias is not None:
+        fan_in = module.weight.shape[1]
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        nn.init.uniform_(module.bias, -bound, bound, generator=generator)
 
 
 def _all_finite(weights, optimizer):

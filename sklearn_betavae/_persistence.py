@@ -334,8 +334,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         device=target,
         training=estimator._training_settings(n_samples=estimator.batch_size, split_seed=None),
     )
-    with torch.random.fork_rng(devices=[]):  # initial weights are overwritten below
-        net.initialize()
+    net.initialize()  # draws from a generator of its own; the weights are overwritten below
     weights = {name[len("module."):]: value for name, value in tensors.items() if name.startswith("module.")}
     try:
         net.module_.load_state_dict(weights)

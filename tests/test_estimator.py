@@ -97,6 +97,17 @@ def test_same_random_state_gives_bit_identical_results(digits):
     assert not np.array_equal(a.transform(digits), c.transform(digits))
 
 
+def test_fits_in_threads_are_reproducible_and_leave_the_global_rng_alone(digits):
+    """Each fit draws from its own generators, never from torch's global one."""
+    expected = BetaVAETransformer(**FAST_PARAMS).fit(digits).transform(digits)
+    before = torch.random.get_rng_state()
+    with ThreadPoolExecutor(4) as pool:
+        fitted = list(pool.map(lambda _: BetaVAETransformer(**FAST_PARAMS).fit(digits), range(4)))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for vae in fitted:
+        np.testing.assert_array_equal(vae.transform(digits), expected)
+
+
 def test_fit_leaves_the_global_torch_rng_alone(digits):
     torch.manual_seed(123)
     expected = torch.rand(3)
