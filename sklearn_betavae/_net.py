@@ -1,8 +1,9 @@
 """BetaVAENet: a skorch ``NeuralNet`` trained without targets on the beta-VAE loss.
 
 Only skorch's documented hooks are overridden (``get_loss``,
-``train_step_single``, ``validation_step``, ``on_epoch_begin``,
-``on_epoch_end``, ``_default_callbacks``) and
+``train_step_single``, ``validation_step``, ``initialize_module``,
+``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``,
+``_default_callbacks``) and
 ``__init__`` gains ``warmup_epochs``; the
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
@@ -15,9 +16,9 @@ import math
 
 import torch
 from skorch import NeuralNet
-from torch import nn
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
+from torch import nn
 
 from ._loss import decoder_distribution, posterior_distribution
 
@@ -35,8 +36,8 @@ class BetaVAENet(NeuralNet):
     naming the epoch and batch, before the optimizer takes that step.
 
     During a training run the net keeps a copy of its state (weights,
-    Adam's state, the run's CPU random generator) as it was when the run began and
-    at the end of each epoch, whenever it is all finite, so that
+    Adam's state, the run's CPU random generator) as it was when the run
+    began and at the end of each epoch, whenever it is all finite, so that
     ``restore_last_good_state`` can roll a failed or interrupted run back to
     the end of an epoch.
 
