@@ -324,6 +324,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     architecture = dict(fitted["architecture_"])
     architecture["hidden_layer_sizes"] = tuple(architecture["hidden_layer_sizes"])
     n_features = fitted["n_features_in_"]
+    _check_fitted_fields(path, fitted)
 
     net = build_net(
         architecture,
@@ -371,6 +372,22 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     estimator._n_features_out = architecture["n_components"]
     estimator.set_output(**document["output_config"])
     return estimator
+
+
+def _check_fitted_fields(path, fitted):
+    """The JSON's fitted scalars have the types and ranges a fit gives them."""
+    def integer(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    for name, low in (("n_features_in_", 1), ("n_iter_", 0), ("warmup_epochs", 0), ("split_seed_", 0)):
+        if not integer(fitted[name], low):
+            raise ValueError(
+                f"{str(path)!r} holds {name} = {fitted[name]!r}; a saved model has an "
+                f"integer of at least {low}."
+            )
+    names = fitted["feature_names_in_"]
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{str(path)!r} holds feature_names_in_ that are not a list of strings.")
 
 
 def _check_arrays(path, tensors, net, n_features):

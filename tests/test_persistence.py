@@ -202,6 +202,11 @@ def test_malformed_documents_are_value_errors(saved, tmp_path):
         "nan_weights": (lambda d, t: t[next(k for k in t if k.startswith("module."))].fill_(np.nan),
                         "weights that are not finite"),
         "names": (lambda d, t: d["fitted"].update(feature_names_in_=["a"]), "feature names"),
+        "name_types": (lambda d, t: d["fitted"].update(feature_names_in_=list(range(64))),
+                       "feature_names_in_ that are not a list of strings"),
+        "n_features": (lambda d, t: d["fitted"].update(n_features_in_=0), "n_features_in_ = 0"),
+        "n_iter_type": (lambda d, t: d["fitted"].update(n_iter_=3.0), "n_iter_ = 3.0"),
+        "seed": (lambda d, t: d["fitted"].update(split_seed_=-1), "split_seed_ = -1"),
     }
     for name, (edit, message) in cases.items():
         with pytest.raises(ValueError, match=message):
