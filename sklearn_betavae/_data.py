@@ -122,15 +122,18 @@ class SliceLoader:
     dataset : RowDataset or torch.utils.data.Subset of one
     batch_size : int
     shuffle : bool, default=False
-        Draw a new permutation of the rows at each pass, from the global CPU
-        torch generator (which the estimator seeds and isolates during
-        ``fit``), so the order is the same on every device.
+        Draw a new permutation of the rows at each pass, on the CPU so that
+        the order is the same on every device.
+    generator : torch.Generator or None, default=None
+        The CPU generator the permutations come from (the estimator passes
+        its fit's own); None means torch's global one.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False):
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
         self.dataset, self.indices = _dataset_of(dataset)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.generator = generator
 
     def __len__(self):
         return -(-self._n_rows() // self.batch_size)
@@ -142,7 +145,7 @@ class SliceLoader:
         rows, target = self.dataset.X, self.dataset.device
         n_rows = self._n_rows()
         if self.shuffle:
-            order = torch.randperm(n_rows)
+            order = torch.randperm(n_rows, generator=self.generator)
             order = order if self.indices is None else self.indices[order]
         else:
             order = self.indices  # None: plain slices, views without a copy
@@ -186,21 +189,23 @@ class _PinnedStreamer:
         return batch
 
 
-def iter_chunks(X, dtype, device):
-    """Yield consecutive row chunks of ``X`` (about ``CHUNK_VALUES`` values
-    each) as tensors of ``dtype`` on ``device``.
+def iter_chunks(X, dtype, device, width=1):
+    """Yield consecutive row chunks of ``X`` as tensors of ``dtype`` on ``device``.
 
+    Each chunk has about ``CHUNK_VALUES`` values per row width, the width
+    being the larger of X's and ``width`` (the widest layer a chunk goes
+    through, so that its activations stay bounded too when X is narrow).
     Only one chunk is converted at a time, so a ``numpy.memmap`` is never
     loaded whole.
     """
     numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    for rows in _row_chunks(X):
+    for rows in _row_chunks(X, width):
         chunk = np.asarray(X[rows], dtype=numpy_dtype)
         yield _shared_tensor(chunk).to(device)
 
 
-def _row_chunks(X):
-    step = max(1, CHUNK_VALUES // max(1, X.shape[1]))
+def _row_chunks(X, width=1):
+    step = max(1, CHUNK_VALUES // max(1, X.shape[1], width))
     return (slice(start, start + step) for start in range(0, X.shape[0], step))
 
 
@@ -229,7 +234,17 @@ def standardisation(X, standardize):
             f"{max(-X.min(), X.max()):.3g}); divide X by a constant first."
         )
     if standardize == "global":
-        scale = np.full(n_features, np.sqrt(np.mean(np.square(scale))))
+        with np.errstate(over="ignore"):
+            root_mean_variance = np.sqrt(np.mean(np.square(scale)))
+        # Each feature's variance can be finite while their sum overflows.
+        if not np.isfinite(root_mean_variance):
+            raise ValueError(
+                'standardize="global" divides by the root mean feature variance, which '
+                "is too large for float64 here (largest magnitude in X "
+                f"{max(-X.min(), X.max()):.3g}); divide X by a constant first, or use "
+                "standardize=True (per feature)."
+            )
+        scale = np.full(n_features, root_mean_variance)
     # Constant features keep their values' spread (none): divide by 1, not 0.
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean, scale

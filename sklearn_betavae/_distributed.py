@@ -21,14 +21,16 @@ from torch.utils.data import DataLoader
 from ._net import BetaVAENet
 
 
-def batch_loader(dataset, batch_size, shuffle=False):
+def batch_loader(dataset, batch_size, shuffle=False, generator=None):
     """A ``DataLoader`` over a ``RowDataset`` (or a ``Subset`` of one).
 
     Each batch is one fancy-index of the rows (``RowDataset.__getitems__``),
     as in ``SliceLoader``, but in a ``DataLoader``, which Accelerate knows
-    how to shard across processes.
+    how to shard across processes. ``generator`` (the fit's own CPU
+    generator; None: torch's global one) draws the shuffling.
     """
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_as_batch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_as_batch,
+                      generator=generator)
 
 
 def _as_batch(item):

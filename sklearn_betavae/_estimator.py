@@ -1,6 +1,5 @@
 """BetaVAETransformer: a scikit-learn transformer around a skorch beta-VAE net."""
 
-import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,6 +27,7 @@ from ._validation import (
     check_hidden_layer_sizes,
     check_init,
     check_module_outputs,
+    check_numbers,
     check_standardize,
     check_unit_interval,
     check_validation_split,
@@ -128,10 +128,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``(batch, n_features)``: the mean (normal, laplace) or the success
         probability (bernoulli). Deep-copied in ``fit``.
     callbacks : list or None, default=None
-        Extra skorch callbacks, deep-copied in ``fit``: for instance
-        ``Checkpoint(use_safetensors=True, f_optimizer=None, ...)`` with
-        ``LoadInitState`` to save progress during a long fit and pick it up
-        again after a crash.
+        Extra skorch callbacks (instances, classes or ``(name, callback)``
+        pairs): for instance ``Checkpoint(use_safetensors=True,
+        f_optimizer=None, ...)`` with ``LoadInitState`` to save progress
+        during a long fit and pick it up again after a crash. As in skorch,
+        ``fit`` uses the instances given, not copies: each fit calls their
+        ``initialize()``, and what they record lands on them, so a callback
+        may hold a file or a lock. (``clone``, and so ``GridSearchCV``,
+        deep-copies them like any parameter.)
     warm_start : bool, default=False
         If True and the estimator is fitted, ``fit`` trains the fitted network
         for ``max_iter`` more epochs (continuing Adam's state, the random
@@ -160,9 +164,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     random_state : int, RandomState instance or None, default=None
         Seeds the built-in modules' weight initialisation, shuffling, the
         reparameterisation noise and the validation split (your own
-        ``encoder``/``decoder`` keep the weights they came with). The global
-        torch RNG states are left as they were. With an int, fits on the CPU
-        are bit-identical.
+        ``encoder``/``decoder`` keep the weights they came with). These
+        draws come from ``torch.Generator`` objects of the fit's own: torch's
+        global generators are never used, and fits in several threads at
+        once do not disturb each other. With an int, fits on the CPU are
+        bit-identical.
     verbose : int, default=0
         ``0`` is silent; ``1`` or more prints skorch's table of losses per
         epoch.
@@ -225,7 +231,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     ``transform``, ``inverse_transform`` and ``score_samples`` run a float64
     copy of the network in chunks, so results agree to float64 rounding
-    (about 1e-15 relative) however rows are batched, and a ``numpy.memmap``
+    (about 1e-15 of the output's magnitude, not bit for bit) however rows are
+    batched, and a ``numpy.memmap``
     is never loaded whole. ``transform`` returns float64 whatever the input
     dtype. ``fit`` trains in float32 and copies X at most once (see ``fit``).
 
@@ -343,8 +350,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Raises
         ------
         FloatingPointError
-            If the training loss stops being finite. The message names the
-            epoch and batch; the estimator keeps the weights of the last epoch
+            If the training loss stops being finite (the message names the
+            epoch and batch), or the weights are not finite when training
+            ends (the last update overflowed; the message names the epoch).
+            The estimator keeps the weights of the last epoch
             that ended with finite ones, or is left unfitted (warm-started:
             as it was) when there are none.
         KeyboardInterrupt
@@ -404,6 +413,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         -------
         Z : ndarray of shape (n_samples, n_components), dtype float64
             Means of q(z|x); deterministic.
+
+        Raises
+        ------
+        ValueError
+            For rows so far outside the training data (finite, say 1e308)
+            that the codes would overflow float64, naming the first such
+            row; and for X of long doubles beyond float64's range.
         """
         X = self._validate_X(X)
         return self._float64_model().encode(X)
@@ -421,6 +437,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X_original : ndarray of shape (n_samples, n_features_in_), dtype float64
             Decoder means (normal, laplace) or success probabilities
             (bernoulli), in the input's units.
+
+        Raises
+        ------
+        ValueError
+            For codes so far from the prior (say 1e308) that the decoded
+            values would overflow float64, naming the first such row.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")
@@ -439,7 +461,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         expectation is a Monte Carlo average over 16 codes
         ``z = mu + sigma * eps`` with 8 fixed antithetic pairs ``+-eps``, the
         same for every sample and every call: the value is deterministic,
-        does not depend on the order or batching of rows, and is an unbiased
+        depends on the order or batching of rows only through float64
+        rounding (about 1e-16 relative), and is an unbiased
         estimate of the ELBO. It does not depend on ``beta``, so it compares
         models fitted with different values of beta.
 
@@ -496,9 +519,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """Save the fitted estimator to one file, without pickle.
 
         The file (a standard safetensors file) holds the network weights,
-        Adam's state and the other fitted arrays as tensors, and the
-        hyper-parameters, training history, format version and library
-        versions as JSON, with a checksum over all of it. Loading it never
+        Adam's state, the other fitted arrays and the training history's
+        batch records (as numeric columns, so that a history of any length
+        fits) as tensors, and the hyper-parameters, the per-epoch history,
+        format version and library versions as JSON, with a checksum over
+        all of it. Loading it never
         runs code from the file, so models can be shared safely; pickle and
         joblib keep working for trusted files.
 
@@ -512,7 +537,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         path : str or path-like
             The file to write (conventionally ``*.safetensors``). It is
             written to a temporary file first and renamed, so an existing
-            model is never left half-overwritten.
+            model is never left half-overwritten. An existing file keeps its
+            permissions; a symbolic link is written through (its target is
+            replaced and the link kept).
 
         Returns
         -------
@@ -564,7 +591,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ValueError
             If the file is not one written by ``save``, is truncated,
             corrupted or edited (checksum), comes from a newer format
-            version, or holds weights that do not fit its parameters.
+            version, or holds weights that do not fit its parameters. A
+            file edited with its checksum recomputed is checked all the
+            same: every array's shape, dtype and values (``scale_`` positive
+            and finite, ``mean_`` and the weights finite, the random state of
+            the right size), the error naming the field.
         """
         return load_estimator(cls, path, device=device, encoder=encoder, decoder=decoder)
 
@@ -573,7 +604,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def _fit_new(self, X, architecture, device, init):
         # Numeric dtypes as they are: float32 is trained on in place, anything
         # else is converted once, chunk by chunk, through float64.
-        X = validate_data(self, X, dtype="numeric")
+        X = check_numbers(validate_data(self, X, dtype="numeric"))
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:
@@ -620,7 +651,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         )
         net = self.net_
         try:
-            with private_rng(rng_state, self.device_) as current_rng_state:
+            with private_rng(net, rng_state, self.device_) as current_rng_state:
                 try:
                     if not net.initialized_:
                         net.initialize()
@@ -677,7 +708,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         )
 
     def _training_callbacks(self):
-        callbacks = copy.deepcopy(self.callbacks) or []
+        # The user's instances, as skorch uses them (a new list, so that
+        # early stopping is not appended to theirs).
+        callbacks = list(self.callbacks or [])
         if self.early_stopping:
             callbacks.append(
                 (
@@ -708,7 +741,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         check_is_fitted(self)
         # Any numeric dtype as it is: chunks are converted one at a time, so a
         # memmap of ints is not loaded whole either.
-        X = validate_data(self, X, reset=False, dtype="numeric")
+        X = check_numbers(validate_data(self, X, reset=False, dtype="numeric"))
         if self.default_dist_ == "bernoulli":
             check_unit_interval(X, self.default_dist_)
         return X

@@ -1,9 +1,12 @@
 """Inference with a fitted network: a float64 copy of it, run over row chunks.
 
-float64 makes outputs independent of how rows are batched (float32 matrix
-products differ in the last bits between batch sizes); chunks of about
-``_data.CHUNK_VALUES`` values (64 MB of float64) keep memory bounded, so a
-``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
+float64 makes outputs nearly independent of how rows are batched: matrix
+products still differ in the last bits between batch sizes, but float64's
+last bits are about 1e-15 of the output's magnitude, float32's 1e-7.
+Chunks of rows are sized so that each of their layers' activations holds
+about ``_data.CHUNK_VALUES`` values (64 MB of float64), the widest layer
+counting, not only the input: memory stays bounded for narrow data too, and
+a ``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
 ``Float64Model``, so one fitted estimator can serve several threads at once.
 """
 
@@ -46,6 +49,9 @@ class Float64Model:
 
     def __init__(self, module, mean, scale, default_dist, device):
         self.module = copy.deepcopy(module).double().eval()
+        # The widest layer, from the parameters' shapes (a Linear's weight
+        # is out x in): chunk rows times it bounds the activations.
+        self.width = max((max(p.shape) for p in self.module.parameters() if p.ndim), default=1)
         self.mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
         self.scale = torch.as_tensor(scale, dtype=torch.float64, device=device)
         self.default_dist = default_dist
@@ -54,7 +60,7 @@ class Float64Model:
     def map_chunks(self, X, fn):
         """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
         with torch.inference_mode():
-            chunks = iter_chunks(X, torch.float64, self.device)
+            chunks = iter_chunks(X, torch.float64, self.device, width=self.width)
             return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
 
     def posterior(self, x):
@@ -65,16 +71,20 @@ class Float64Model:
         return (x - self.mean) / self.scale
 
     def encode(self, X):
-        """Posterior means of the rows of X."""
-        return self.map_chunks(X, lambda x: self.posterior(x)[0])
+        """Posterior means of the rows of X (ValueError where they overflow)."""
+        return _finite(self.map_chunks(X, lambda x: self.posterior(x)[0]), "transform", _FAR_ROWS)
 
     def decode(self, Z):
-        """Decoder outputs of codes Z, in the input's units."""
-        return self.map_chunks(Z, lambda z: self.module.decoder(z) * self.scale + self.mean)
+        """Decoder outputs of codes Z, in the input's units (ValueError where
+        they overflow)."""
+        decoded = self.map_chunks(Z, lambda z: self.module.decoder(z) * self.scale + self.mean)
+        return _finite(decoded, "inverse_transform", _FAR_CODES)
 
     def latent_kl(self, X):
-        """KL(q(z_j|x) || N(0, 1)) per row and latent."""
-        return self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.posterior(x))))
+        """KL(q(z_j|x) || N(0, 1)) per row and latent (ValueError where it
+        overflows)."""
+        kl = self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.posterior(x))))
+        return _finite(kl, "latent_kl", _FAR_ROWS)
 
     def elbo(self, X):
         """Monte Carlo ELBO of each row over fixed antithetic draws (see
@@ -98,3 +108,22 @@ class Float64Model:
             return torch.where(torch.isnan(value), -torch.inf, value)
 
         return self.map_chunks(X, bound)
+
+
+_FAR_ROWS = ("they lie so far outside the training data that the network overflows "
+             "float64; rescale them or leave them out")
+_FAR_CODES = ("they lie so far from the prior N(0, I) that the decoder overflows "
+              "float64; codes from transform or sample are a few units at most")
+
+
+def _finite(result, method, why):
+    """``result``, or a ValueError naming the rows where it is not finite: the
+    methods promise finite outputs or an error."""
+    bad = ~np.isfinite(result.reshape(len(result), -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{method} would give non-finite values for {len(rows)} row(s) of X "
+            f"(first: row {rows[0]}): {why}."
+        )
+    return result

@@ -159,5 +159,5 @@ class VAEModule(nn.Module):
 
     def forward(self, x):
         mu, logvar = self.encoder(x)
-        z = mu + posterior_std(logvar) * torch.randn_like(mu) if self.training else mu
+        z = mu + posterior_std(logvar) * torch.randn(mu.shape, generator=getattr(self, "noise_generator", None), dtype=mu.dtype, device=mu.device) if self.training else mu  # noqa: E501
         return self.decoder(z), mu, logvar

@@ -1,8 +1,9 @@
 """BetaVAENet: a skorch ``NeuralNet`` trained without targets on the beta-VAE loss.
 
 Only skorch's documented hooks are overridden (``get_loss``,
-``train_step_single``, ``validation_step``, ``on_epoch_begin``,
-``on_epoch_end``, ``_default_callbacks``) and
+``train_step_single``, ``validation_step``, ``initialize_module``,
+``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``,
+``_default_callbacks``) and
 ``__init__`` gains ``warmup_epochs``; the
 training loop, callbacks and history are skorch's own. The two step hooks
 do not call ``super()``: skorch's versions need a target and compute one
@@ -17,6 +18,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
+from torch import nn
 
 from ._loss import decoder_distribution, posterior_distribution
 
@@ -34,8 +36,8 @@ class BetaVAENet(NeuralNet):
     naming the epoch and batch, before the optimizer takes that step.
 
     During a training run the net keeps a copy of its state (weights,
-    Adam's state, the CPU random generator) as it was when the run began and
-    at the end of each epoch, whenever it is all finite, so that
+    Adam's state, the run's CPU random generator) as it was when the run
+    began and at the end of each epoch, whenever it is all finite, so that
     ``restore_last_good_state`` can roll a failed or interrupted run back to
     the end of an epoch.
 
@@ -54,6 +56,32 @@ class BetaVAENet(NeuralNet):
     def __init__(self, *args, warmup_epochs=0, **kwargs):
         super().__init__(*args, **kwargs)
         self.warmup_epochs = warmup_epochs
+
+    def initialize_module(self):
+        """skorch's, but with no draw from torch's global generator.
+
+        The built-in layers are made on the meta device (no weights, no random
+        draws), then allocated on the CPU and initialised as ``nn.Linear``
+        initialises itself, from ``generator_`` (the fit's own CPU
+        generator, or a fresh one when there is none, as on loading): fits
+        in several threads then neither disturb each other nor the caller's
+        random state. Your own ``encoder``/``decoder`` keep their weights.
+        """
+        with torch.device("meta"):
+            super().initialize_module()
+        generator = getattr(self, "generator_", None)
+        generator = torch.Generator() if generator is None else generator
+        for module in self.module_.modules():
+            if any(param.is_meta for param in module.parameters(recurse=False)):
+                module.to_empty(device="cpu", recurse=False)
+                _reset_linear(module, generator)
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        # The reparameterisation noise draws from the fit's generator on the
+        # training device (None: torch's global one); end_run takes it back.
+        self.vae_module().noise_generator = getattr(self, "noise_generator_", None)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
@@ -76,20 +104,25 @@ class BetaVAENet(NeuralNet):
         # checked, so "finite loss" alone does not make the state usable.
         weights = self.module_.state_dict()
         optimizer = self.optimizer_.state_dict()
-        tensors = [value for value in weights.values() if value.is_floating_point()]
-        tensors += [value for state in optimizer["state"].values() for value in state.values()
-                    if isinstance(value, torch.Tensor) and value.is_floating_point()]
-        # One fused reduction instead of a check per tensor: the max-norm is
-        # finite exactly when every entry is (and, unlike the L2 norm, cannot
-        # overflow on finite entries).
-        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all():
+        if not _all_finite(weights, optimizer):
             return
         self.last_good_state_ = {
             "epochs": self.epochs_completed_,
             "weights": {name: value.detach().clone() for name, value in weights.items()},
             "optimizer": _clone_optimizer_state(optimizer),
-            "rng": torch.random.get_rng_state(),
+            "rng": self._generator().get_state(),
         }
+
+    def weights_are_finite(self):
+        """Whether the module's weights are all finite now.
+
+        The end of training checks it: the last update of the last epoch (or
+        a callback) can overflow the weights after the last loss was checked.
+        Adam's state is not checked here: its second moments can overflow to
+        inf on a finite divergence while the weights stay finite and usable
+        (such a state is only never kept for ``restore_last_good_state``).
+        """
+        return _all_finite(self.module_.state_dict(), {"state": {}})
 
     def restore_last_good_state(self):
         """Roll back to the end of the last epoch with a finite state.
@@ -105,15 +138,23 @@ class BetaVAENet(NeuralNet):
             return None
         self.module_.load_state_dict(kept["weights"])
         self.optimizer_.load_state_dict(kept["optimizer"])
-        torch.random.set_rng_state(kept["rng"])
+        self._generator().set_state(kept["rng"])
         del self.history[kept["epochs"]:]
         self.epochs_completed_ = kept["epochs"]
         return kept["epochs"]
 
+    def _generator(self):
+        """The CPU generator of this run: the fit's own, else torch's global one."""
+        generator = getattr(self, "generator_", None)
+        return torch.random.default_generator if generator is None else generator
+
     def end_run(self):
-        """Drop what was kept for ``restore_last_good_state`` during a run."""
+        """Drop what was kept for ``restore_last_good_state`` during a run,
+        and the run's noise generator (generators do not pickle)."""
         for name in ("last_good_state_", "run_start_", "epochs_completed_"):
             vars(self).pop(name, None)
+        if getattr(self, "initialized_", False):
+            vars(self.vae_module()).pop("noise_generator", None)
 
     @property
     def _default_callbacks(self):
@@ -198,6 +239,31 @@ class BetaVAENet(NeuralNet):
             terms = self.loss_terms(y_pred, Xi)
         self._record_terms(terms, "valid")
         return {"loss": terms["loss"], "y_pred": y_pred}
+
+
+def _reset_linear(module, generator):
+    """``nn.Linear.reset_parameters``, drawing from ``generator``."""
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"Cannot initialise a built-in {type(module).__name__} layer.")
+    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+    if module.bias is not None:
+        fan_in = module.weight.shape[1]
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
+def _all_finite(weights, optimizer):
+    """Whether every floating-point tensor of a module's and an optimizer's
+    ``state_dict`` is finite."""
+    tensors = [value for value in weights.values() if value.is_floating_point()]
+    tensors += [value for state in optimizer["state"].values() for value in state.values()
+                if isinstance(value, torch.Tensor) and value.is_floating_point()]
+    # One fused reduction instead of a check per tensor: the max-norm is
+    # finite exactly when every entry is (and, unlike the L2 norm, cannot
+    # overflow on finite entries).
+    return not tensors or bool(
+        torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all()
+    )
 
 
 def _clone_optimizer_state(state_dict):

@@ -4,8 +4,9 @@ A pickle runs code when it is loaded; a file written here holds only tensors
 and text, so reading one never imports or executes anything from it. The
 file is a standard safetensors file whose metadata carries, under
 ``sklearn_betavae.*`` keys, the format version, a JSON document (the
-hyper-parameters, the fitted attributes, the training history, the library
-versions) and a SHA-256 digest of the JSON and every tensor, checked on
+hyper-parameters, the fitted attributes, the per-epoch training history,
+the library versions; the history's batch records are tensors, see
+``split_history``) and a SHA-256 digest of the JSON and every tensor, checked on
 loading so that a truncated, corrupted or edited file is refused.
 """
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import numbers
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,7 +34,8 @@ from ._validation import (
     usable_device_param,
 )
 
-FORMAT_VERSION = 1
+# 2: batch records of the history in tensors (1: all of it in the JSON).
+FORMAT_VERSION = 2
 _PREFIX = "sklearn_betavae."
 
 
@@ -40,9 +43,13 @@ def write_model_file(path, document, tensors):
     """Write ``document`` (JSON-able) and ``tensors`` (name -> tensor) to ``path``.
 
     The file appears whole or not at all: it is written next to ``path``
-    and then renamed over it.
+    and then renamed over it. Saving over an existing file keeps its mode
+    (a private 0600 model stays private); a new file gets the mode any new
+    file gets here. A symbolic link is written through: its target is
+    replaced (or created) and the link stays.
     """
-    path = Path(path)
+    # realpath follows every link, also a dangling one, to where the file goes.
+    path = Path(os.path.realpath(path))
     text = json.dumps(document, sort_keys=True, default=_json_default)
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
     metadata = {
@@ -54,9 +61,14 @@ def write_model_file(path, document, tensors):
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
-        # mkstemp makes the file private (0600); give it the mode any new file
-        # gets here, since model files are meant to be shared.
-        os.chmod(temporary, 0o666 & ~_umask())
+        # mkstemp makes the file private (0600): give it the mode of the file
+        # it replaces, or else the mode any new file gets here, since model
+        # files are meant to be shared.
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -146,6 +158,91 @@ def unflatten_optimizer_state(document, tensors):
     return {"state": state, "param_groups": document["param_groups"]}
 
 
+# The history: epochs in JSON, batch records in tensors ------------------------
+
+_BATCHES = "history.n_batches"
+
+
+def split_history(epochs):
+    """Split ``History.to_list()`` into JSON-able epochs and tensors.
+
+    A long fit has millions of batch records, too many for the JSON, which
+    safetensors caps at 100 MB. Every batch-record key whose values are all
+    ints (or all floats) becomes a column, ``history.batch.<key>`` (int64 or
+    float64, exact) with a mask ``history.batch_mask.<key>`` of the records
+    that have it; ``history.n_batches`` holds each epoch's number of records
+    (-1: no ``"batches"`` entry). Anything else a callback recorded stays in
+    the JSON, in the epoch's ``"batches"`` list.
+    """
+    json_epochs, records, counts = [], [], []
+    for epoch in epochs:
+        epoch = dict(epoch)
+        batches = epoch.pop("batches", None)
+        counts.append(-1 if batches is None else len(batches))
+        records.extend(batches or [])
+        json_epochs.append(epoch)
+    kinds = {}
+    for record in records:
+        for key, value in record.items():
+            kind = type(value) if type(value) in (int, float) else None
+            kinds[key] = kind if kinds.get(key, kind) is kind else None
+    columns = [key for key, kind in kinds.items() if kind is not None]
+    tensors = {_BATCHES: torch.tensor(counts, dtype=torch.int64)}
+    for key in columns:
+        dtype = torch.int64 if kinds[key] is int else torch.float64
+        tensors[f"history.batch.{key}"] = torch.tensor([r.get(key, 0) for r in records], dtype=dtype)
+        tensors[f"history.batch_mask.{key}"] = torch.tensor([key in r for r in records], dtype=torch.bool)
+    start = 0
+    for epoch, count in zip(json_epochs, counts):
+        rest = [{k: v for k, v in record.items() if k not in kinds or kinds[k] is None}
+                for record in records[start:start + max(count, 0)]]
+        start += max(count, 0)
+        if any(rest):
+            epoch["batches"] = rest
+    return json_epochs, tensors
+
+
+def join_history(path, epochs, tensors):
+    """Inverse of ``split_history``; a format-1 history (all JSON) as it is."""
+    if _BATCHES not in tensors:
+        return epochs
+
+    def refuse(why):
+        raise ValueError(f"{str(path)!r} holds a history whose batch records {why}.")
+
+    counts = tensors[_BATCHES]
+    if counts.dtype != torch.int64 or tuple(counts.shape) != (len(epochs),) or (counts < -1).any():
+        refuse(f"do not match its {len(epochs)} epochs ({_BATCHES})")
+    counts = counts.tolist()
+    n_records = sum(max(count, 0) for count in counts)
+    records = [{} for _ in range(n_records)]
+    for name, values in tensors.items():
+        if not name.startswith("history.batch."):
+            continue
+        key = name[len("history.batch."):]
+        mask = tensors.get(f"history.batch_mask.{key}")
+        if (values.dtype not in (torch.int64, torch.float64) or mask is None
+                or mask.dtype != torch.bool or not tuple(values.shape) == tuple(mask.shape) == (n_records,)):
+            refuse(f"do not fit its {n_records} records ({name})")
+        for record, value, present in zip(records, values.tolist(), mask.tolist()):
+            if present:
+                record[key] = value
+    joined, start = [], 0
+    for epoch, count in zip(epochs, counts):
+        epoch = dict(epoch)
+        rest = epoch.pop("batches", None)
+        batches = records[start:start + max(count, 0)]
+        start += max(count, 0)
+        if rest is not None:
+            if count < 0 or len(rest) != count:
+                refuse(f"do not match the records kept in its JSON (epoch {len(joined) + 1})")
+            batches = [{**record, **more} for record, more in zip(batches, rest)]
+        if count >= 0:
+            epoch["batches"] = batches
+        joined.append(epoch)
+    return joined
+
+
 # The estimator's state <-> a model file ------------------------------------
 
 
@@ -178,9 +275,10 @@ def save_estimator(estimator, path):
             "warmup_epochs": net.warmup_epochs,
         },
         "optimizer": optimizer_document,
-        "history": net.history.to_list(),
     }
+    document["history"], history_tensors = split_history(net.history.to_list())
     tensors = {f"module.{name}": value for name, value in net.module_.state_dict().items()}
+    tensors.update(history_tensors)
     tensors.update(optimizer_tensors)
     tensors["mean"] = torch.from_numpy(estimator.mean_)
     tensors["scale"] = torch.from_numpy(estimator.scale_)
@@ -228,6 +326,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     # Files written before the built-in MLPs had a linear path.
     architecture.setdefault("linear_path", False)
     n_features = fitted["n_features_in_"]
+    _check_fitted_fields(path, fitted)
 
     net = build_net(
         architecture,
@@ -238,8 +337,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         device=target,
         training=estimator._training_settings(n_samples=estimator.batch_size, split_seed=None),
     )
-    with torch.random.fork_rng(devices=[]):  # initial weights are overwritten below
-        net.initialize()
+    net.initialize()  # draws from a generator of its own; the weights are overwritten below
     weights = {name[len("module."):]: value for name, value in tensors.items() if name.startswith("module.")}
     try:
         net.module_.load_state_dict(weights)
@@ -248,13 +346,13 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         raise ValueError(
             f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
         ) from error
+    _check_arrays(path, tensors, net, n_features)
     check_module_outputs(net.module_, n_features, architecture["n_components"], architecture["default_dist"])
     mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
-    history = History(document["history"])
+    history = History(join_history(path, document["history"], tensors))
     feature_names = fitted["feature_names_in_"]
     problems = [
         "weights that are not finite" * (not all(torch.isfinite(w).all() for w in weights.values())),
-        "a standardisation of the wrong size" * (not mean.shape == scale.shape == (n_features,)),
         "a history whose length is not n_iter_" * (len(history) != fitted["n_iter_"]),
         "feature names of the wrong number" * (feature_names is not None and len(feature_names) != n_features),
     ]
@@ -276,6 +374,75 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     estimator._n_features_out = architecture["n_components"]
     estimator.set_output(**document["output_config"])
     return estimator
+
+
+def _check_fitted_fields(path, fitted):
+    """The JSON's fitted scalars have the types and ranges a fit gives them."""
+    def integer(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    for name, low in (("n_features_in_", 1), ("n_iter_", 0), ("warmup_epochs", 0), ("split_seed_", 0)):
+        if not integer(fitted[name], low):
+            raise ValueError(
+                f"{str(path)!r} holds {name} = {fitted[name]!r}; a saved model has an "
+                f"integer of at least {low}."
+            )
+    names = fitted["feature_names_in_"]
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{str(path)!r} holds feature_names_in_ that are not a list of strings.")
+
+
+def _check_arrays(path, tensors, net, n_features):
+    """Refuse arrays that no fit produces, naming the field: the checksum
+    guards against accidents, not against a file written to look valid.
+
+    The module's weights are checked for dtype here, for shape by
+    ``load_state_dict`` and for finiteness after it. Adam's state may hold
+    inf (its second moments overflow on a finite divergence, with finite
+    weights) but never NaN.
+    """
+    def check(field, value, shape, dtype):
+        if value.dtype != dtype:
+            raise ValueError(
+                f"{str(path)!r} holds {field} of dtype {value.dtype}; a saved model has {dtype}."
+            )
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                f"{str(path)!r} holds {field} of shape {tuple(value.shape)}; a saved model "
+                f"has shape {tuple(shape)}."
+            )
+
+    for name, field in (("mean", "mean_"), ("scale", "scale_")):
+        check(field, tensors[name], (n_features,), torch.float64)
+    if not torch.isfinite(tensors["mean"]).all():
+        raise ValueError(f"{str(path)!r} holds a mean_ that is not finite.")
+    if not ((tensors["scale"] > 0) & torch.isfinite(tensors["scale"])).all():
+        raise ValueError(
+            f"{str(path)!r} holds a scale_ that is not positive and finite everywhere "
+            f"(min {tensors['scale'].min().item():g}, max {tensors['scale'].max().item():g})."
+        )
+    check("rng_state", tensors["rng_state"], torch.random.get_rng_state().shape, torch.uint8)
+    module_state = net.module_.state_dict()
+    params = [param for group in net.optimizer_.param_groups for param in group["params"]]
+    for name, value in tensors.items():
+        if name.startswith("module.") and name[len("module."):] in module_state:
+            check(name, value, None, module_state[name[len("module."):]].dtype)
+        elif name.startswith("optimizer."):
+            index, _, key = name[len("optimizer."):].partition(".")
+            if not (index.isdigit() and int(index) < len(params)):
+                raise ValueError(
+                    f"{str(path)!r} holds {name}, optimizer state for a parameter the "
+                    f"network does not have (it has {len(params)})."
+                )
+            param = params[int(index)]
+            if key == "step":
+                check(name, value, (), value.dtype if value.is_floating_point() else torch.float32)
+                if not (torch.isfinite(value) and value >= 0):
+                    raise ValueError(f"{str(path)!r} holds {name} = {value.item()}, not a step count.")
+            else:
+                check(name, value, param.shape, param.dtype)
+                if torch.isnan(value).any():
+                    raise ValueError(f"{str(path)!r} holds {name} with NaN values.")
 
 
 def _tag(value):

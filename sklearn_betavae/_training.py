@@ -1,7 +1,8 @@
 """Building the skorch net behind the estimator, and running its training.
 
-Training runs with private copies of torch's random generators (the caller's
-RNG state is the same afterwards). An error during training (a non-finite
+Training runs with random generators of its own (torch's global ones are
+never used, so the caller's RNG state is the same afterwards, and fits in
+threads at once are each reproducible). An error during training (a non-finite
 loss above all) rolls the network back to the end of the last epoch with a
 finite state before it is raised, and a ``KeyboardInterrupt`` (which skorch
 swallows) rolls back to the end of the last completed epoch, with a warning.
@@ -115,22 +116,36 @@ def configure_training(
 
 
 @contextmanager
-def private_rng(cpu_state, device):
-    """Run the block with torch's CPU generator in state ``cpu_state`` (the
-    training GPU's seeded from it), restoring the caller's states afterwards.
+def private_rng(net, cpu_state, device):
+    """Run the block with the fit's own random generators, never torch's global ones.
+
+    A CPU ``torch.Generator`` in state ``cpu_state`` draws the initial
+    weights, the shuffling and (on the CPU) the reparameterisation noise, in
+    that order, as torch's global generator did before; on a GPU the noise
+    comes from a generator on that device seeded from it. The net finds them
+    as ``generator_``, ``noise_generator_`` and ``iterator_train__generator``
+    for the block's duration (generators do not pickle). Fits in several
+    threads at once are therefore each reproducible, and the caller's RNG
+    states are never touched.
 
     Yields a callable giving the CPU generator's current state (as a NumPy
     array, which pickles without torch), so that a later run can continue the
     same random stream (a warm start).
     """
-    cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.random.set_rng_state(torch.as_tensor(cpu_state, dtype=torch.uint8))
-        if cuda_devices:
-            cuda_seed = int(torch.randint(2**62, (1,)))
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(cuda_seed)
-        yield lambda: torch.random.get_rng_state().numpy()
+    generator = torch.Generator()
+    generator.set_state(torch.as_tensor(cpu_state, dtype=torch.uint8))
+    noise = generator
+    if device.type == "cuda":
+        noise = torch.Generator(device=device)
+        noise.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    names = ("generator_", "noise_generator_", "iterator_train__generator")
+    for name, value in zip(names, (generator, noise, generator)):
+        setattr(net, name, value)
+    try:
+        yield lambda: generator.get_state().numpy()
+    finally:
+        for name in names:
+            vars(net).pop(name, None)
 
 
 def seed_state(seed):
@@ -159,11 +174,7 @@ def train(net, X_train):
         epochs = net.restore_last_good_state()
         net.end_run()
         if isinstance(error, FloatingPointError):
-            kept = (
-                f"The network keeps its state from the end of epoch {epochs}, the last "
-                "finite one." if epochs else "No epoch was completed, so no weights are kept."
-            )
-            raise FloatingPointError(f"{error} {kept}") from error
+            raise FloatingPointError(f"{error} {_kept(epochs)}") from error
         raise
     start = getattr(net, "run_start_", len(net.history))
     completed = getattr(net, "epochs_completed_", len(net.history))
@@ -174,6 +185,17 @@ def train(net, X_train):
     if interrupted:
         restored = net.restore_last_good_state()
         completed = len(net.history) if restored is None else restored
+    elif not net.weights_are_finite():
+        # Every loss was finite, but the last update (or a callback after it)
+        # left non-finite weights: never end a fit holding them.
+        epoch = len(net.history)
+        epochs = net.restore_last_good_state()
+        net.end_run()
+        raise FloatingPointError(
+            f"The weights became non-finite at epoch {epoch}, after its last loss was "
+            "checked (an update that overflowed, or a callback). Lower "
+            f"learning_rate_init, or check the scale of the data. {_kept(epochs)}"
+        )
     net.end_run()
     if not interrupted:
         _warn_if_diverged(net, start)
@@ -187,6 +209,13 @@ def train(net, X_train):
             UserWarning,
             stacklevel=3,
         )
+
+
+def _kept(epochs):
+    """What a failed run kept, for its error message."""
+    if epochs:
+        return f"The network keeps its state from the end of epoch {epochs}, the last finite one."
+    return "No epoch was completed, so no weights are kept."
 
 
 # A finite run whose last training loss is this many times its lowest one

@@ -50,6 +50,30 @@ def usable_device_param(device):
     return device
 
 
+def check_numbers(X):
+    """X's values as numbers the network can use, or a clear error.
+
+    Dates and durations are not numbers to train on (numpy would subtract a
+    mean from them in ``fit`` and pass them through ``transform``), and
+    long doubles beyond float64's range would become inf.
+    """
+    if X.dtype.kind in "mM":
+        raise TypeError(
+            f"X has dtype {X.dtype}; BetaVAETransformer needs numbers (bool, int or "
+            "float). Convert dates or durations to numbers first, e.g. "
+            "X.astype('int64') or (X - X.min()) / np.timedelta64(1, 'D')."
+        )
+    if X.dtype.kind == "f" and X.dtype.itemsize > 8:  # longdouble: may exceed float64
+        largest = np.abs(X).max()
+        if largest > np.finfo(np.float64).max:
+            raise ValueError(
+                "X has values beyond float64's range (largest magnitude "
+                f"{np.format_float_scientific(largest, precision=2)}), the precision the "
+                "network computes in; rescale X."
+            )
+    return X
+
+
 def check_unit_interval(X, default_dist):
     """Bernoulli data must be probabilities: every value in [0, 1]."""
     low, high = np.min(X), np.max(X)

@@ -6,8 +6,12 @@ Nothing is downloaded: the anatomy is nilearn's bundled MNI152 grey-matter
 template.
 """
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.validation import check_array
 
 __all__ = ["make_brain_population"]
 
@@ -25,6 +29,16 @@ _KINDS = {
 }
 
 
+@validate_params(
+    {
+        "n_subjects": [Interval(Integral, 1, None, closed="left")],
+        "kind": [StrOptions(set(_KINDS))],
+        "resolution": [Interval(Integral, 1, None, closed="left")],
+        "noise": [Interval(Real, 0, np.inf, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_brain_population(
     n_subjects=300, kind="amplitude", *, resolution=6, noise=0.02, random_state=None
 ):
@@ -58,7 +72,8 @@ def make_brain_population(
         Voxel size in mm of the template (nilearn resamples it): 6 gives
         8,656 grey-matter voxels, 4 gives 28,144.
     noise : float, default=0.02
-        Standard deviation of the i.i.d. Gaussian noise added to every voxel.
+        Standard deviation of the i.i.d. Gaussian noise added to every voxel
+        (finite, non-negative).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -84,12 +99,8 @@ def make_brain_population(
     import nibabel
     from nilearn.datasets import load_mni152_gm_mask, load_mni152_gm_template
 
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, _KINDS))}; got {kind!r}.")
-    if not isinstance(n_subjects, (int, np.integer)) or isinstance(n_subjects, bool) or n_subjects < 1:
+    if isinstance(n_subjects, bool):
         raise ValueError(f"n_subjects must be a positive integer; got {n_subjects!r}.")
-    if not noise >= 0:
-        raise ValueError(f"noise must be a non-negative number; got {noise!r}.")
     rng = check_random_state(random_state)
     template_img = load_mni152_gm_template(resolution=resolution)
     mask_img = load_mni152_gm_mask(resolution=resolution)
@@ -101,6 +112,12 @@ def make_brain_population(
 
     def render(factors):
         factors = np.atleast_2d(np.asarray(factors, dtype=np.float64))
+        if factors.ndim != 2 or factors.shape[1] != len(names):
+            raise ValueError(
+                f"render expects factors of shape (n, {len(names)}), one column per factor "
+                f"({', '.join(names)}); got shape {factors.shape}."
+            )
+        factors = check_array(factors, input_name="factors")
         return np.stack([_render_one(kind, template, millimetres, f) for f in factors])
 
     volumes = render(factors)

@@ -12,7 +12,10 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import mutual_info_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_array, check_consistent_length
+from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted
+
+from ._estimator import BetaVAETransformer
 
 __all__ = [
     "best_match_scores",
@@ -23,6 +26,7 @@ __all__ = [
 ]
 
 
+@validate_params({"X": ["array-like"]}, prefer_skip_nested_validation=True)
 def latent_kl(estimator, X):
     """Mean KL divergence from the prior of each latent, over the samples of X.
 
@@ -33,10 +37,11 @@ def latent_kl(estimator, X):
 
     Parameters
     ----------
-    estimator : BetaVAETransformer
-        A fitted estimator.
+    estimator : BetaVAETransformer or Pipeline ending in one
+        Fitted.
     X : array-like of shape (n_samples, n_features)
-        Data in the estimator's input space.
+        Data in the estimator's input space (a pipeline's: its earlier steps
+        transform X first).
 
     Returns
     -------
@@ -55,10 +60,14 @@ def latent_kl(estimator, X):
     >>> kl.shape, bool((kl >= 0).all())
     ((4,), True)
     """
-    X = estimator._validate_X(X)
-    return np.mean(estimator._float64_model().latent_kl(X), axis=0)
+    vae, preceding = _split_pipeline(estimator)
+    if preceding is not None:
+        X = preceding.transform(X)
+    X = vae._validate_X(X)
+    return np.mean(vae._float64_model().latent_kl(X), axis=0)
 
 
+@validate_params({"Z": ["array-like"], "factors": ["array-like"]}, prefer_skip_nested_validation=True)
 def factor_correlations(Z, factors):
     """Absolute Spearman rank correlation of every latent with every factor.
 
@@ -93,6 +102,7 @@ def factor_correlations(Z, factors):
     return np.clip(np.abs(ranks[0].T @ ranks[1] / len(Z)), 0.0, 1.0)  # rounding can pass 1
 
 
+@validate_params({"Z": ["array-like"], "factors": ["array-like"]}, prefer_skip_nested_validation=True)
 def best_match_scores(Z, factors):
     """For each factor, its highest absolute rank correlation with any latent.
 
@@ -111,6 +121,10 @@ def best_match_scores(Z, factors):
     return factor_correlations(Z, factors).max(axis=0)
 
 
+@validate_params(
+    {"Z": ["array-like"], "factors": ["array-like"], "n_bins": [Interval(Integral, 2, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def mutual_information_gap(Z, factors, n_bins=20):
     """Mutual information gap (MIG; Chen et al., NeurIPS 2018).
 
@@ -149,7 +163,7 @@ def mutual_information_gap(Z, factors, n_bins=20):
     Z, factors = _codes_and_factors(Z, factors)
     if Z.shape[1] < 2:
         raise ValueError(f"The MIG needs at least two latents; Z has {Z.shape[1]}.")
-    if not isinstance(n_bins, Integral) or isinstance(n_bins, bool) or n_bins < 2:
+    if isinstance(n_bins, bool):
         raise ValueError(f"n_bins must be an integer of at least 2; got {n_bins!r}.")
     latents = [_bins(column, n_bins) for column in Z.T]
     gaps = []
@@ -163,6 +177,10 @@ def mutual_information_gap(Z, factors, n_bins=20):
     return float(np.mean(gaps)) if gaps else 0.0
 
 
+@validate_params(
+    {"values": ["array-like"], "reference": ["array-like", None]},
+    prefer_skip_nested_validation=True,
+)
 def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), reference=None):
     """Decode codes that vary one latent and hold the others at a reference.
 
@@ -173,7 +191,8 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
         earlier steps' ``inverse_transform``: after a ``NiftiMasker`` the
         result is a 4D NIfTI image, one volume per value.
     latent : int
-        Index of the latent to vary.
+        Index of the latent to vary, in ``[0, n)`` for the ``n`` latents the
+        estimator was fitted with.
     values : array-like of shape (n_values,), default=np.linspace(-3, 3, 7)
         The values it takes, in prior standard deviations (the prior is
         N(0, 1)).
@@ -198,18 +217,44 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
     >>> latent_traversal(vae, latent=2, values=[-2, 0, 2]).shape
     (3, 64)
     """
-    vae, preceding = (estimator[-1], estimator[:-1]) if isinstance(estimator, Pipeline) else (estimator, None)
-    n_components = vae._n_features_out if hasattr(vae, "_n_features_out") else vae.n_components
+    vae, preceding = _split_pipeline(estimator)
+    n_components = vae._n_features_out  # the fitted count, whatever n_components says now
     if not isinstance(latent, Integral) or isinstance(latent, bool) or not 0 <= latent < n_components:
         raise ValueError(f"latent must be an integer in [0, {n_components}); got {latent!r}.")
-    values = check_array(np.asarray(values, dtype=np.float64).reshape(-1, 1), input_name="values").ravel()
+    values = _check_values(values)
     code = np.zeros(n_components) if reference is None else np.asarray(reference, dtype=np.float64)
     if code.shape != (n_components,):
         raise ValueError(f"reference must have shape ({n_components},); got {code.shape}.")
     Z = np.tile(code, (len(values), 1))
     Z[:, latent] = values
     decoded = vae.inverse_transform(Z)
-    return decoded if preceding is None or len(preceding) == 0 else preceding.inverse_transform(decoded)
+    return decoded if preceding is None else preceding.inverse_transform(decoded)
+
+
+def _check_values(values):
+    """Traversal values as a non-empty 1-D float64 array of finite numbers."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("values must hold at least one value to traverse; got none.")
+    return check_array(values.reshape(-1, 1), input_name="values").ravel()
+
+
+def _split_pipeline(estimator):
+    """``(vae, preceding)``: the fitted BetaVAETransformer of ``estimator`` and
+    the pipeline of the steps before it (None when there are none).
+
+    Raises ``TypeError`` for anything else, and scikit-learn's
+    ``NotFittedError`` when the estimator is not fitted.
+    """
+    vae = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if not isinstance(vae, BetaVAETransformer):
+        raise TypeError(
+            "estimator must be a BetaVAETransformer or a Pipeline ending in one; got "
+            f"{type(vae).__name__}."
+        )
+    check_is_fitted(vae)
+    preceding = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
+    return vae, preceding
 
 
 def _codes_and_factors(Z, factors):

@@ -5,10 +5,17 @@ plotting), imported when a function is called. Every function returns the
 ``matplotlib.figure.Figure`` and, given ``path``, also saves it there.
 """
 
-import numpy as np
-from sklearn.pipeline import Pipeline
+import os
+from numbers import Real
 
-from .inspection import latent_traversal
+import numpy as np
+from sklearn.model_selection._search import BaseSearchCV
+from sklearn.utils._param_validation import validate_params
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from .inspection import _check_values, _split_pipeline, latent_traversal
+
+_PATH = [str, os.PathLike, None]
 
 __all__ = [
     "plot_factor_correlations",
@@ -18,6 +25,7 @@ __all__ = [
 ]
 
 
+@validate_params({"path": _PATH}, prefer_skip_nested_validation=True)
 def plot_training_curves(estimator, path=None):
     """Loss per epoch from the net's history: total, reconstruction and KL.
 
@@ -46,8 +54,8 @@ def plot_training_curves(estimator, path=None):
     >>> [ax.get_title() for ax in plot_training_curves(vae).axes]
     ['total loss', 'reconstruction', 'KL']
     """
+    history = _split_pipeline(estimator)[0].net_.history
     plt = _pyplot()
-    history = _vae(estimator).net_.history
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.5), constrained_layout=True)
     for ax, (term, title) in zip(axes, [("loss", "total loss"), ("rec_loss", "reconstruction"),
                                         ("kl_loss", "KL")]):
@@ -61,6 +69,11 @@ def plot_training_curves(estimator, path=None):
     return _saved(figure, path)
 
 
+@validate_params(
+    {"latents": ["array-like", None], "values": ["array-like"], "reference": ["array-like", None],
+     "cut_coords": [Real, None], "path": _PATH},
+    prefer_skip_nested_validation=True,
+)
 def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0, 5),
                            reference=None, cut_coords=None, path=None):
     """A grid of decoded traversals: one row per latent, one column per value.
@@ -73,7 +86,7 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
         scale per row); otherwise the decoded row is drawn as a curve, or as a
         square image when its length is a square (such as digits).
     latents : list of int or None, default=None
-        Rows to draw; all latents when None.
+        Rows to draw; all the latents the estimator was fitted with when None.
     values : array-like, default=np.linspace(-2, 2, 5)
         The traversed values, in prior standard deviations.
     reference : array-like of shape (n_components,) or None, default=None
@@ -86,10 +99,13 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     -------
     figure : matplotlib.figure.Figure
     """
+    vae, _ = _split_pipeline(estimator)
+    # The fitted latent count: n_components may have been changed since.
+    latents = list(range(vae._n_features_out)) if latents is None else list(np.ravel(latents))
+    if not latents:
+        raise ValueError("latents must name at least one latent (or be None for all); got none.")
+    values = _check_values(values)
     plt = _pyplot()
-    vae = _vae(estimator)
-    latents = list(range(vae.n_components)) if latents is None else list(latents)
-    values = np.asarray(values, dtype=float)
     figure, axes = plt.subplots(len(latents), len(values), squeeze=False,
                                 figsize=(2.2 * len(values), 2.0 * len(latents)))
     for row, latent in enumerate(latents):
@@ -128,6 +144,10 @@ def _draw_cell(ax, traversal, column, cut_coords, centre):
         ax.plot(decoded)
 
 
+@validate_params(
+    {"correlations": ["array-like"], "factor_names": ["array-like", None], "path": _PATH},
+    prefer_skip_nested_validation=True,
+)
 def plot_factor_correlations(correlations, factor_names=None, path=None):
     """Heat map of the latent x factor matrix of ``factor_correlations``.
 
@@ -141,10 +161,14 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
     -------
     figure : matplotlib.figure.Figure
     """
-    plt = _pyplot()
-    correlations = np.asarray(correlations, dtype=float)
+    correlations = check_array(correlations, dtype=np.float64, input_name="correlations")
     n_latents, n_factors = correlations.shape
-    names = factor_names or [f"factor {j}" for j in range(n_factors)]
+    names = [f"factor {j}" for j in range(n_factors)] if factor_names is None else list(factor_names)
+    if len(names) != n_factors:
+        raise ValueError(
+            f"Got {len(names)} factor_names for {n_factors} factors (columns of correlations)."
+        )
+    plt = _pyplot()
     figure, ax = plt.subplots(figsize=(1.2 * n_factors + 2, 0.5 * n_latents + 1.5),
                               constrained_layout=True)
     image = ax.imshow(correlations, vmin=0, vmax=1, cmap="viridis")
@@ -158,6 +182,7 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
     return _saved(figure, path)
 
 
+@validate_params({"search": [BaseSearchCV], "path": _PATH}, prefer_skip_nested_validation=True)
 def plot_score_vs_beta(search, path=None):
     """Mean cross-validated score (held-out ELBO) against beta, from a grid search.
 
@@ -165,13 +190,16 @@ def plot_score_vs_beta(search, path=None):
     ----------
     search : fitted GridSearchCV or RandomizedSearchCV
         Over a parameter named ``beta`` or ending in ``__beta``. With other
-        parameters in the grid, one line per combination of them.
+        parameters in the grid, one line per combination of them. The beta
+        axis is logarithmic; with ``beta=0`` in the search it is symmetric-log
+        (linear below the smallest positive beta), so that 0 is drawn too.
     path : str or path-like or None, default=None
 
     Returns
     -------
     figure : matplotlib.figure.Figure
     """
+    check_is_fitted(search, "cv_results_")
     plt = _pyplot()
     results = search.cv_results_
     keys = [key for key in results if key.startswith("param_") and
@@ -190,14 +218,17 @@ def plot_score_vs_beta(search, path=None):
     for label, points in lines.items():
         beta, mean, std = np.array(sorted(points)).T
         ax.errorbar(beta, mean, yerr=std, marker="o", capsize=3, label=label)
-    ax.set(xscale="log", xlabel="beta", ylabel="mean held-out score (ELBO)")
+    betas = np.array([point[0] for points in lines.values() for point in points])
+    if (betas <= 0).any():
+        # A log axis would drop beta=0 (a plain autoencoder) without a word.
+        positive = betas[betas > 0]
+        ax.set_xscale("symlog", linthresh=positive.min() if positive.size else 1.0)
+    else:
+        ax.set_xscale("log")
+    ax.set(xlabel="beta", ylabel="mean held-out score (ELBO)")
     if others:
         ax.legend()
     return _saved(figure, path)
-
-
-def _vae(estimator):
-    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 
 
 def _pyplot():

@@ -85,6 +85,22 @@ def test_standardisation_refuses_values_that_overflow_float64_statistics():
     assert np.isfinite(scale).all()
 
 
+def test_global_standardisation_refuses_a_scale_that_overflows():
+    # Each feature's variance (6.4e307) is finite; their sum is not.
+    X = np.array([[8e153] * 10, [-8e153] * 10])
+    assert np.isfinite(standardisation(X, True)[1]).all()
+    with pytest.raises(ValueError, match='standardize="global".*too large.*8e\\+153'):
+        standardisation(X, "global")
+    mean, scale = standardisation(X / 1e10, "global")
+    assert np.isfinite(scale).all()
+    from sklearn_betavae import BetaVAETransformer
+
+    vae = BetaVAETransformer(device="cpu", standardize="global", max_iter=1)
+    with pytest.raises(ValueError, match='standardize="global"'):
+        vae.fit(X)
+    assert not hasattr(vae, "scale_")
+
+
 def test_float32_c_data_are_trained_on_in_place_and_standardised_per_batch():
     X = np.random.RandomState(0).normal(3.0, 2.0, size=(50, 7)).astype(np.float32)
     X.setflags(write=False)  # read-only arrays (and memmaps) are shared too

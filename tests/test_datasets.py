@@ -127,10 +127,23 @@ def test_pipeline_gives_back_images_and_traversals():
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"kind": "linear"}, "kind must be one of"),
-    ({"n_subjects": 0}, "n_subjects must be a positive integer"),
-    ({"noise": -1.0}, "noise must be"),
+    ({"kind": "linear"}, "'kind' parameter .* among .*'amplitude'"),
+    ({"n_subjects": 0}, "'n_subjects' parameter .* range \\[1, inf\\)"),
+    ({"n_subjects": True}, "n_subjects must be a positive integer"),
+    ({"noise": -1.0}, "'noise' parameter"),
+    ({"noise": np.inf}, "'noise' parameter"),
+    ({"noise": np.nan}, "'noise' parameter"),
+    ({"resolution": 0}, "'resolution' parameter"),
+    ({"n_subjects": 2.5}, "n_subjects must be a positive integer|'n_subjects' parameter"),
 ])
 def test_bad_arguments(bad, match):
     with pytest.raises(ValueError, match=match):
         make_brain_population(**{"n_subjects": 2, **bad})
+
+
+def test_render_checks_its_factors():
+    population = make_brain_population(2, kind="nonlinear", random_state=0)
+    assert population.render(population.factors).shape == (2, 34, 40, 33)
+    for bad in (np.zeros((2, 3)), np.zeros((2, 1)), np.full((1, 2), np.nan), np.zeros((0, 2))):
+        with pytest.raises(ValueError, match=r"render expects factors of shape \(n, 2\)|NaN|0 sample"):
+            population.render(bad)

@@ -1,4 +1,5 @@
 import pickle
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import joblib
@@ -47,6 +48,20 @@ def test_transform_is_deterministic_and_batch_invariant(fitted, digits):
                                rtol=1e-12)
 
 
+def test_batching_changes_results_only_by_float64_rounding(digits):
+    """What the README states: not bit for bit, but to about 1e-15 of the scale."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data
+    vae = BetaVAETransformer(device="cpu", max_iter=5, random_state=0).fit(X[:1000])
+    held_out = X[1000:1300]
+    for method, inputs in [(vae.transform, held_out), (vae.score_samples, held_out),
+                           (vae.inverse_transform, vae.transform(held_out))]:
+        whole = method(inputs)
+        one_by_one = np.concatenate([method(inputs[i:i + 1]) for i in range(len(inputs))])
+        assert np.abs(one_by_one - whole).max() <= 1e-14 * np.abs(whole).max()
+
+
 def test_concurrent_calls_match_sequential_ones(fitted, digits):
     """One fitted estimator used from many threads, as joblib's threading backend does."""
     chunks = [digits[i::7] for i in range(7)] * 4
@@ -80,6 +95,17 @@ def test_same_random_state_gives_bit_identical_results(digits):
     assert np.array_equal(a.net_.history[:, "train_loss"], b.net_.history[:, "train_loss"])
     c = BetaVAETransformer(**{**FAST_PARAMS, "random_state": 1}).fit(digits)
     assert not np.array_equal(a.transform(digits), c.transform(digits))
+
+
+def test_fits_in_threads_are_reproducible_and_leave_the_global_rng_alone(digits):
+    """Each fit draws from its own generators, never from torch's global one."""
+    expected = BetaVAETransformer(**FAST_PARAMS).fit(digits).transform(digits)
+    before = torch.random.get_rng_state()
+    with ThreadPoolExecutor(4) as pool:
+        fitted = list(pool.map(lambda _: BetaVAETransformer(**FAST_PARAMS).fit(digits), range(4)))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for vae in fitted:
+        np.testing.assert_array_equal(vae.transform(digits), expected)
 
 
 def test_fit_leaves_the_global_torch_rng_alone(digits):
@@ -354,6 +380,14 @@ def test_values_too_large_for_training_are_refused(digits):
     )
 
 
+@pytest.mark.parametrize("unit", ["datetime64[s]", "timedelta64[s]"])
+def test_dates_and_durations_are_refused_by_fit_and_transform(fitted, unit):
+    X = np.arange(240 * 64).reshape(240, 64).astype(unit)
+    for method in (BetaVAETransformer(**FAST_PARAMS).fit, fitted.transform, fitted.score_samples):
+        with pytest.raises(TypeError, match=rf"X has dtype {re.escape(unit)}.*numbers"):
+            method(X)
+
+
 def test_sparse_input_is_a_type_error(digits):
     with pytest.raises(TypeError, match="dense data is required"):
         BetaVAETransformer(**FAST_PARAMS).fit(sp.csr_matrix(digits))
@@ -502,3 +536,29 @@ def test_score_samples_is_minus_infinity_far_from_the_data_never_nan(fitted, dig
     scores = fitted.score_samples(X)
     assert -np.inf < scores[0] < -1e50 and scores[1] == -np.inf
     np.testing.assert_allclose(scores[2:], fitted.score_samples(digits[2:4]), rtol=1e-12)
+
+
+def test_outputs_that_would_overflow_are_value_errors(fitted, digits):
+    X = digits[:4].copy()
+    X[2] = 1e308  # finite, but the network overflows float64 on it
+    with pytest.raises(ValueError, match=r"transform.*1 row\(s\) of X \(first: row 2\).*outside"):
+        fitted.transform(X)
+    np.testing.assert_array_equal(X[2], 1e308)  # not modified
+    with pytest.raises(ValueError, match=r"inverse_transform.*row 0"):
+        fitted.inverse_transform(np.full((2, 3), 1e308))
+    from sklearn_betavae.inspection import latent_kl
+
+    with pytest.raises(ValueError, match=r"latent_kl.*row 2"):
+        latent_kl(fitted, X)
+    assert np.isfinite(fitted.transform(X[:2])).all()
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max,
+                    reason="longdouble is float64 here")
+def test_long_doubles_beyond_float64_are_refused(fitted, digits):
+    X = digits.astype(np.longdouble)
+    X[0, 0] = np.longdouble("1e400")
+    for method in (fitted.transform, fitted.score_samples, BetaVAETransformer(**FAST_PARAMS).fit):
+        with pytest.raises(ValueError, match="beyond float64's range"):
+            method(X)
+    assert np.isfinite(fitted.transform(X[1:])).all()  # longdoubles in range are fine

@@ -56,3 +56,27 @@ def test_elbo_noise_is_fixed_and_antithetic():
     eps = elbo_noise(3)
     assert eps.shape == (16, 3) and torch.equal(eps[:8], -eps[8:])
     assert torch.equal(eps, elbo_noise(3))
+
+
+def test_chunks_are_sized_by_the_widest_layer_for_narrow_data(monkeypatch):
+    """A 1-feature input through 256-wide layers: each chunk's activations,
+    not only its input, stay within CHUNK_VALUES values."""
+    X = np.random.RandomState(0).normal(size=(3000, 1))
+    vae = BetaVAETransformer(device="cpu", n_components=2, hidden_layer_sizes=(256, 64),
+                             max_iter=1, random_state=0).fit(X[:200])
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 2**12)
+    largest = []
+
+    def record(module, inputs, output):
+        outputs = output if isinstance(output, tuple) else (output,)
+        largest.append(max(o.numel() for o in outputs if isinstance(o, torch.Tensor)))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        results = [vae.transform(X), vae.score_samples(X), vae.inverse_transform(vae.transform(X)),
+                   vae.sample(3000, random_state=0)]
+    finally:
+        handle.remove()
+    assert max(largest) <= 2**12
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 2**23)
+    np.testing.assert_allclose(results[0], vae.transform(X), rtol=1e-12, atol=1e-12)

@@ -45,6 +45,38 @@ def test_latent_kl_validates_its_input(digits):
         latent_kl(vae, digits[:, :5])
 
 
+def test_latent_kl_and_traversals_accept_pipelines(digits):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = Pipeline([("scale", StandardScaler()), ("vae", BetaVAETransformer(**FAST_PARAMS))])
+    with pytest.raises(NotFittedError):
+        latent_kl(pipe, digits)
+    with pytest.raises(NotFittedError):
+        latent_traversal(pipe, 0)
+    pipe.fit(digits)
+    np.testing.assert_array_equal(latent_kl(pipe, digits),
+                                  latent_kl(pipe[-1], pipe[:-1].transform(digits)))
+    from sklearn.decomposition import PCA
+
+    for function, args in ((latent_kl, (digits,)), (latent_traversal, (0,))):
+        with pytest.raises(TypeError, match="BetaVAETransformer or a Pipeline"):
+            function(PCA(2).fit(digits), *args)
+
+
+def test_traversal_arguments_are_validated(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    for bad, match in [({"values": 1.0}, "'values' parameter"),
+                       ({"values": [0.0, np.nan]}, "NaN"),
+                       ({"reference": "zero"}, "'reference' parameter")]:
+        with pytest.raises(ValueError, match=match):
+            latent_traversal(vae, 0, **bad)
+    # The fitted latent count, whatever n_components says now.
+    vae.set_params(n_components=7)
+    with pytest.raises(ValueError, match=r"latent must be an integer in \[0, 3\)"):
+        latent_traversal(vae, 5)
+
+
 @pytest.fixture(scope="module")
 def factors():
     return np.random.RandomState(0).uniform(size=(400, 3))
@@ -91,6 +123,10 @@ def test_scores_validate_their_inputs(factors):
     assert factor_correlations(factors, factors).max() <= 1.0
     with pytest.raises(ValueError, match="NaN"):
         best_match_scores(np.full((5, 2), np.nan), factors[:5])
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        factor_correlations(factors[:, 0], factors)
+    with pytest.raises(ValueError, match="'n_bins' parameter"):
+        mutual_information_gap(factors, factors, n_bins=2.5)
 
 
 def test_traversal_varies_one_latent_from_a_reference(digits):

@@ -87,7 +87,8 @@ def test_verbose_prints_an_epoch_table(digits, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_user_callbacks_run_and_are_not_mutated(digits):
+def test_user_callbacks_are_the_instances_given(digits):
+    """As in skorch: what a callback records lands on the user's instance."""
     from skorch.callbacks import Callback
 
     class CountEpochs(Callback):
@@ -99,9 +100,32 @@ def test_user_callbacks_run_and_are_not_mutated(digits):
             self.epochs_ += 1
 
     callback = CountEpochs()
-    vae = BetaVAETransformer(**FAST_PARAMS, callbacks=[("count", callback)]).fit(digits)
-    assert not hasattr(callback, "epochs_")
-    assert dict(vae.net_.callbacks_)["count"].epochs_ == FAST_PARAMS["max_iter"]
+    callbacks = [("count", callback)]
+    vae = BetaVAETransformer(**FAST_PARAMS, callbacks=callbacks).fit(digits)
+    assert callback.epochs_ == FAST_PARAMS["max_iter"]
+    assert dict(vae.net_.callbacks_)["count"] is callback
+    assert vae.callbacks == [("count", callback)]  # the list itself is not changed
+    # A second fit re-initialises it, as skorch does.
+    vae.set_params(early_stopping=True).fit(digits)
+    assert callback.epochs_ <= FAST_PARAMS["max_iter"] and callbacks == [("count", callback)]
+
+
+def test_a_callback_holding_an_open_file_works(digits, tmp_path):
+    from skorch.callbacks import Callback
+
+    class LogLosses(Callback):
+        def __init__(self, file):
+            self.file = file
+
+        def on_epoch_end(self, net, **kwargs):
+            self.file.write(f"{net.history[-1, 'train_loss']}\n")
+
+    with open(tmp_path / "log.txt", "w") as file:
+        vae = BetaVAETransformer(**FAST_PARAMS, callbacks=[LogLosses(file)]).fit(digits)
+        vae.set_params(warm_start=True).fit(digits)
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert len(lines) == 2 * FAST_PARAMS["max_iter"]
+    assert [float(line) for line in lines] == list(vae.net_.history[:, "train_loss"])
 
 
 def test_large_finite_weights_are_still_kept_for_roll_back(digits):

@@ -154,6 +154,37 @@ def test_saved_files_get_the_usual_permissions(saved):
     assert saved.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
+def test_saving_over_a_file_keeps_its_mode(fitted, saved):
+    import os
+
+    os.chmod(saved, 0o600)
+    fitted.save(saved)
+    assert saved.stat().st_mode & 0o777 == 0o600
+    os.chmod(saved, 0o640)
+    fitted.save(saved)
+    assert saved.stat().st_mode & 0o777 == 0o640
+
+
+def test_saving_through_a_symlink_writes_its_target(fitted, saved, tmp_path, digits):
+    import os
+
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(saved)
+    os.chmod(saved, 0o600)
+    saved.write_bytes(b"old")
+    fitted.save(link)
+    assert link.is_symlink() and link.resolve() == saved.resolve()
+    assert saved.stat().st_mode & 0o777 == 0o600
+    np.testing.assert_array_equal(BetaVAETransformer.load(saved).transform(digits),
+                                  fitted.transform(digits))
+    # A dangling link: the file is created where it points.
+    dangling = tmp_path / "dangling.safetensors"
+    dangling.symlink_to(tmp_path / "target.safetensors")
+    fitted.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "target.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_malformed_documents_are_value_errors(saved, tmp_path):
     """A re-signed file passes the checksum; its structure is still checked."""
     def variant(edit, name):
@@ -166,14 +197,90 @@ def test_malformed_documents_are_value_errors(saved, tmp_path):
         "no_mean": (lambda d, t: t.pop("mean"), "structure of a saved BetaVAETransformer"),
         "extra_param": (lambda d, t: d["params"].update(evil=1), "structure of a saved"),
         "bad_param": (lambda d, t: d["params"].update(beta=-1.0), "beta"),
-        "short_history": (lambda d, t: d["history"].pop(), "history whose length is not n_iter_"),
+        "short_history": (lambda d, t: d["history"].pop(), "history whose batch records do not match"),
+        "n_iter": (lambda d, t: d["fitted"].update(n_iter_=2), "history whose length is not n_iter_"),
         "nan_weights": (lambda d, t: t[next(k for k in t if k.startswith("module."))].fill_(np.nan),
                         "weights that are not finite"),
         "names": (lambda d, t: d["fitted"].update(feature_names_in_=["a"]), "feature names"),
+        "name_types": (lambda d, t: d["fitted"].update(feature_names_in_=list(range(64))),
+                       "feature_names_in_ that are not a list of strings"),
+        "n_features": (lambda d, t: d["fitted"].update(n_features_in_=0), "n_features_in_ = 0"),
+        "n_iter_type": (lambda d, t: d["fitted"].update(n_iter_=3.0), "n_iter_ = 3.0"),
+        "seed": (lambda d, t: d["fitted"].update(split_seed_=-1), "split_seed_ = -1"),
     }
     for name, (edit, message) in cases.items():
         with pytest.raises(ValueError, match=message):
             BetaVAETransformer.load(variant(edit, name + ".safetensors"))
+
+
+def _first(prefix, tensors):
+    return next(name for name in sorted(tensors) if name.startswith(prefix))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["scale"].zero_(), r"scale_.*positive and finite"),
+    (lambda t: t["scale"].neg_(), r"scale_.*positive and finite"),
+    (lambda t: t["scale"].fill_(np.inf), r"scale_.*positive and finite"),
+    (lambda t: t["mean"].fill_(np.nan), r"mean_.*finite"),
+    (lambda t: t.update(mean=t["mean"].float()), r"mean_.*float32.*float64"),
+    (lambda t: t.update(scale=t["scale"][:-1]), r"scale_.*shape \(63,\).*\(64,\)"),
+    (lambda t: t.update(rng_state=t["rng_state"][:3]), r"rng_state.*shape \(3,\).*\(5056,\)"),
+    (lambda t: t.update(rng_state=t["rng_state"].long()), r"rng_state.*int64.*uint8"),
+    (lambda t: t.update({_first("module.", t): t[_first("module.", t)].double()}),
+     r"module\..*float64.*float32"),
+    (lambda t: t.update({_first("optimizer.", t): t[_first("optimizer.", t)][:1]}),
+     r"optimizer\..*shape"),
+    (lambda t: t[_first("optimizer.0.exp_avg", t)].fill_(np.nan), r"optimizer\..*NaN"),
+    (lambda t: t.update({_first("optimizer.0.step", t): torch.tensor([1.0, 2.0])}),
+     r"optimizer\.0\.step.*shape"),
+])
+def test_edited_arrays_are_refused_naming_the_field(saved, tmp_path, edit, message):
+    """Re-signed files with arrays a fit cannot produce: each field is checked."""
+    document, tensors = read_model_file(saved)
+    edit(tensors)
+    write_model_file(tmp_path / "edited.safetensors", document, tensors)
+    with pytest.raises(ValueError, match=message):
+        BetaVAETransformer.load(tmp_path / "edited.safetensors")
+
+
+def test_a_very_long_history_saves_and_loads(digits, tmp_path):
+    """800,000 batch records (a long fit on many batches) would not fit in
+    safetensors' 100 MB header; they go in tensors, the epochs in JSON."""
+    from skorch.history import History
+
+    vae = BetaVAETransformer(**dict(FAST_PARAMS, max_iter=1)).fit(digits)
+    template = vae.net_.history.to_list()[0]
+    train = [dict(record, train_loss=1.0 / (i + 3)) for i, record in enumerate(template["batches"])]
+    batches = (train * (800 // len(train) + 1))[:800]
+    batches[-1] = dict(batches[-1], note="a string", flag=True)  # kept in JSON
+    epochs = [dict(template, epoch=k + 1, batches=batches) for k in range(1000)]
+    vae.net_.history, vae.n_iter_ = History(epochs), len(epochs)
+    path = tmp_path / "long.safetensors"
+    vae.save(path)
+    assert path.stat().st_size < 200e6
+    loaded = BetaVAETransformer.load(path)
+    assert loaded.net_.history.to_list() == vae.net_.history.to_list()
+    np.testing.assert_array_equal(loaded.transform(digits), vae.transform(digits))
+
+
+def test_format_1_files_with_the_history_in_json_still_load(fitted, saved, tmp_path, monkeypatch):
+    document, tensors = read_model_file(saved)
+    document["history"] = fitted.net_.history.to_list()
+    tensors = {name: value for name, value in tensors.items() if not name.startswith("history.")}
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
+    write_model_file(tmp_path / "v1.safetensors", document, tensors)
+    monkeypatch.undo()
+    loaded = BetaVAETransformer.load(tmp_path / "v1.safetensors")
+    assert loaded.net_.history.to_list() == fitted.net_.history.to_list()
+
+
+def test_edited_batch_records_are_refused(saved, tmp_path):
+    document, tensors = read_model_file(saved)
+    name = next(name for name in tensors if name.startswith("history.batch."))
+    tensors[name] = tensors[name][:-1]
+    write_model_file(tmp_path / "edited.safetensors", document, tensors)
+    with pytest.raises(ValueError, match="history"):
+        BetaVAETransformer.load(tmp_path / "edited.safetensors")
 
 
 def test_unfitted_estimators_cannot_be_saved(tmp_path):
@@ -182,10 +289,11 @@ def test_unfitted_estimators_cannot_be_saved(tmp_path):
 
 
 def test_newer_format_versions_are_refused(fitted, tmp_path, monkeypatch):
-    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 2)
+    current = _persistence.FORMAT_VERSION
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", current + 1)
     fitted.save(tmp_path / "future.safetensors")
-    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
-    with pytest.raises(ValueError, match="format version '2', newer than the version 1"):
+    monkeypatch.setattr(_persistence, "FORMAT_VERSION", current)
+    with pytest.raises(ValueError, match=f"format version '{current + 1}', newer than the version {current}"):
         BetaVAETransformer.load(tmp_path / "future.safetensors")
 
 

@@ -1,7 +1,10 @@
 """Each plotting function returns a Figure and writes the file it is given."""
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_betavae import BetaVAETransformer
@@ -77,3 +80,57 @@ def test_score_vs_beta_from_a_grid_search(digits, tmp_path):
     other = GridSearchCV(BetaVAETransformer(**FAST_PARAMS), {"n_components": [2]}, cv=2).fit(digits)
     with pytest.raises(ValueError, match="no beta parameter"):
         plot_score_vs_beta(other)
+
+
+def test_unfitted_or_foreign_estimators_are_refused(digits):
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+
+    for unfitted in (BetaVAETransformer(), Pipeline([("vae", BetaVAETransformer())])):
+        for plot in (plot_training_curves, plot_latent_traversals):
+            with pytest.raises(NotFittedError):
+                plot(unfitted)
+    with pytest.raises(TypeError, match="BetaVAETransformer or a Pipeline"):
+        plot_training_curves(PCA(2).fit(digits))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"latents": 5}, "'latents' parameter"),
+    ({"latents": [3]}, r"latent must be an integer in \[0, 3\)"),
+    ({"values": 1.0}, "'values' parameter"),
+    ({"values": []}, "values"),
+    ({"cut_coords": "top"}, "'cut_coords' parameter"),
+])
+def test_traversal_plot_arguments_are_validated(fitted, bad, match):
+    with pytest.raises(ValueError, match=match):
+        plot_latent_traversals(fitted, **bad)
+
+
+def test_traversal_plot_draws_the_fitted_latents(digits):
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits).set_params(n_components=5)
+    figure = plot_latent_traversals(vae, values=[0.0, 1.0])
+    assert len(figure.axes) == 3 * 2
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.ones(3), "Expected 2D array"),
+    (np.full((2, 2), np.nan), "NaN"),
+    ("abc", "'correlations' parameter"),
+])
+def test_factor_correlation_plot_arguments_are_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
+        plot_factor_correlations(bad)
+    with pytest.raises(ValueError, match="2 factor_names for 3 factors"):
+        plot_factor_correlations(np.ones((2, 3)), ["a", "b"])
+
+
+def test_score_vs_beta_keeps_beta_zero_on_a_symlog_axis(digits):
+    search = GridSearchCV(BetaVAETransformer(**FAST_PARAMS), {"beta": [0.0, 1.0, 4.0]}, cv=2).fit(digits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure = plot_score_vs_beta(search)
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "symlog"
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0.0, 1.0, 4.0])
+    with pytest.raises(ValueError, match="'search' parameter"):
+        plot_score_vs_beta(BetaVAETransformer())

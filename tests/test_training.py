@@ -244,3 +244,45 @@ def test_a_finite_divergence_is_reported(digits):
         # Early stopping keeps the best epoch: nothing to report.
         BetaVAETransformer(**params, callbacks=[ScaleWeightsAt(10, 1e3)], early_stopping=True,
                            n_iter_no_change=100).fit(digits)
+
+
+class PoisonWeightsAtEnd(Callback):
+    """Set the first weight matrix to NaN when epoch ``epoch`` ends."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            with torch.no_grad():
+                next(net.module_.parameters()).view(-1)[0] = float("nan")
+
+
+def test_non_finite_weights_after_the_last_epoch_roll_back(digits):
+    vae = BetaVAETransformer(**dict(EXACT, max_iter=3), callbacks=[PoisonWeightsAtEnd(3)])
+    with pytest.raises(FloatingPointError, match=r"weights became non-finite at epoch 3"):
+        vae.fit(digits)
+    assert vae.n_iter_ == len(vae.net_.history)
+    assert all(torch.isfinite(w).all() for w in vae.net_.module_.parameters())
+    assert np.isfinite(vae.transform(digits)).all()
+
+
+def test_an_overflowing_last_step_is_refused(digits):
+    # One batch per epoch: the only step of the only epoch overflows the
+    # weights after its (finite) loss was checked.
+    vae = BetaVAETransformer(**dict(FAST_PARAMS, max_iter=1, batch_size=512),
+                             learning_rate_init=1e38)
+    with pytest.raises(FloatingPointError, match=r"epoch 1.*No epoch was completed"):
+        vae.fit(digits)
+    with pytest.raises(NotFittedError):
+        vae.transform(digits)
+
+
+def test_an_overflowing_last_step_of_a_warm_start_keeps_the_model(digits):
+    vae = BetaVAETransformer(**dict(EXACT, batch_size=512)).fit(digits)
+    before = vae.transform(digits)
+    vae.set_params(warm_start=True, max_iter=1, learning_rate_init=1e300)
+    with pytest.raises(FloatingPointError, match=r"epoch 4.*end of epoch 3"):
+        vae.fit(digits)
+    assert vae.n_iter_ == 3
+    np.testing.assert_array_equal(vae.transform(digits), before)
