@@ -29,16 +29,13 @@ model itself, whose subspace is PCA's.
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA, IncrementalPCA
+from scipy import linalg
+from sklearn.utils import check_random_state
 
-from ._data import CHUNK_VALUES, _dataset_of
+from . import _data
+from ._data import _dataset_of
 from ._loss import LOGVAR_RANGE
 from ._modules import MLPDecoder, MLPEncoder
-
-# Above this many training values the PCA is computed incrementally, one
-# chunk of rows at a time, instead of on an in-memory copy (1 GiB of float32).
-IN_MEMORY_PCA_VALUES = 2**28
-
 
 def ppca_solution(eigenvalues, beta):
     """Per-component encoder gain, log-variance and decoder scale of the pPCA optimum.
@@ -76,49 +73,78 @@ def ppca_solution(eigenvalues, beta):
 
 
 def training_rows(net, dataset):
-    """The standardised rows ``net`` trains on (its validation split left
-    out), as float32 NumPy chunks, in order."""
+    """A callable giving, at each call, the standardised rows ``net`` trains
+    on (its validation split left out) as float32 NumPy chunks, in order,
+    and their number."""
     train_part, _ = net.get_split_datasets(dataset)
     base, indices = _dataset_of(train_part)
     n_rows = len(base) if indices is None else len(indices)
-    step = max(1, CHUNK_VALUES // max(1, base.X.shape[1]))
-    for start in range(0, n_rows, step):
-        if indices is None:
-            rows = base.X[start:start + step]
-        else:
-            rows = base.X[indices[start:start + step].to(base.X.device)]
-        yield base.standardise(rows.to(base.device)).float().cpu().numpy()
+    step = max(1, _data.CHUNK_VALUES // max(1, base.X.shape[1]))
+
+    def chunks():
+        for start in range(0, n_rows, step):
+            if indices is None:
+                rows = base.X[start:start + step]
+            else:
+                rows = base.X[indices[start:start + step].to(base.X.device)]
+            yield base.standardise(rows.to(base.device)).float().cpu().numpy()
+
+    return chunks, n_rows
 
 
-def fit_pca(chunks, n_rows, n_features, n_components, random_state):
-    """PCA of the rows in ``chunks``: mean, components, eigenvalues (divided
-    by n) and the share of the rows' variance each component explains.
+def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
+    """PCA of the rows that ``chunks()`` yields, without a copy of them.
 
-    scikit-learn's PCA (its ``"auto"`` solver, randomized for wide data) on
-    a copy of the rows, or ``IncrementalPCA`` chunk by chunk when they hold
-    more than ``IN_MEMORY_PCA_VALUES`` values. At most ``n_rows - 1``
-    components can have a non-zero variance; fewer are returned then.
+    Randomized subspace iteration (Halko, Martinsson and Tropp, 2011) on the
+    scatter matrix ``(X - mean)^T (X - mean)``, applied one row chunk at a
+    time, with scikit-learn's randomized-PCA settings for few components
+    (``k + 10`` dimensions, 7 iterations) and a final Rayleigh-Ritz step, in
+    float64. scikit-learn's ``PCA`` needs the centred rows in memory, a copy
+    of X; this holds a few ``n_features x (k + 10)`` arrays and one chunk,
+    so the start keeps ``fit``'s promise of at most one copy of X. Each
+    iteration is one pass over the rows (9 in all). At most ``n_rows - 1``
+    components have a non-zero variance; fewer are returned then.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_features,)
+    components : ndarray of shape (k, n_features)
+        Orthonormal rows, the directions of largest variance first.
+    eigenvalues : ndarray of shape (k,)
+        Their variances, divided by ``n_rows``.
+    explained : ndarray of shape (k,)
+        The share of the rows' total variance each explains.
     """
+    mean = np.zeros(n_features)
+    for chunk in chunks():
+        mean += chunk.sum(axis=0, dtype=np.float64)
+    mean /= n_rows
     k = min(n_components, n_rows - 1, n_features)
     if k < 1:
-        mean = np.mean(np.concatenate(list(chunks)), axis=0, dtype=np.float64)
         return mean, np.zeros((0, n_features)), np.zeros(0), np.zeros(0)
-    if n_rows * n_features <= IN_MEMORY_PCA_VALUES:
-        pca = PCA(k, random_state=random_state).fit(np.concatenate(list(chunks)))
-    else:
-        pca = IncrementalPCA(k)
-        pending = []
-        for chunk in chunks:
-            pending.append(chunk)
-            # Every partial fit needs at least k rows.
-            if sum(len(c) for c in pending) >= max(k, 1):
-                pca.partial_fit(np.concatenate(pending))
-                pending = []
-        if pending:
-            pca.partial_fit(np.concatenate(pending))
-    eigenvalues = pca.singular_values_.astype(np.float64) ** 2 / n_rows
-    return (pca.mean_.astype(np.float64), pca.components_.astype(np.float64), eigenvalues,
-            np.nan_to_num(pca.explained_variance_ratio_.astype(np.float64)))
+    width = min(k + 10, n_features)
+    rng = check_random_state(random_state)
+    basis = linalg.qr(rng.standard_normal((n_features, width)), mode="economic")[0]
+
+    def centred_chunks():
+        # (A chunk may be a view of X itself: never modified in place.)
+        return (chunk - mean for chunk in chunks())
+
+    for _ in range(n_iter):
+        scatter_basis = np.zeros_like(basis)
+        for chunk in centred_chunks():
+            scatter_basis += chunk.T @ (chunk @ basis)
+        basis = linalg.qr(scatter_basis, mode="economic", overwrite_a=True)[0]
+    projected, total = np.zeros((width, width)), 0.0
+    for chunk in centred_chunks():
+        codes = chunk @ basis
+        projected += codes.T @ codes
+        total += float(np.square(chunk).sum())
+    values, vectors = linalg.eigh(projected)
+    order = np.argsort(values)[::-1][:k]
+    eigenvalues = np.maximum(values[order], 0.0) / n_rows
+    explained = eigenvalues * n_rows / total if total > 0 else np.zeros(k)
+    return mean, (basis @ vectors[:, order]).T, eigenvalues, explained
 
 
 def pca_start(net, dataset, beta, random_state, log=None):
@@ -151,15 +177,14 @@ def pca_start(net, dataset, beta, random_state, log=None):
         raise TypeError('init="pca" needs the built-in encoder and decoder.')
     n_components = encoder.linear_map().out_features // 2
     n_features = encoder.linear_map().in_features
-    train_part, _ = net.get_split_datasets(dataset)
-    n_rows = len(train_part)
+    chunks, n_rows = training_rows(net, dataset)
     with np.errstate(all="ignore"):
         mean, components, eigenvalues, explained = fit_pca(
-            training_rows(net, dataset), n_rows, n_features, n_components, random_state
+            chunks, n_rows, n_features, n_components, random_state
         )
     if not all(np.isfinite(a).all() for a in (mean, components, eigenvalues)):
         raise ValueError(
-            'init="pca": the PCA of the training rows overflowed float32 (the values are '
+            'init="pca": the PCA of the training rows is not finite (the values are '
             'too large); rescale X, standardise it (standardize="auto") or use init="random".'
         )
     gain, logvar, loading = ppca_solution(eigenvalues, beta)
