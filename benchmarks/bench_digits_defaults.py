@@ -44,6 +44,8 @@ LEVERS = {
     "cosine lr": {"callbacks": [LRScheduler(policy=CosineAnnealingLR, T_max=200)]},
     "init=random + cosine lr": {"init": "random",
                                 "callbacks": [LRScheduler(policy=CosineAnnealingLR, T_max=200)]},
+    "standardize=global": {"standardize": "global"},
+    "init=random + standardize=global": {"init": "random", "standardize": "global"},
     "max_iter=100": {"max_iter": 100},
     "max_iter=400": {"max_iter": 400},
 }
@@ -88,12 +90,12 @@ def main():
 
     print(f"\nDigits, n_components={k}, held-out 25%, device={args.device}, "
           f"torch threads={torch.get_num_threads()}")
-    header = (f"| {'lever':<24} | beta | seed | VAE MSE | PCA MSE | VAE/PCA | active/{k} "
+    header = (f"| {'lever':<32} | beta | seed | VAE MSE | PCA MSE | VAE/PCA | active/{k} "
               "| held-out ELBO | fit s |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for lever, beta, seed, mse, pca_mse, active, elbo, seconds in rows:
-        print(f"| {lever:<24} | {beta:>4g} | {seed:>4} | {mse:>7.3f} | {pca_mse:>7.3f} "
+        print(f"| {lever:<32} | {beta:>4g} | {seed:>4} | {mse:>7.3f} | {pca_mse:>7.3f} "
               f"| {mse / pca_mse:>7.2f} | {active:>8} | {elbo:>13.1f} | {seconds:>5.1f} |")
 
 
