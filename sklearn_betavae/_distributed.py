@@ -165,6 +165,17 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
     def vae_module(self):
         return self.accelerator.unwrap_model(self.module_)
 
+    def share_initial_state(self):
+        # Each process computed the PCA start itself; different BLAS builds
+        # (several nodes) could round it differently, and DDP broadcasts
+        # parameters only when it wraps the module.
+        if self.accelerator.num_processes > 1:
+            import torch.distributed as dist
+
+            with torch.no_grad():
+                for tensor in self.vae_module().state_dict().values():
+                    dist.broadcast(tensor, src=0)
+
     def restore_last_good_state(self):
         self._plain_history()  # DistributedHistory cannot delete epochs
         return super().restore_last_good_state()

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
 from ._data import standardisation, training_dataset, with_index
-from ._inference import Float64Model
+from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
 from ._pca_start import pca_start
 from ._persistence import load_estimator, save_estimator
@@ -97,13 +97,16 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     init : {"auto", "pca", "random"}, default="auto"
         How a new network starts. ``"pca"`` (as ``TSNE(init="pca")``)
         starts the built-in network at the optimum of this loss for a linear
-        model, probabilistic PCA with noise variance ``beta / 2``, computed
-        with scikit-learn's ``PCA`` on the standardised training rows (the
-        early-stopping validation rows left out): components whose variance
+        model, probabilistic PCA with noise variance ``beta / 2`` (see
+        Notes), from the PCA of the standardised training rows (the
+        early-stopping validation rows left out; scikit-learn's ``PCA`` when
+        they take one chunk of about 8 million values, else computed chunk
+        by chunk without a copy of X: exactly up to 2,896 features,
+        by randomized subspace iteration beyond). Components whose variance
         is below ``beta / 2`` start switched off, at the prior. The encoder
         and decoder each have a linear path beside the MLP, and the MLP's
-        last layer starts at zero, so training begins exactly at pPCA and
-        learns what the nonlinear part adds. ``"random"`` starts the same
+        last layer starts at zero, so training begins at pPCA and learns
+        what the nonlinear part adds. ``"random"`` starts the same
         network from PyTorch's default initialisation. ``"auto"`` is
         ``"pca"`` for the built-in normal decoder and ``"random"`` otherwise
         (the laplace and bernoulli losses have no closed-form linear
@@ -162,8 +165,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         same fitted model and history. Not saved by ``save`` (a loaded model
         has None).
     random_state : int, RandomState instance or None, default=None
-        Seeds the built-in modules' weight initialisation, shuffling, the
-        reparameterisation noise and the validation split (your own
+        Seeds the built-in modules' weight initialisation, the randomized
+        PCA of the PCA start, shuffling, the reparameterisation noise and
+        the validation split (your own
         ``encoder``/``decoder`` keep the weights they came with). These
         draws come from ``torch.Generator`` objects of the fit's own: torch's
         global generators are never used, and fits in several threads at
@@ -229,11 +233,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     ``warm_start=True``. ``save`` and ``load`` store a fitted model without
     pickle.
 
-    ``transform``, ``inverse_transform`` and ``score_samples`` run a float64
-    copy of the network in chunks, so results agree to float64 rounding
-    (about 1e-15 of the output's magnitude, not bit for bit) however rows are
-    batched, and a ``numpy.memmap``
-    is never loaded whole. ``transform`` returns float64 whatever the input
+    ``transform``, ``inverse_transform`` and ``score_samples`` run the fitted
+    network itself (no copy of its weights) in chunks, in float32 as it was
+    trained, with the standardisation, likelihood and KL in float64: results
+    agree to the network's float32 rounding (about 1e-7 of the output's
+    magnitude, not bit for bit) however rows are batched, and a
+    ``numpy.memmap`` is never loaded whole. ``transform`` returns float64 whatever the input
     dtype. ``fit`` trains in float32 and copies X at most once (see ``fit``).
 
     Examples
@@ -370,11 +375,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             "hidden_layer_sizes": hidden_layer_sizes,
             "default_dist": self.default_dist,
             "standardize": standardize,
-            # The built-in MLPs' linear path (models saved before it existed lack it).
-            "linear_path": True,
         }
-        init = check_init(self.init, self.default_dist, self.encoder, self.decoder)
         if self.warm_start and hasattr(self, "net_"):
+            # Models fitted before the built-in MLPs had a linear path keep none.
+            architecture["linear_path"] = self._architecture_["linear_path"]
             self._check_same_architecture(architecture)
             accelerated = getattr(self, "_accelerated_", False)
             if (self.accelerator is not None) != accelerated:
@@ -391,6 +395,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 )
             self._fit_more(X)
             return self
+        architecture["linear_path"] = True
+        init = check_init(self.init, self.default_dist, self.encoder, self.decoder)
         # A new fit replaces the old model whole, even when it fails.
         self._forget_fit()
         try:
@@ -418,11 +424,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ------
         ValueError
             For rows so far outside the training data (finite, say 1e308)
-            that the codes would overflow float64, naming the first such
+            that the network's float32 range overflows, naming the first such
             row; and for X of long doubles beyond float64's range.
         """
         X = self._validate_X(X)
-        return self._float64_model().encode(X)
+        return self._fitted_model().encode(X)
 
     def inverse_transform(self, X):
         """Decode latent codes back to the input space.
@@ -441,8 +447,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Raises
         ------
         ValueError
-            For codes so far from the prior (say 1e308) that the decoded
-            values would overflow float64, naming the first such row.
+            For codes so far from the prior (say 1e308) that the decoder's
+            float32 range overflows, naming the first such row.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")
@@ -451,7 +457,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"inverse_transform expects latent codes with {self._n_features_out} "
                 f"columns (n_components); got X with {Z.shape[1]} columns."
             )
-        return self._float64_model().decode(Z)
+        return self._fitted_model().decode(Z)
 
     def score_samples(self, X):
         """Evidence lower bound (ELBO) of each sample, in the input's units.
@@ -461,8 +467,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         expectation is a Monte Carlo average over 16 codes
         ``z = mu + sigma * eps`` with 8 fixed antithetic pairs ``+-eps``, the
         same for every sample and every call: the value is deterministic,
-        depends on the order or batching of rows only through float64
-        rounding (about 1e-16 relative), and is an unbiased
+        depends on the order or batching of rows only through the float32
+        network's rounding (about 1e-8 relative), and is an unbiased
         estimate of the ELBO. It does not depend on ``beta``, so it compares
         models fitted with different values of beta.
 
@@ -474,10 +480,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         -------
         elbo : ndarray of shape (n_samples,)
             Higher is better. ``-inf`` for rows so far outside the training
-            data that the bound overflows float64; never NaN.
+            data that the bound overflows; never NaN.
         """
         X = self._validate_X(X)
-        return self._float64_model().elbo(X)
+        return self._fitted_model().elbo(X)
 
     def score(self, X, y=None):
         """Mean evidence lower bound per sample (higher is better).
@@ -661,6 +667,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                         if pca_seed is not None:
                             pca_start(net, X_train, self.beta, pca_seed,
                                       log=self._print if self.verbose else None)
+                            net.share_initial_state()
                     train(net, X_train)
                 finally:
                     self._rng_state_ = current_rng_state()
@@ -746,13 +753,18 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             check_unit_interval(X, self.default_dist_)
         return X
 
-    def _float64_model(self):
-        return Float64Model(
-            self.net_.module_, self.mean_, self.scale_, self.default_dist_, self.device_
-        )
+    def _fitted_model(self):
+        module = self.net_.module_
+        if module.training:
+            # Once after fit, load or unpickling: inference uses posterior means.
+            module.eval()
+        return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_)
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        if "_architecture_" in state:
+            # Pickled before the built-in MLPs had a linear path.
+            self._architecture_.setdefault("linear_path", False)
         # skorch maps a GPU-fitted net to the CPU when CUDA is missing (with a
         # DeviceWarning); follow it, so that fit and clone work here too.
         if "net_" in state:

@@ -1,16 +1,21 @@
-"""Inference with a fitted network: a float64 copy of it, run over row chunks.
+"""Inference with a fitted network: the network itself, run over row chunks.
 
-float64 makes outputs nearly independent of how rows are batched: matrix
-products still differ in the last bits between batch sizes, but float64's
-last bits are about 1e-15 of the output's magnitude, float32's 1e-7.
+The network runs in the precision it was trained in (float32), on the
+fitted module itself: no copy of the weights is made, so a call costs what
+a plain PyTorch pass costs (``benchmarks/bench_inference.py``), also on a
+GPU, where float64 runs 30-60 times slower. Everything around the network
+is float64: the standardisation on the way in and out, the
+log-likelihood, the KL term and the outputs. Results therefore depend on
+how rows are chunked only through the network's float32 rounding (about
+1e-7 of the values; measured in ``tests/test_inference.py``).
+
 Chunks of rows are sized so that each of their layers' activations holds
-about ``_data.CHUNK_VALUES`` values (64 MB of float64), the widest layer
-counting, not only the input: memory stays bounded for narrow data too, and
-a ``numpy.memmap`` is never loaded whole. Every call of an estimator method builds its own
-``Float64Model``, so one fitted estimator can serve several threads at once.
+about ``_data.CHUNK_VALUES`` values, the widest layer counting, not only the
+input: memory stays bounded for narrow data too, and a ``numpy.memmap`` is
+never loaded whole. Nothing is written to the module (it is left in
+evaluation mode by ``fit``), so one fitted estimator serves several threads
+at once.
 """
-
-import copy
 
 import numpy as np
 import torch
@@ -26,7 +31,6 @@ from ._loss import (
 )
 
 
-
 def elbo_noise(n_components, n_pairs=8):
     """Fixed antithetic standard-normal draws for the Monte Carlo ELBO."""
     generator = torch.Generator().manual_seed(0)
@@ -34,13 +38,14 @@ def elbo_noise(n_components, n_pairs=8):
     return torch.cat([eps, -eps])
 
 
-class Float64Model:
+class FittedModel:
     """A fitted VAE module with its standardisation, for NumPy in, NumPy out.
 
     Parameters
     ----------
     module : VAEModule
-        Copied, never modified.
+        Used as it is (never copied or modified); it must be in evaluation
+        mode, as ``fit`` leaves it.
     mean, scale : ndarray of shape (n_features,)
         The standardisation the module was trained behind.
     default_dist : str
@@ -48,10 +53,12 @@ class Float64Model:
     """
 
     def __init__(self, module, mean, scale, default_dist, device):
-        self.module = copy.deepcopy(module).double().eval()
+        self.module = module
+        parameters = [p for p in module.parameters() if p.ndim]
+        self.dtype = parameters[0].dtype if parameters else torch.float32
         # The widest layer, from the parameters' shapes (a Linear's weight
         # is out x in): chunk rows times it bounds the activations.
-        self.width = max((max(p.shape) for p in self.module.parameters() if p.ndim), default=1)
+        self.width = max((max(p.shape) for p in parameters), default=1)
         self.mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
         self.scale = torch.as_tensor(scale, dtype=torch.float64, device=device)
         self.default_dist = default_dist
@@ -63,9 +70,18 @@ class Float64Model:
             chunks = iter_chunks(X, torch.float64, self.device, width=self.width)
             return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
 
+    def encoder(self, x):
+        """(mu, logvar), in float64, of already standardised float64 rows."""
+        mu, logvar = self.module.encoder(x.to(self.dtype))
+        return mu.double(), logvar.double()
+
+    def decoder(self, z):
+        """The decoder output, in float64, of float64 codes."""
+        return self.module.decoder(z.to(self.dtype)).double()
+
     def posterior(self, x):
         """(mu, logvar) of q(z|x) for a chunk of rows in the input's units."""
-        return self.module.encoder(self._standardised(x))
+        return self.encoder(self._standardised(x))
 
     def _standardised(self, x):
         return (x - self.mean) / self.scale
@@ -77,7 +93,7 @@ class Float64Model:
     def decode(self, Z):
         """Decoder outputs of codes Z, in the input's units (ValueError where
         they overflow)."""
-        decoded = self.map_chunks(Z, lambda z: self.module.decoder(z) * self.scale + self.mean)
+        decoded = self.map_chunks(Z, lambda z: self.decoder(z) * self.scale + self.mean)
         return _finite(decoded, "inverse_transform", _FAR_CODES)
 
     def latent_kl(self, X):
@@ -93,27 +109,27 @@ class Float64Model:
 
         def bound(x):
             x = self._standardised(x)  # once, for the encoder and the likelihood
-            mu, logvar = self.module.encoder(x)
+            mu, logvar = self.encoder(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)
             std = posterior_std(logvar)
             log_lik = sum(
                 log_likelihood_per_sample(
-                    x, decoder_distribution(self.module.decoder(mu + std * e), self.default_dist)
+                    x, decoder_distribution(self.decoder(mu + std * e), self.default_dist)
                 )
                 for e in eps
             ) / len(eps)
             value = log_lik - kl_per_sample(posterior_distribution(mu, logvar)) - log_jacobian
-            # X is finite, so NaN here only comes from float64 overflow (inf - inf)
-            # on rows far outside the training data, whose bound is below range.
+            # X is finite, so NaN here only comes from overflow (inf - inf) on
+            # rows far outside the training data, whose bound is below range.
             return torch.where(torch.isnan(value), -torch.inf, value)
 
         return self.map_chunks(X, bound)
 
 
 _FAR_ROWS = ("they lie so far outside the training data that the network overflows "
-             "float64; rescale them or leave them out")
+             "its float32 range; rescale them or leave them out")
 _FAR_CODES = ("they lie so far from the prior N(0, I) that the decoder overflows "
-              "float64; codes from transform or sample are a few units at most")
+              "its float32 range; codes from transform or sample are a few units at most")
 
 
 def _finite(result, method, why):

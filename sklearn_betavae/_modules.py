@@ -52,6 +52,12 @@ class MLPEncoder(nn.Module):
         mu, logvar = out.chunk(2, dim=-1)
         return mu, logvar
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Pickled before the linear path existed.
+        if "linear" not in self._modules:
+            self.linear = None
+
     def linear_map(self):
         """The ``nn.Linear`` from the data to ``(mu, logvar)``: the linear
         path, or the whole encoder when it has no hidden layers."""
@@ -102,6 +108,12 @@ class MLPDecoder(nn.Module):
         mlp, *sigmoid = self.body
         out = mlp(z) + self.linear(z)
         return sigmoid[0](out) if sigmoid else out
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Pickled before the linear path existed.
+        if "linear" not in self._modules:
+            self.linear = None
 
     def linear_map(self):
         """The ``nn.Linear`` from codes to the output (before any sigmoid)."""

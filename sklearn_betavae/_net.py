@@ -226,6 +226,10 @@ class BetaVAENet(NeuralNet):
         the gradients here)."""
         objective.backward()
 
+    def share_initial_state(self):
+        """Make every process start from this process's weights (one
+        process: nothing to do; the distributed net broadcasts them)."""
+
     def vae_module(self):
         """The VAE module itself, without any distributed wrapper."""
         return self.module_

@@ -22,7 +22,8 @@ training rows' covariance (divided by n, as the loss averages over rows):
   variance 1, the prior.
 
 The built-in network is the linear path plus an MLP whose last layers start
-at zero, so it starts at exactly this solution and training learns only what
+at zero, so it starts at this solution (see ``fit_pca`` for how exactly the
+PCA is computed) and training learns only what
 the nonlinear part adds. With ``hidden_layer_sizes=()`` it is the linear
 model itself, whose subspace is PCA's.
 """
@@ -30,6 +31,7 @@ model itself, whose subspace is PCA's.
 import numpy as np
 import torch
 from scipy import linalg
+from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 
 from . import _data
@@ -37,7 +39,7 @@ from ._data import _dataset_of
 from ._loss import LOGVAR_RANGE
 from ._modules import MLPDecoder, MLPEncoder
 
-def ppca_solution(eigenvalues, beta):
+def ppca_solution(eigenvalues, beta, floor=0.0):
     """Per-component encoder gain, log-variance and decoder scale of the pPCA optimum.
 
     Parameters
@@ -46,6 +48,9 @@ def ppca_solution(eigenvalues, beta):
         Covariance eigenvalues (divided by n), largest first.
     beta : float
         The loss's KL weight; the implied noise variance is ``beta / 2``.
+    floor : float, default=0.0
+        Eigenvalues at or below it count as zero (rounding errors of a
+        rank-deficient covariance), whatever ``beta``.
 
     Returns
     -------
@@ -62,7 +67,7 @@ def ppca_solution(eigenvalues, beta):
     """
     eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
     noise = beta / 2.0
-    active = eigenvalues > noise
+    active = eigenvalues > max(noise, floor)
     # np.where evaluates both branches; keep the inactive ones harmless.
     safe = np.where(active, eigenvalues, 1.0)
     loading = np.where(active, np.sqrt(np.where(active, safe - noise, 0.0)), 0.0)
@@ -95,14 +100,19 @@ def training_rows(net, dataset):
 def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
     """PCA of the rows that ``chunks()`` yields, without a copy of them.
 
-    Randomized subspace iteration (Halko, Martinsson and Tropp, 2011) on the
-    scatter matrix ``(X - mean)^T (X - mean)``, applied one row chunk at a
-    time, with scikit-learn's randomized-PCA settings for few components
-    (``k + 10`` dimensions, 7 iterations) and a final Rayleigh-Ritz step, in
-    float64. scikit-learn's ``PCA`` needs the centred rows in memory, a copy
-    of X; this holds a few ``n_features x (k + 10)`` arrays and one chunk,
-    so the start keeps ``fit``'s promise of at most one copy of X. Each
-    iteration is one pass over the rows (9 in all). At most ``n_rows - 1``
+    scikit-learn's ``PCA`` needs the centred rows in memory, a copy of X, so
+    it is used only when the rows come as one chunk (about
+    ``_data.CHUNK_VALUES`` values at most, a chunk-sized copy). Otherwise,
+    when the ``n_features x n_features`` scatter matrix
+    ``(X - mean)^T (X - mean)`` is no larger than a chunk (up to 2,896
+    features), it is summed chunk by chunk and diagonalised: exact too. Wider data get randomized subspace iteration (Halko,
+    Martinsson and Tropp, 2011) on that scatter matrix, applied one chunk at
+    a time, with scikit-learn's randomized-PCA settings for few components
+    (``k + 10`` dimensions, 7 iterations) and a final Rayleigh-Ritz step:
+    leading components with a spectral gap are found to float64 rounding,
+    those in a flat noise spectrum within a few percent. Either way only a
+    few ``n_features x (k + 10)`` arrays and one chunk are held, so the start
+    keeps ``fit``'s promise of at most one copy of X. At most ``n_rows - 1``
     components have a non-zero variance; fewer are returned then.
 
     Returns
@@ -122,9 +132,19 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
     k = min(n_components, n_rows - 1, n_features)
     if k < 1:
         return mean, np.zeros((0, n_features)), np.zeros(0), np.zeros(0)
-    width = min(k + 10, n_features)
-    rng = check_random_state(random_state)
-    basis = linalg.qr(rng.standard_normal((n_features, width)), mode="economic")[0]
+    if n_rows * n_features <= _data.CHUNK_VALUES:
+        rows = np.concatenate(list(chunks()))
+        pca = PCA(k, svd_solver="full").fit(rows)
+        return (mean, pca.components_.astype(np.float64),
+                pca.singular_values_.astype(np.float64) ** 2 / n_rows,
+                np.nan_to_num(pca.explained_variance_ratio_.astype(np.float64)))
+    if n_features**2 <= _data.CHUNK_VALUES:
+        # The whole space: Rayleigh-Ritz on it diagonalises the scatter itself.
+        width, n_iter, basis = n_features, 0, np.eye(n_features)
+    else:
+        width = min(k + 10, n_features)
+        rng = check_random_state(random_state)
+        basis = linalg.qr(rng.standard_normal((n_features, width)), mode="economic")[0]
 
     def centred_chunks():
         # (A chunk may be a view of X itself: never modified in place.)
@@ -187,7 +207,11 @@ def pca_start(net, dataset, beta, random_state, log=None):
             'init="pca": the PCA of the training rows is not finite (the values are '
             'too large); rescale X, standardise it (standardize="auto") or use init="random".'
         )
-    gain, logvar, loading = ppca_solution(eigenvalues, beta)
+    # As numpy's matrix_rank: singular values below the largest times
+    # max(n, d) times float32's epsilon (the rows' precision) are rounding.
+    floor = (eigenvalues.max(initial=0.0)
+             * (max(n_rows, n_features) * np.finfo(np.float32).eps) ** 2)
+    gain, logvar, loading = ppca_solution(eigenvalues, beta, floor)
     k = len(eigenvalues)
     enc_weight = np.zeros((2 * n_components, n_features))
     enc_bias = np.zeros(2 * n_components)

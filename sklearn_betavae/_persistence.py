@@ -325,6 +325,11 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     architecture["hidden_layer_sizes"] = tuple(architecture["hidden_layer_sizes"])
     # Files written before the built-in MLPs had a linear path.
     architecture.setdefault("linear_path", False)
+    if not isinstance(architecture["linear_path"], bool):
+        raise ValueError(
+            f"{str(path)!r} holds an invalid architecture_['linear_path'] "
+            f"({architecture['linear_path']!r}); it must be true or false."
+        )
     n_features = fitted["n_features_in_"]
     _check_fitted_fields(path, fitted)
 

@@ -64,7 +64,7 @@ def latent_kl(estimator, X):
     if preceding is not None:
         X = preceding.transform(X)
     X = vae._validate_X(X)
-    return np.mean(vae._float64_model().latent_kl(X), axis=0)
+    return np.mean(vae._fitted_model().latent_kl(X), axis=0)
 
 
 @validate_params({"Z": ["array-like"], "factors": ["array-like"]}, prefer_skip_nested_validation=True)

@@ -43,13 +43,14 @@ def test_methods_return_cpu_numpy_of_the_right_shapes(fitted, digits):
 def test_transform_is_deterministic_and_batch_invariant(fitted, digits):
     Z = fitted.transform(digits)
     assert np.array_equal(Z, fitted.transform(digits))
-    np.testing.assert_allclose(fitted.transform(digits[:1]), Z[:1], rtol=1e-12)
+    np.testing.assert_allclose(fitted.transform(digits[:1]), Z[:1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fitted.score_samples(digits[5:6]), fitted.score_samples(digits)[5:6],
-                               rtol=1e-12)
+                               rtol=1e-6)
 
 
-def test_batching_changes_results_only_by_float64_rounding(digits):
-    """What the README states: not bit for bit, but to about 1e-15 of the scale."""
+def test_batching_changes_results_only_by_float32_rounding(digits):
+    """What the README states: not bit for bit, but to about 1e-7 of the scale
+    (the network runs in float32, as it was trained)."""
     from sklearn.datasets import load_digits
 
     X = load_digits().data
@@ -59,7 +60,9 @@ def test_batching_changes_results_only_by_float64_rounding(digits):
                            (vae.inverse_transform, vae.transform(held_out))]:
         whole = method(inputs)
         one_by_one = np.concatenate([method(inputs[i:i + 1]) for i in range(len(inputs))])
-        assert np.abs(one_by_one - whole).max() <= 1e-14 * np.abs(whole).max()
+        # Seen: at most 3.5e-7 (transform), 1.1e-7 (inverse_transform) and
+        # 4e-9 (score_samples) of the largest value, over 3 seeds.
+        assert np.abs(one_by_one - whole).max() <= 1e-6 * np.abs(whole).max()
 
 
 def test_concurrent_calls_match_sequential_ones(fitted, digits):
@@ -535,7 +538,7 @@ def test_score_samples_is_minus_infinity_far_from_the_data_never_nan(fitted, dig
     X[1] = 1e200  # so far out that the bound overflows float64
     scores = fitted.score_samples(X)
     assert -np.inf < scores[0] < -1e50 and scores[1] == -np.inf
-    np.testing.assert_allclose(scores[2:], fitted.score_samples(digits[2:4]), rtol=1e-12)
+    np.testing.assert_allclose(scores[2:], fitted.score_samples(digits[2:4]), rtol=1e-6)
 
 
 def test_outputs_that_would_overflow_are_value_errors(fitted, digits):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sklearn_betavae import BetaVAETransformer, _data, _inference
-from sklearn_betavae._inference import Float64Model, elbo_noise
+from sklearn_betavae._inference import FittedModel, elbo_noise
 from tests.conftest import FAST_PARAMS
 
 
@@ -13,7 +13,7 @@ def fitted(digits):
 
 
 def _model(vae):
-    return Float64Model(vae.net_.module_, vae.mean_, vae.scale_, vae.default_dist_, torch.device("cpu"))
+    return FittedModel(vae.net_.module_, vae.mean_, vae.scale_, vae.default_dist_, torch.device("cpu"))
 
 
 def test_chunking_does_not_change_results(fitted, digits, monkeypatch):
@@ -22,7 +22,8 @@ def test_chunking_does_not_change_results(fitted, digits, monkeypatch):
     monkeypatch.setattr(_data, "CHUNK_VALUES", 64 * 7)  # 7 rows per chunk
     chunked = model.encode(digits), model.elbo(digits), model.latent_kl(digits)
     for a, b in zip(whole, chunked):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
+        # The network runs in float32: chunking changes its last bits only.
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(a).max())
 
 
 def test_memmaps_are_read_in_chunks(fitted, digits, tmp_path, monkeypatch):
@@ -45,11 +46,13 @@ def test_memmaps_are_read_in_chunks(fitted, digits, tmp_path, monkeypatch):
     np.testing.assert_allclose(Z, fitted.transform(digits), rtol=1e-6)
 
 
-def test_the_fitted_module_is_copied_not_converted(fitted):
+def test_the_fitted_module_is_used_as_it_is_no_copy(fitted, digits):
+    fitted.transform(digits[:2])
     model = _model(fitted)
-    assert next(model.module.parameters()).dtype == torch.float64
+    assert model.module is fitted.net_.module_
     assert next(fitted.net_.module_.parameters()).dtype == torch.float32
-    assert not model.module.training
+    assert not fitted.net_.module_.training  # inference uses posterior means
+    assert model.encode(digits).dtype == np.float64
 
 
 def test_elbo_noise_is_fixed_and_antithetic():
@@ -79,4 +82,4 @@ def test_chunks_are_sized_by_the_widest_layer_for_narrow_data(monkeypatch):
         handle.remove()
     assert max(largest) <= 2**12
     monkeypatch.setattr(_data, "CHUNK_VALUES", 2**23)
-    np.testing.assert_allclose(results[0], vae.transform(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(results[0], vae.transform(X), rtol=1e-5, atol=1e-6)

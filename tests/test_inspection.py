@@ -25,7 +25,8 @@ def test_latent_kl_sums_to_the_loss_kl_term(digits):
     with torch.no_grad():
         mu, logvar = copy.deepcopy(vae.net_.module_).double().eval().encoder(x)
     expected = BetaVAELoss().kl_normal_loss(posterior_distribution(mu, logvar)).item()
-    assert kl.sum() == pytest.approx(expected, rel=1e-9)
+    # (latent_kl runs the float32 network: agreement to float32 rounding.)
+    assert kl.sum() == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_huge_beta_switches_every_latent_off(digits):
@@ -136,10 +137,11 @@ def test_traversal_varies_one_latent_from_a_reference(digits):
     traversal = latent_traversal(vae, 1, values=values, reference=reference)
     codes = np.tile(reference, (3, 1))
     codes[:, 1] = values
-    np.testing.assert_allclose(traversal, vae.inverse_transform(codes), rtol=1e-12, atol=1e-12)
+    # Up to the float32 network's rounding, which depends on the batch size.
+    np.testing.assert_allclose(traversal, vae.inverse_transform(codes), rtol=1e-6, atol=1e-6)
     prior = latent_traversal(vae, 0)
     assert prior.shape == (7, 64)
-    np.testing.assert_allclose(prior[3], vae.inverse_transform(np.zeros((1, 3)))[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(prior[3], vae.inverse_transform(np.zeros((1, 3)))[0], rtol=1e-6, atol=1e-6)
     for bad, match in [({"latent": 3}, "latent must be"), ({"latent": True}, "latent must be"),
                        ({"latent": 0, "reference": np.zeros(2)}, "reference")]:
         with pytest.raises(ValueError, match=match):

@@ -81,15 +81,18 @@ def test_linear_model_with_pca_start_has_pca_subspace_and_error(training):
     scaler = StandardScaler().fit(X_train)
     pca = PCA(3).fit(scaler.transform(X_train))
     decoder = vae.net_.module_.decoder.linear_map().weight.detach().double().numpy()
-    assert subspace_angles(decoder, pca.components_.T).max() < 1e-3
+    # Seen: 3e-7 rad at the start, 5e-4 after constant-rate training, 2e-4 annealed.
+    assert subspace_angles(decoder, pca.components_.T).max() < (
+        5e-3 if training == "constant" else 1e-3)
     vae_mse = np.mean((vae.inverse_transform(vae.transform(X_test)) - X_test) ** 2)
     pca_rec = scaler.inverse_transform(pca.inverse_transform(pca.transform(scaler.transform(X_test))))
     pca_mse = np.mean((pca_rec - X_test) ** 2)
     # The posterior mean shrinks component i by (lambda_i - beta / 2) / lambda_i,
-    # which costs a little (seen: 1.0009). 200 epochs of Adam at a constant
-    # learning rate wander from the optimum, keeping the subspace (seen: 1.10);
-    # a learning rate annealed to zero comes back to it (seen: 1.003).
-    assert 1 <= vae_mse / pca_mse < (1.15 if training == "constant" else 1.01)
+    # which costs a little (seen: 1.0022). 200 epochs of Adam at a constant
+    # learning rate wander from the optimum, near the subspace (seen: 1.10, and
+    # up to 1.13 on other data seeds); a learning rate annealed to zero comes
+    # back to it (seen: 1.003).
+    assert 1 <= vae_mse / pca_mse < (1.3 if training == "constant" else 1.01)
 
 
 def test_mlp_residual_starts_at_zero_so_the_network_starts_at_ppca():
@@ -135,14 +138,37 @@ def test_components_below_the_noise_level_start_at_the_prior():
 
 
 def test_more_components_than_training_rows(random_data):
-    vae = BetaVAETransformer(**{**FAST_PARAMS, "n_components": 6}).fit(random_data[:4])
+    params = {**FAST_PARAMS, "n_components": 6, "callbacks": [RecordStart()]}
+    vae = BetaVAETransformer(**params).fit(random_data[:4])
     assert vae.transform(random_data).shape == (40, 6)
     assert np.isfinite(vae.transform(random_data)).all()
+    # 4 rows have 3 directions of variance: latents 3-5 start at the prior.
+    start = start_weights(vae)
+    assert not start["encoder.linear.weight"][3:6].any()
+    assert not start["encoder.linear.bias"][3:6].any() and not start["encoder.linear.bias"][9:].any()
+    assert not start["decoder.linear.weight"][:, 3:].any()
 
 
-@pytest.mark.parametrize("shape", [(300, 40), (30, 500)])
-def test_chunked_pca_matches_scikit_learn(shape):
-    n_rows, n_features = shape
+def test_rounding_level_variance_is_not_a_latent_even_at_beta_zero():
+    # Rank 2 in 30 features: at beta=0 (no noise floor) only 2 latents start in use.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 2)) @ rng.normal(size=(2, 30))
+    vae = BetaVAETransformer(beta=0.0, device="cpu", n_components=6, hidden_layer_sizes=(),
+                             max_iter=1, learning_rate_init=1e-12, random_state=0,
+                             callbacks=[RecordStart()]).fit(X)
+    weight = start_weights(vae)["decoder.body.0.0.weight"]
+    assert (weight.abs().sum(axis=0) > 0).sum() == 2
+    assert np.abs(vae.transform(X + rng.normal(size=X.shape))).max() < 100
+
+
+@pytest.mark.parametrize("path", ["one chunk", "exact scatter", "randomized"])
+def test_chunked_pca_matches_scikit_learn(path, monkeypatch):
+    from sklearn_betavae import _data
+
+    n_rows, n_features = (300, 40) if path != "randomized" else (30, 500)
+    # Chunks of at most 2,000 values: 40 x 40 is no larger, 500 x 500 is.
+    if path != "one chunk":
+        monkeypatch.setattr(_data, "CHUNK_VALUES", 2000)
     X = np.float32(low_rank(n_rows, n_features=n_features, rank=3, noise=0.5))
     step = 7  # small chunks, uneven at the end
     chunks = lambda: (X[i:i + step].copy() for i in range(0, n_rows, step))  # noqa: E731
@@ -150,12 +176,14 @@ def test_chunked_pca_matches_scikit_learn(shape):
     pca = PCA(5, svd_solver="full").fit(np.float64(X))
     np.testing.assert_allclose(mean, pca.mean_, rtol=1e-5, atol=1e-4)
     expected = pca.explained_variance_ * (n_rows - 1) / n_rows
-    # The 3 signal components tightly; those in the flat noise spectrum are
-    # approximated by the randomized SVD (as by scikit-learn's own).
-    np.testing.assert_allclose(eigenvalues[:3], expected[:3], rtol=1e-4)
-    np.testing.assert_allclose(eigenvalues[3:], expected[3:], rtol=0.02)
-    np.testing.assert_allclose(explained[:3], pca.explained_variance_ratio_[:3], rtol=1e-4)
-    for found, direction in zip(components[:3], pca.components_):
+    # The randomized solver finds the 3 signal components as tightly, and
+    # those in the flat noise spectrum approximately (as scikit-learn's own).
+    signal = 3 if path == "randomized" else 5
+    np.testing.assert_allclose(eigenvalues[:signal], expected[:signal], rtol=1e-4)
+    np.testing.assert_allclose(eigenvalues[signal:], expected[signal:], rtol=0.02)
+    np.testing.assert_allclose(explained[:signal], pca.explained_variance_ratio_[:signal],
+                               rtol=1e-4)
+    for found, direction in zip(components[:signal], pca.components_):
         assert abs(found @ direction) > 1 - 1e-5
 
 
@@ -227,14 +255,24 @@ def test_a_model_saved_before_the_linear_path_loads(digits, tmp_path):
     old.save(path)
     loaded = BetaVAETransformer.load(path)
     np.testing.assert_array_equal(loaded.transform(digits), old.transform(digits))
+    # It trains on without a linear path, however init is set.
+    loaded.set_params(warm_start=True, max_iter=1).fit(digits)
+    assert loaded.n_iter_ == old.n_iter_ + 1
+    assert not any("linear" in name for name in loaded.net_.module_.state_dict())
 
 
-def test_a_pca_that_overflows_is_a_clear_error(digits, monkeypatch):
-    def overflowing(chunks, n_rows, n_features, n_components, random_state):
-        return np.zeros(n_features), np.full((1, n_features), np.nan), np.ones(1), np.ones(1)
+def test_modules_pickled_before_the_linear_path_still_run(digits):
+    import pickle
 
-    monkeypatch.setattr("sklearn_betavae._pca_start.fit_pca", overflowing)
-    vae = BetaVAETransformer(**FAST_PARAMS)
-    with pytest.raises(ValueError, match='init="pca": the PCA of the training rows is not finite'):
-        vae.fit(digits)
-    assert not hasattr(vae, "net_")
+    old = BetaVAETransformer(**FAST_PARAMS, init="random").fit(digits)
+    old.net_.module_ = VAEModule(64, 3, (16,), "normal", linear_path=False)
+    old.net_.initialize_optimizer()
+    expected = old.transform(digits)
+    # An old pickle: no linear attribute at all, no architecture key.
+    for part in (old.net_.module_.encoder, old.net_.module_.decoder):
+        del vars(part)["linear"]
+    del old._architecture_["linear_path"]
+    revived = pickle.loads(pickle.dumps(old))
+    np.testing.assert_array_equal(revived.transform(digits), expected)
+    revived.set_params(warm_start=True, max_iter=1).fit(digits)
+    assert revived.n_iter_ == old.n_iter_ + 1
