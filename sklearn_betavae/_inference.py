@@ -4,7 +4,7 @@ The network runs in the precision it was trained in (float32), on the
 fitted module itself: no copy of the weights is made, so a call costs what
 a plain PyTorch pass costs (``benchmarks/bench_inference.py``), also on a
 GPU, where float64 runs 30-60 times slower. Everything around the network
-is float64: the standardisation on the way in and out, the
+is float64: the standardisation on the way in and out, the sums of the
 log-likelihood, the KL term and the outputs. Results therefore depend on
 how rows are chunked only through the network's float32 rounding (about
 1e-7 of the values; measured in ``tests/test_inference.py``).
@@ -22,12 +22,11 @@ import torch
 
 from ._data import iter_chunks
 from ._loss import (
-    decoder_distribution,
     kl_per_latent,
     kl_per_sample,
-    log_likelihood_per_sample,
     posterior_distribution,
     posterior_std,
+    unit_log_likelihood_per_sample,
 )
 
 
@@ -71,7 +70,7 @@ class FittedModel:
             return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
 
     def encoder(self, x):
-        """(mu, logvar), in float64, of already standardised float64 rows."""
+        """(mu, logvar), in float64, of already standardised rows."""
         mu, logvar = self.module.encoder(x.to(self.dtype))
         return mu.double(), logvar.double()
 
@@ -108,13 +107,15 @@ class FittedModel:
         log_jacobian = torch.log(self.scale).sum()
 
         def bound(x):
-            x = self._standardised(x)  # once, for the encoder and the likelihood
+            # Standardised once, for the encoder and the likelihood, both in
+            # the network's dtype (the likelihood summed in float64).
+            x = self._standardised(x).to(self.dtype)
             mu, logvar = self.encoder(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)
             std = posterior_std(logvar)
             log_lik = sum(
-                log_likelihood_per_sample(
-                    x, decoder_distribution(self.decoder(mu + std * e), self.default_dist)
+                unit_log_likelihood_per_sample(
+                    x, self.module.decoder((mu + std * e).to(self.dtype)), self.default_dist
                 )
                 for e in eps
             ) / len(eps)

@@ -155,3 +155,17 @@ def test_extreme_log_variances_keep_the_kl_finite():
     low, high = LOGVAR_RANGE
     expected = 0.5 * torch.tensor([np.exp(low) - 1 - low, np.exp(high) - 1 - high], dtype=torch.float32)
     torch.testing.assert_close(kl, expected)
+
+
+@pytest.mark.parametrize("dist", ["normal", "laplace", "bernoulli"])
+def test_unit_log_likelihood_is_the_distributions_own(dist):
+    from sklearn_betavae._loss import (decoder_distribution, log_likelihood_per_sample,
+                                       unit_log_likelihood_per_sample)
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 7, generator=generator)
+    output = torch.rand(5, 7, generator=generator).clamp(0.05, 0.95)
+    fast = unit_log_likelihood_per_sample(x, output, dist)
+    reference = log_likelihood_per_sample(x.double(), decoder_distribution(output.double(), dist))
+    assert fast.dtype == torch.float64
+    torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
