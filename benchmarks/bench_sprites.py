@@ -63,7 +63,8 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-train", type=int, default=20_000)
     parser.add_argument("--n-test", type=int, default=2_000)
-    parser.add_argument("--full", action="store_true", help="train on the whole grid: its 12 GB of float32 images, plus the copies fit and PCA make")
+    parser.add_argument("--full", action="store_true",
+                        help="train on the whole grid: 12 GB of float32 images, plus what fit and PCA copy")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-components", type=int, default=10)
