@@ -451,7 +451,7 @@ def beta_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_si
         ``disentanglement_lib``.
     batch_size : int, default=64
         Pairs of images per point (``disentanglement_lib``'s batch size, the
-        paper's L); each point encodes 2 x ``batch_size`` images.
+        paper's L), at least 2; each point encodes 2 x ``batch_size`` images.
     random_state : int, RandomState instance or None, default=None
         Draws the factors and seeds the classifier.
 
@@ -535,7 +535,7 @@ def factor_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_
         Votes to build and to score the classifier (``disentanglement_lib``'s
         defaults).
     batch_size : int, default=64
-        Images per vote, all sharing factor k's value.
+        Images per vote, all sharing factor k's value; at least 2.
     n_variance_estimate : int, default=10000
         Images whose codes give the latents' standard deviations.
     collapsed_std : float, default=0.05

@@ -320,6 +320,8 @@ def test_mig_on_known_codes_and_disentanglement_libs_discretisation(classes):
     expected = np.mean((top[-1] - top[-2]) / [mutual_info_score(f, f) for f in positions.T])
     assert mutual_information_gap(Z, positions, discretize_factors=False) == pytest.approx(expected, abs=1e-12)
     assert mutual_information_gap(Z, positions) != pytest.approx(expected, abs=1e-3)  # 32 values, 20 bins
+    with pytest.raises(ValueError, match="'discretize_factors' parameter"):
+        mutual_information_gap(Z, positions, discretize_factors="no")
 
 
 class _Toy:
