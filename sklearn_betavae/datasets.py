@@ -1,9 +1,10 @@
-"""Simulated brain populations with known factors, on real bundled anatomy.
+"""Simulated data with known factors: dSprites-like sprites and brain populations.
 
-Needs the ``neuro`` extra (nilearn), imported when a function is called:
+``make_sprites`` needs only the core dependencies. ``make_brain_population``
+needs the ``neuro`` extra (nilearn), imported when it is called:
 ``import sklearn_betavae.datasets`` itself needs only the core dependencies.
-Nothing is downloaded: the anatomy is nilearn's bundled MNI152 grey-matter
-template.
+Nothing is downloaded: the sprites are drawn procedurally and the anatomy is
+nilearn's bundled MNI152 grey-matter template.
 """
 
 from numbers import Integral, Real
@@ -13,7 +14,7 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array
 
-__all__ = ["make_brain_population"]
+__all__ = ["make_brain_population", "make_sprites"]
 
 # Fixed regions, in MNI millimetres, chosen where the 6 mm grey-matter mask
 # has 16-21 voxels within 10 mm.
@@ -155,3 +156,206 @@ def _render_one(kind, template, millimetres, factors):
         centre = start + position * (end - start)
         volume *= 1.0 - 0.6 * _blob(millimetres, centre, 5.0 + 7.0 * extent)
     return volume
+
+
+# dSprites (Matthey et al. 2017): the published factor grid, shape codes 1-3.
+_SHAPES = ("square", "ellipse", "heart")
+_SPRITE_FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
+_IMAGE_SIZE = 64
+_PATCH = 32  # side of the square patch each sprite is drawn in, centred
+_N_POSITIONS = 32  # pos_x and pos_y: one pixel per step, centres 16 to 47
+
+
+def _sprite_grid(shapes):
+    codes = np.array([_SHAPES.index(shape) + 1.0 for shape in shapes])
+    return [
+        codes,
+        np.linspace(0.5, 1.0, 6),
+        np.linspace(0.0, 2.0 * np.pi, 40),
+        np.linspace(0.0, 1.0, _N_POSITIONS),
+        np.linspace(0.0, 1.0, _N_POSITIONS),
+    ]
+
+
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left"), None],
+        "shapes": [tuple, list],
+        "random_state": ["random_state"],
+        "dtype": "no_validation",  # checked below, with a clearer message
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_sprites(n_samples=None, *, shapes=_SHAPES, random_state=None, dtype=np.float32):
+    """dSprites-like binary 64 x 64 images of 2D shapes, with their five factors.
+
+    The factor grid of dSprites (Matthey et al., 2017), drawn procedurally
+    here (nothing is downloaded), in dSprites' canonical order, the last
+    factor varying fastest:
+
+    ``shape``
+        square, ellipse, heart (values 1, 2, 3, as in dSprites).
+    ``scale``
+        6 values linearly from 0.5 to 1.
+    ``orientation``
+        40 values, ``np.linspace(0, 2 * pi, 40)`` radians, as dSprites
+        publishes them: 0 and 2 pi draw the same image, and the square's
+        and ellipse's symmetries repeat images within a turn, as in dSprites.
+        The rotation is counterclockwise on screen.
+    ``pos_x``, ``pos_y``
+        32 values each from 0 to 1, moving the sprite's centre one pixel per
+        step, from column (row) 16 to 47; ``pos_y`` moves it down.
+
+    3 x 6 x 40 x 32 x 32 = 737,280 images. A pixel is 1 when its centre lies
+    in the shape. At scale 1 the square's side is 18 pixels, the ellipse's
+    axes 24 and 12 pixels, the heart about 20 pixels wide. The sizes and
+    the drawing differ from the dSprites files in detail; the grid is the
+    same.
+
+    Parameters
+    ----------
+    n_samples : int or None, default=None
+        None gives the full grid (of the chosen shapes) in canonical order;
+        an int draws that many distinct images of the grid at random
+        (without replacement), in random order.
+    shapes : tuple of str, default=("square", "ellipse", "heart")
+        The shapes to draw, distinct names among these three; the ``shape``
+        factor's classes follow this order.
+    random_state : int, RandomState instance or None, default=None
+        Draws the subset when ``n_samples`` is an int.
+    dtype : {np.float32, np.float64, np.uint8}, default=np.float32
+        Of ``images`` (0 or 1 in every dtype). The full grid takes 12 GB in
+        float32 and 3 GB in uint8.
+
+    Returns
+    -------
+    sprites : sklearn.utils.Bunch
+        ``images``: ndarray of shape (n_samples, 4096), rows of the 64 x 64
+        images (C order, rows of pixels first), values 0 or 1;
+        ``factors``: ndarray of shape (n_samples, 5), the factor values;
+        ``factor_classes``: int ndarray of shape (n_samples, 5), the index of
+        each value in its factor's grid; ``factor_names``: list of str;
+        ``factor_sizes``: tuple of int, the number of values of each factor;
+        ``factor_values``: list of 5 ndarrays, each factor's grid;
+        ``image_shape``: ``(64, 64)``; ``render``: a function from factor
+        classes, an int array of shape (n, 5), to images of shape (n, 4096)
+        in ``dtype``, to draw the images of chosen factor values (the
+        metrics of :mod:`sklearn_betavae.inspection` use it).
+
+    Examples
+    --------
+    >>> from sklearn_betavae.datasets import make_sprites
+    >>> sprites = make_sprites(100, random_state=0)
+    >>> sprites.images.shape, sprites.images.dtype, sprites.factor_sizes
+    ((100, 4096), dtype('float32'), (3, 6, 40, 32, 32))
+    >>> sprites.factor_names
+    ['shape', 'scale', 'orientation', 'pos_x', 'pos_y']
+    >>> heart = sprites.render([[2, 5, 0, 0, 31]]).reshape(64, 64)  # big, bottom left
+    >>> int(heart.sum()), int(heart[:32].sum()), int(heart[:, 32:].sum())
+    (292, 0, 0)
+    """
+    if isinstance(n_samples, bool):
+        raise ValueError(f"n_samples must be a positive integer or None; got {n_samples!r}.")
+    shapes = tuple(shapes)
+    if (not shapes or len(set(shapes)) != len(shapes)
+            or not all(isinstance(shape, str) and shape in _SHAPES for shape in shapes)):
+        raise ValueError(
+            f"shapes must be distinct names among {_SHAPES}, at least one; got {shapes!r}."
+        )
+    if dtype is None or not _is_image_dtype(dtype):  # np.dtype(None) would be float64
+        raise ValueError(f"dtype must be np.float32, np.float64 or np.uint8; got {dtype!r}.")
+    dtype = np.dtype(dtype)
+    values = _sprite_grid(shapes)
+    sizes = tuple(len(v) for v in values)
+    n_total = int(np.prod(sizes))
+    if n_samples is None:
+        index = np.arange(n_total)
+    elif n_samples > n_total:
+        raise ValueError(
+            f"n_samples must be at most the {n_total} images of the grid (without "
+            f"replacement); got {n_samples}."
+        )
+    else:
+        index = check_random_state(random_state).choice(n_total, n_samples, replace=False)
+    classes = np.stack(np.unravel_index(index, sizes), axis=1).astype(np.int64)
+    masks = _sprite_masks(shapes, values[1], values[2]).astype(dtype)
+
+    def render(factor_classes):
+        return _place_sprites(_check_factor_classes(factor_classes, sizes), masks, sizes, dtype)
+
+    factors = np.column_stack([v[c] for v, c in zip(values, classes.T)])
+    return Bunch(
+        images=render(classes), factors=factors, factor_classes=classes,
+        factor_names=list(_SPRITE_FACTORS), factor_sizes=sizes, factor_values=values,
+        image_shape=(_IMAGE_SIZE, _IMAGE_SIZE), render=render,
+    )
+
+
+def _is_image_dtype(dtype):
+    try:
+        return np.dtype(dtype) in (np.float32, np.float64, np.uint8)
+    except TypeError:
+        return False
+
+
+def _check_factor_classes(factor_classes, sizes):
+    classes = np.asarray(factor_classes)
+    if classes.ndim != 2 or classes.shape[1] != len(sizes) or classes.shape[0] == 0:
+        raise ValueError(
+            f"render expects factor classes of shape (n, {len(sizes)}) with n >= 1, one "
+            f"column per factor ({', '.join(_SPRITE_FACTORS)}); got shape {classes.shape}."
+        )
+    if classes.dtype.kind not in "iu":
+        if classes.dtype.kind != "f" or not np.all(np.isfinite(classes)) or np.any(classes % 1):
+            raise ValueError("render expects integer factor classes (indices into each factor's grid).")
+        classes = classes.astype(np.int64)
+    bad = (classes < 0) | (classes >= np.asarray(sizes))
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise ValueError(
+            f"render: classes of factor {_SPRITE_FACTORS[j]!r} must be in [0, {sizes[j]}); got "
+            f"{classes[bad.any(axis=1), j][0]}."
+        )
+    return classes.astype(np.int64, copy=False)
+
+
+def _sprite_masks(shapes, scales, orientations):
+    """Boolean (n_shapes * n_scales * n_orientations, 32, 32) patches, sprite centred."""
+    centres = np.arange(_PATCH) + 0.5 - _PATCH / 2
+    x = centres[np.newaxis, :]  # right
+    y = -centres[:, np.newaxis]  # up
+    masks = []
+    for shape in shapes:
+        for scale in scales:
+            for angle in orientations:
+                # Coordinates in the sprite's own frame (rotated by -angle), in pixels / scale.
+                u = (np.cos(angle) * x + np.sin(angle) * y) / scale
+                v = (-np.sin(angle) * x + np.cos(angle) * y) / scale
+                masks.append(_inside(shape, u, v))
+    return np.stack(masks)
+
+
+def _inside(shape, u, v):
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 9.0
+    if shape == "ellipse":
+        return (u / 12.0) ** 2 + (v / 6.0) ** 2 <= 1.0
+    # The heart curve (x^2 + y^2 - 1)^3 <= x^2 y^3, 9 pixels per unit, centred.
+    a, b = u / 9.0, v / 9.0 + 0.1
+    return (a**2 + b**2 - 1.0) ** 3 <= a**2 * b**3
+
+
+def _place_sprites(classes, masks, sizes, dtype):
+    """Images (n, 4096): each sprite's patch copied at its position, one
+    vectorised copy per position present (at most 32 x 32 of them)."""
+    n = len(classes)
+    images = np.zeros((n, _IMAGE_SIZE, _IMAGE_SIZE), dtype=dtype)
+    sprite = np.ravel_multi_index(tuple(classes[:, :3].T), sizes[:3])
+    position = classes[:, 3] * _N_POSITIONS + classes[:, 4]
+    order = np.argsort(position, kind="stable")
+    starts = np.flatnonzero(np.diff(position[order])) + 1
+    for group in np.split(order, starts):
+        column, row = divmod(int(position[group[0]]), _N_POSITIONS)
+        images[group, row:row + _PATCH, column:column + _PATCH] = masks[sprite[group]]
+    return images.reshape(n, _IMAGE_SIZE * _IMAGE_SIZE)
+

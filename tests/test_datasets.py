@@ -1,4 +1,5 @@
-"""The simulated brain populations: shapes, seeding, and factors that really drive the images."""
+"""The simulated data: dSprites-like sprites (core dependencies only) and brain
+populations (nilearn): shapes, seeding, and factors that really drive the images."""
 
 import numpy as np
 import pytest
@@ -9,14 +10,16 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae.datasets import make_brain_population, make_sprites
 from sklearn_betavae.inspection import best_match_scores, latent_traversal
 from tests.conftest import FAST_PARAMS
 
-pytest.importorskip("nilearn")
+try:
+    from nilearn.maskers import NiftiMasker
+except ImportError:  # the sprites need no extra; the brain populations need nilearn
+    NiftiMasker = None
 
-from nilearn.maskers import NiftiMasker  # noqa: E402
-
-from sklearn_betavae.datasets import make_brain_population  # noqa: E402
+needs_nilearn = pytest.mark.skipif(NiftiMasker is None, reason="needs the neuro extra (nilearn)")
 
 KINDS = ["amplitude", "overlapping", "nonlinear"]
 
@@ -30,6 +33,7 @@ def _masked(population):
     return NiftiMasker(population.mask_img, standardize=None).fit_transform(population.images)
 
 
+@needs_nilearn
 def test_shapes_names_and_seeding(population):
     assert len(population.images) == 120
     assert population.images[0].shape == population.mask_img.shape == (34, 40, 33)
@@ -43,6 +47,7 @@ def test_shapes_names_and_seeding(population):
     np.testing.assert_array_equal(again.images[5].get_fdata(), population.images[5].get_fdata())
 
 
+@needs_nilearn
 def test_every_factor_changes_the_images(population):
     """Moving one factor from 0 to 1, the others at 0.5, changes the volume."""
     n_factors = len(population.factor_names)
@@ -55,6 +60,7 @@ def test_every_factor_changes_the_images(population):
         assert change.max() > 0.05, population.factor_names[j]
 
 
+@needs_nilearn
 def test_factors_are_recoverable_through_the_noise(population):
     """A cross-validated ridge regression reads every factor off the noisy
     masked images (rank correlation of 0.96 or more seen)."""
@@ -64,6 +70,7 @@ def test_factors_are_recoverable_through_the_noise(population):
         assert spearmanr(predicted[:, j], population.factors[:, j]).statistic > 0.9, name
 
 
+@needs_nilearn
 def test_the_lesion_moves_along_its_path():
     population = make_brain_population(1, kind="nonlinear", noise=0.0, random_state=0)
     template = population.template_img.get_fdata()
@@ -74,6 +81,7 @@ def test_the_lesion_moves_along_its_path():
     assert centres[0] < centres[1] < centres[2]
 
 
+@needs_nilearn
 def test_linear_methods_behave_as_reported():
     """The populations reproduce the issue's measurements: PCA recovers
     amplitude factors, FastICA overlapping ones better than PCA."""
@@ -89,6 +97,7 @@ def test_linear_methods_behave_as_reported():
     assert scores["overlapping", "FastICA"] > scores["overlapping", "PCA"] + 0.05
 
 
+@needs_nilearn
 @pytest.mark.slow
 def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
     """What held in every run of ``benchmarks/bench_brain_factors.py`` (seeds
@@ -111,6 +120,7 @@ def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
     assert scores["amplitude", "beta-VAE"].mean() < scores["amplitude", "PCA"].mean() - 0.1
 
 
+@needs_nilearn
 def test_pipeline_gives_back_images_and_traversals():
     population = make_brain_population(40, kind="amplitude", random_state=0)
     pipe = Pipeline([
@@ -126,6 +136,7 @@ def test_pipeline_gives_back_images_and_traversals():
     np.testing.assert_array_equal(traversal.affine, population.mask_img.affine)
 
 
+@needs_nilearn
 @pytest.mark.parametrize("bad, match", [
     ({"kind": "linear"}, "'kind' parameter .* among .*'amplitude'"),
     ({"n_subjects": 0}, "'n_subjects' parameter .* range \\[1, inf\\)"),
@@ -141,9 +152,158 @@ def test_bad_arguments(bad, match):
         make_brain_population(**{"n_subjects": 2, **bad})
 
 
+@needs_nilearn
 def test_render_checks_its_factors():
     population = make_brain_population(2, kind="nonlinear", random_state=0)
     assert population.render(population.factors).shape == (2, 34, 40, 33)
     for bad in (np.zeros((2, 3)), np.zeros((2, 1)), np.full((1, 2), np.nan), np.zeros((0, 2))):
         with pytest.raises(ValueError, match=r"render expects factors of shape \(n, 2\)|NaN|0 sample"):
             population.render(bad)
+
+
+# dSprites-like sprites: core dependencies only.
+
+SPRITE_GRID = (3, 6, 40, 32, 32)
+
+
+def _sprite(sprites, classes):
+    return sprites.render([classes]).reshape(64, 64)
+
+
+@pytest.fixture(scope="module")
+def sprites():
+    return make_sprites(300, random_state=0)
+
+
+def test_sprites_bunch(sprites):
+    assert sprites.images.shape == (300, 4096) and sprites.images.dtype == np.float32
+    assert sprites.factor_names == ["shape", "scale", "orientation", "pos_x", "pos_y"]
+    assert sprites.factor_sizes == SPRITE_GRID and sprites.image_shape == (64, 64)
+    assert sprites.factor_classes.shape == sprites.factors.shape == (300, 5)
+    assert sprites.factor_classes.dtype.kind == "i"
+    for j, values in enumerate(sprites.factor_values):
+        np.testing.assert_array_equal(sprites.factors[:, j], values[sprites.factor_classes[:, j]])
+    np.testing.assert_array_equal(sprites.factor_values[0], [1.0, 2.0, 3.0])  # dSprites' codes
+    np.testing.assert_allclose(sprites.factor_values[1], [0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    np.testing.assert_allclose(sprites.factor_values[2][[0, 1, -1]], [0.0, 2 * np.pi / 39, 2 * np.pi])
+    np.testing.assert_allclose(sprites.factor_values[3][[0, 1, -1]], [0.0, 1 / 31, 1.0])
+    np.testing.assert_array_equal(sprites.images, sprites.render(sprites.factor_classes))
+
+
+def test_sprite_images_are_binary_in_every_dtype(sprites):
+    assert set(np.unique(sprites.images)) == {0.0, 1.0}
+    for dtype in (np.float64, np.uint8, "uint8"):
+        other = make_sprites(300, random_state=0, dtype=dtype)
+        assert other.images.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(other.images, sprites.images)
+    assert sprites.images.sum(axis=1).min() >= 50  # the smallest ellipse has 56 pixels
+
+
+def test_a_sprite_subset_is_reproducible_and_without_replacement(sprites):
+    again = make_sprites(300, random_state=0)
+    np.testing.assert_array_equal(again.images, sprites.images)
+    np.testing.assert_array_equal(again.factor_classes, sprites.factor_classes)
+    other = make_sprites(300, random_state=1)
+    assert not np.array_equal(other.factor_classes, sprites.factor_classes)
+    flat = np.ravel_multi_index(tuple(sprites.factor_classes.T), SPRITE_GRID)
+    assert len(np.unique(flat)) == 300
+    everything = make_sprites(240, shapes=("heart",), random_state=np.random.RandomState(0))
+    assert set(everything.factors[:, 0]) == {3.0}  # the heart keeps its dSprites code
+
+
+def test_each_sprite_factor_changes_the_image(sprites):
+    base = [1, 3, 5, 10, 12]
+    image = _sprite(sprites, base)
+    for j, size in enumerate(SPRITE_GRID):
+        for value in {0, size // 2, size - 2}:  # not the last orientation: 2 pi draws as 0
+            if value != base[j]:
+                changed = list(base)
+                changed[j] = value
+                assert not np.array_equal(_sprite(sprites, changed), image), (j, value)
+
+
+def test_what_each_sprite_factor_does(sprites):
+    base = np.array([2, 2, 7, 10, 12])
+    image = _sprite(sprites, base)
+    # pos_x moves the sprite one column right per step, pos_y one row down.
+    np.testing.assert_array_equal(_sprite(sprites, base + [0, 0, 0, 3, 0]), np.roll(image, 3, axis=1))
+    np.testing.assert_array_equal(_sprite(sprites, base + [0, 0, 0, 0, 5]), np.roll(image, 5, axis=0))
+    # scale grows the area; every shape fits whole at the corners of the grid.
+    areas = [_sprite(sprites, [2, s, 7, 0, 0]).sum() for s in range(6)]
+    assert np.all(np.diff(areas) > 0)
+    for shape in range(3):
+        for orientation in range(0, 40, 3):
+            corners = [_sprite(sprites, [shape, 5, orientation, x, y]).sum()
+                       for x, y in ((0, 0), (31, 31), (0, 31))]
+            assert corners[0] == corners[1] == corners[2]
+    # orientation: 0 and 2 pi draw the same image, as in dSprites; a quarter turn
+    # turns the ellipse, lying along the x axis at 0, upright.
+    np.testing.assert_array_equal(_sprite(sprites, [1, 5, 0, 16, 16]), _sprite(sprites, [1, 5, 39, 16, 16]))
+    lying = _sprite(sprites, [1, 5, 0, 16, 16])
+    rows, columns = np.nonzero(lying)
+    assert np.ptp(columns) > 1.8 * np.ptp(rows)
+    upright = _sprite(sprites, [1, 5, 10, 16, 16])  # 10 * 2 pi / 39, close to a quarter turn
+    rows, columns = np.nonzero(upright)
+    assert np.ptp(rows) > 1.5 * np.ptp(columns)
+    # the heart's point is at the bottom at orientation 0.
+    heart = _sprite(sprites, [2, 5, 0, 16, 16])
+    rows = np.nonzero(heart.any(axis=1))[0]
+    assert heart[rows[0]].sum() > 2 * heart[rows[-1]].sum()
+
+
+def test_the_grid_of_one_shape_is_complete_and_canonical():
+    """One shape's whole grid (245,760 images, 1 GB in uint8): in dSprites'
+    order, the last factor fastest, each image the one render draws."""
+    grid = make_sprites(shapes=("ellipse",), dtype=np.uint8)
+    assert grid.images.shape == (245_760, 4096) and grid.images.dtype == np.uint8
+    expected = np.indices((1, 6, 40, 32, 32)).reshape(5, -1).T
+    np.testing.assert_array_equal(grid.factor_classes, expected)
+    rows = np.random.RandomState(0).choice(len(expected), 500, replace=False)
+    np.testing.assert_array_equal(grid.images[rows], grid.render(expected[rows]))
+    assert grid.images[::1000].max() == 1
+
+
+@pytest.mark.slow
+def test_the_full_sprite_grid():
+    """All 737,280 images, 3 GB in uint8 (about 6 s on a busy core)."""
+    grid = make_sprites(dtype=np.uint8)
+    assert grid.images.shape == (737_280, 4096)
+    flat = np.ravel_multi_index(tuple(grid.factor_classes.T), SPRITE_GRID)
+    np.testing.assert_array_equal(flat, np.arange(737_280))
+    assert grid.images.max() == 1 and grid.images[:, :].sum(axis=1).min() >= 50
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"n_samples": 0}, "'n_samples' parameter .* range \\[1, inf\\)"),
+    ({"n_samples": True}, "n_samples must be a positive integer or None"),
+    ({"n_samples": 2.5}, "'n_samples' parameter"),
+    ({"n_samples": 737_281}, "at most the 737280 images"),
+    ({"n_samples": 245_761, "shapes": ["heart"]}, "at most the 245760 images"),
+    ({"shapes": ()}, "shapes must be distinct names"),
+    ({"shapes": ("circle",)}, "shapes must be distinct names .*'square', 'ellipse', 'heart'"),
+    ({"shapes": ("heart", "heart")}, "shapes must be distinct names"),
+    ({"shapes": "heart"}, "'shapes' parameter"),
+    ({"dtype": np.int32}, "dtype must be np.float32, np.float64 or np.uint8"),
+    ({"dtype": "pixels"}, "dtype must be"),
+    ({"dtype": None}, "dtype must be"),
+    ({"random_state": "seed"}, "'random_state' parameter"),
+])
+def test_make_sprites_bad_arguments(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_sprites(**{"n_samples": 2, **bad})
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 4), dtype=int), r"factor classes of shape \(n, 5\)"),
+    (np.zeros(5, dtype=int), r"shape \(n, 5\)"),
+    (np.zeros((0, 5), dtype=int), r"n >= 1"),
+    ([[0, 0, 40, 0, 0]], r"factor 'orientation' must be in \[0, 40\); got 40"),
+    ([[-1, 0, 0, 0, 0]], r"factor 'shape' must be in \[0, 3\)"),
+    ([[0, 0, 0, 0, 0.5]], "integer factor classes"),
+    ([[0, 0, 0, 0, np.nan]], "integer factor classes"),
+    ([["a", 0, 0, 0, 0]], "integer factor classes"),
+])
+def test_render_checks_its_factor_classes(sprites, bad, match):
+    with pytest.raises(ValueError, match=match):
+        sprites.render(bad)
+    assert sprites.render(np.array([[0, 0, 0, 0, 1.0]])).shape == (1, 4096)  # whole floats are fine
