@@ -100,27 +100,33 @@ def test_linear_methods_behave_as_reported():
 @needs_nilearn
 @pytest.mark.slow
 def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
-    """What held in every run of ``benchmarks/bench_brain_factors.py`` (seeds
-    0 and 1, defaults, 300 + 100 subjects, k=6), checked on seed 2, which the
-    benchmark did not use: the default beta-VAE finds the global scale of
-    amplitude populations (|rho| 0.99-1.00 seen) and the lesion's position
-    (0.79-0.89 seen), but stays behind PCA on amplitude factors as a whole
-    (0.57-0.66 against 0.99: the README says so)."""
+    """What held in every run of ``benchmarks/bench_brain_factors.py`` for
+    issue 15 (populations 0-3, 300 + 100 subjects, k=6; one of them, seed 2,
+    checked here). With the PCA start (the default ``init``) the beta-VAE
+    finds the global scale (|rho| 1.00 seen) and the focal atrophies of
+    amplitude populations (mean 0.92-0.97, behind PCA's 0.985-0.995 by
+    0.03-0.07; from a random start 0.42-0.47), and the lesion's position
+    (0.79-0.85 seen). With ``standardize="global"`` it comes within 0.01 of
+    PCA on amplitude factors (0.978-0.990)."""
     scores = {}
     for kind in ("amplitude", "nonlinear"):
         population = make_brain_population(400, kind=kind, random_state=2)
         X = _masked(population)
-        for name, model in (("PCA", PCA(6, random_state=2)),
-                            ("beta-VAE", BetaVAETransformer(n_components=6, device="cpu",
-                                                            random_state=2))):
+        models = [("PCA", PCA(6, random_state=2)),
+                  ("beta-VAE", BetaVAETransformer(n_components=6, device="cpu", random_state=2))]
+        if kind == "amplitude":
+            models.append(("global", BetaVAETransformer(n_components=6, device="cpu",
+                                                        standardize="global", random_state=2)))
+        for name, model in models:
             Z = model.fit(X[:300]).transform(X[300:])
             scores[kind, name] = best_match_scores(Z, population.factors[300:])
     assert scores["amplitude", "beta-VAE"][0] > 0.95  # global scale
+    assert scores["amplitude", "beta-VAE"].mean() > 0.85
+    assert scores["amplitude", "beta-VAE"].mean() > scores["amplitude", "PCA"].mean() - 0.1
+    assert scores["amplitude", "global"].mean() > scores["amplitude", "PCA"].mean() - 0.03
     assert scores["nonlinear", "beta-VAE"][0] > 0.7  # lesion position
-    assert scores["amplitude", "beta-VAE"].mean() < scores["amplitude", "PCA"].mean() - 0.1
 
 
-@needs_nilearn
 def test_pipeline_gives_back_images_and_traversals():
     population = make_brain_population(40, kind="amplitude", random_state=0)
     pipe = Pipeline([
