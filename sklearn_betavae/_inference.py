@@ -65,9 +65,16 @@ class FittedModel:
 
     def map_chunks(self, X, fn):
         """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
+        # Filled chunk by chunk: concatenating would hold the output twice.
+        result, start = None, 0
         with torch.inference_mode():
-            chunks = iter_chunks(X, torch.float64, self.device, width=self.width)
-            return np.concatenate([fn(chunk).cpu().numpy() for chunk in chunks])
+            for chunk in iter_chunks(X, torch.float64, self.device, width=self.width):
+                values = fn(chunk).cpu().numpy()
+                if result is None:
+                    result = np.empty((X.shape[0], *values.shape[1:]), dtype=values.dtype)
+                result[start:start + len(values)] = values
+                start += len(values)
+        return result
 
     def encoder(self, x):
         """(mu, logvar), in float64, of already standardised rows."""
