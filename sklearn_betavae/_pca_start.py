@@ -35,7 +35,7 @@ from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 
 from . import _data
-from ._data import SliceLoader
+from ._data import _dataset_of
 from ._loss import LOGVAR_RANGE
 from ._modules import MLPDecoder, MLPEncoder
 
@@ -82,15 +82,19 @@ def training_rows(net, dataset):
     on (its validation split left out) as float32 NumPy chunks, in order,
     and their number."""
     train_part, _ = net.get_split_datasets(dataset)
-    # The training data path itself, unshuffled, in chunks of about
-    # CHUNK_VALUES values: the same rows, standardised the same way.
-    loader = SliceLoader(train_part, max(1, _data.CHUNK_VALUES // max(1, dataset.X.shape[1])))
+    base, indices = _dataset_of(train_part)
+    n_rows = len(base) if indices is None else len(indices)
+    step = max(1, _data.CHUNK_VALUES // max(1, base.X.shape[1]))
 
     def chunks():
-        for rows, _ in loader:
-            yield rows.float().cpu().numpy()
+        for start in range(0, n_rows, step):
+            if indices is None:
+                rows = base.X[start:start + step]
+            else:
+                rows = base.X[indices[start:start + step].to(base.X.device)]
+            yield base.standardise(rows.to(base.device)).float().cpu().numpy()
 
-    return chunks, len(train_part)
+    return chunks, n_rows
 
 
 def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
