@@ -23,6 +23,12 @@ _RIGHT_FRONTAL = (40.0, 20.0, 30.0)
 _PRECUNEUS = [(-10.0, -55.0, 35.0), (0.0, -45.0, 35.0), (10.0, -55.0, 35.0)]
 _LESION_PATH = ((-50.0, -60.0, 10.0), (-50.0, 20.0, 10.0))
 
+_CENTRES = {
+    "amplitude": {"hippocampal_atrophy": _LEFT_HIPPOCAMPUS, "frontal_atrophy": _RIGHT_FRONTAL},
+    "overlapping": dict(zip(("precuneus_left", "precuneus_centre", "precuneus_right"), _PRECUNEUS)),
+    "nonlinear": {},
+}
+
 _KINDS = {
     "amplitude": ("global_scale", "hippocampal_atrophy", "frontal_atrophy"),
     "overlapping": ("precuneus_left", "precuneus_centre", "precuneus_right"),
@@ -86,7 +92,9 @@ def make_brain_population(
         grey-matter mask (a ``Nifti1Image``) to give ``NiftiMasker``;
         ``template_img``; ``render``: a function from a factor array of shape
         (n, n_factors) to an (n, x, y, z) array of noise-free volumes, to see
-        what each factor does.
+        what each factor does; ``factor_centres``: a dict from the name of
+        each factor that acts at a fixed place (the atrophies) to its
+        centre, in MNI millimetres.
 
     Examples
     --------
@@ -126,7 +134,7 @@ def make_brain_population(
     images = [nibabel.Nifti1Image(volume, template_img.affine) for volume in volumes]
     return Bunch(
         images=images, factors=factors, factor_names=names, mask_img=mask_img,
-        template_img=template_img, render=render,
+        template_img=template_img, render=render, factor_centres=dict(_CENTRES[kind]),
     )
 
 

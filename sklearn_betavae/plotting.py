@@ -1,4 +1,4 @@
-"""Figures for a fitted beta-VAE: training curves, traversals, factor correlations, beta search.
+"""Figures for a fitted beta-VAE: training curves, latent maps, traversals, factor correlations, beta search.
 
 Needs the ``plot`` extra (matplotlib; the brain traversals also use nilearn's
 plotting), imported when a function is called. Every function returns the
@@ -10,15 +10,16 @@ from numbers import Real
 
 import numpy as np
 from sklearn.model_selection._search import BaseSearchCV
-from sklearn.utils._param_validation import validate_params
+from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .inspection import _check_values, _split_pipeline, latent_traversal
+from .inspection import _check_values, _split_pipeline, latent_maps, latent_traversal
 
 _PATH = [str, os.PathLike, None]
 
 __all__ = [
     "plot_factor_correlations",
+    "plot_latent_maps",
     "plot_latent_traversals",
     "plot_score_vs_beta",
     "plot_training_curves",
@@ -66,6 +67,90 @@ def plot_training_curves(estimator, path=None):
                 ax.plot(epochs, [row[key] for row in history if key in row], label=prefix)
         ax.set(title=title, xlabel="epoch", ylabel="nats per sample")
         ax.legend()
+    return _saved(figure, path)
+
+
+@validate_params(
+    {"X": "no_validation", "kind": [StrOptions({"stat_map", "prob_atlas"})], "path": _PATH},
+    prefer_skip_nested_validation=True,
+)
+def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
+    """Every latent's map (``inspection.latent_maps``), as nilearn shows decompositions.
+
+    Parameters
+    ----------
+    estimator : Pipeline ending in a BetaVAETransformer, or the estimator
+        Fitted. After a ``NiftiMasker`` the maps are brain images on the
+        MNI152 template (bundled with nilearn); otherwise each map is drawn
+        as a square image when its length is a square (such as digits), or
+        as a curve.
+    X : array-like, list of images or None, default=None
+        Data to order the latents by their KL on (most informative first;
+        the KL is in each title); None keeps the index order.
+    kind : {"stat_map", "prob_atlas"}, default="stat_map"
+        For brain maps: one ``plot_stat_map`` per latent, cut through its
+        largest absolute value (red: the reconstruction rises with the
+        latent, blue: it falls), or all of them in one ``plot_prob_atlas``,
+        as nilearn's example comparing CanICA and DictLearning does. The
+        atlas outlines where each absolute map exceeds half its peak (the
+        sign of a latent is arbitrary).
+    path : str or path-like or None, default=None
+        Where to save the figure (format from the suffix).
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_betavae import BetaVAETransformer
+    >>> from sklearn_betavae.plotting import plot_latent_maps
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = BetaVAETransformer(device="cpu", n_components=2, max_iter=3,
+    ...                          random_state=0).fit(X[:100])
+    >>> len(plot_latent_maps(vae, X[100:200]).axes)
+    2
+    """
+    result = latent_maps(estimator, X)
+    maps = result.maps
+    titles = [f"latent {latent}" + ("" if result.kl is None else f" (KL {kl:.2f} nats)")
+              for latent, kl in zip(result.latents, result.kl if result.kl is not None
+                                    else [None] * len(result.latents))]
+    plt = _pyplot()
+    if not hasattr(maps, "affine"):
+        figure, axes = plt.subplots(1, len(titles), squeeze=False, figsize=(2.4 * len(titles), 2.6))
+        for ax, pattern, title in zip(axes[0], maps, titles):
+            side = int(round(np.sqrt(pattern.size)))
+            if side * side == pattern.size:
+                limit = float(np.abs(pattern).max()) or 1.0
+                ax.imshow(pattern.reshape(side, side), cmap="RdBu_r", vmin=-limit, vmax=limit)
+                ax.set_axis_off()
+            else:
+                ax.plot(pattern)
+            ax.set_title(title, fontsize=9)
+        return _saved(figure, path)
+    import nibabel
+    from nilearn.image import index_img
+    from nilearn.plotting import plot_prob_atlas, plot_stat_map
+
+    if kind == "prob_atlas":
+        data = np.abs(np.asarray(maps.dataobj, dtype=np.float32))
+        peaks = data.reshape(-1, data.shape[-1]).max(axis=0)
+        atlas = nibabel.Nifti1Image(data / np.where(peaks > 0, peaks, 1.0), maps.affine)
+        figure = plt.figure(figsize=(9, 3.5))
+        plot_prob_atlas(atlas, figure=figure, threshold=0.5, view_type="filled_contours",
+                        title="latent maps: |map| above half its peak", draw_cross=False)
+        return _saved(figure, path)
+    figure, axes = plt.subplots(len(titles), 1, squeeze=False, figsize=(8, 2.6 * len(titles)))
+    data = np.asarray(maps.dataobj)
+    for volume, (ax, title) in enumerate(zip(axes[:, 0], titles)):
+        peak = np.unravel_index(np.argmax(np.abs(data[..., volume])), data.shape[:3])
+        cut_coords = maps.affine[:3, :3] @ np.array(peak) + maps.affine[:3, 3]
+        plot_stat_map(index_img(maps, volume), axes=ax, title=title, draw_cross=False,
+                      cmap="RdBu_r", cut_coords=cut_coords.tolist())
     return _saved(figure, path)
 
 

@@ -47,3 +47,23 @@ def random_data():
 def unit_data(digits):
     """Digits scaled to [0, 1], for the Bernoulli decoder."""
     return digits / 16.0
+
+
+@pytest.fixture(scope="session")
+def brain_pipeline():
+    """``(pipeline, population)``: NiftiMasker + default BetaVAETransformer fitted
+    on a small "amplitude" population (120 subjects, 8 mm, 20 epochs, a few
+    seconds), shared by the tests of the brain outputs; never modified."""
+    pytest.importorskip("nilearn")
+    from nilearn.maskers import NiftiMasker
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_betavae import BetaVAETransformer
+    from sklearn_betavae.datasets import make_brain_population
+
+    population = make_brain_population(120, kind="amplitude", resolution=8, random_state=0)
+    pipe = Pipeline([
+        ("masker", NiftiMasker(population.mask_img, standardize=None)),
+        ("vae", BetaVAETransformer(n_components=4, max_iter=20, device="cpu", random_state=0)),
+    ])
+    return pipe.fit(population.images), population

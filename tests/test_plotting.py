@@ -16,6 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from sklearn_betavae.plotting import (  # noqa: E402
     plot_factor_correlations,
+    plot_latent_maps,
     plot_latent_traversals,
     plot_score_vs_beta,
     plot_training_curves,
@@ -60,6 +61,21 @@ def test_traversals_of_brains_are_slices(tmp_path):
     figure = plot_latent_traversals(pipe, latents=[1], values=[-2, 2], cut_coords=10.0,
                                     path=tmp_path / "brain.png")
     _written(figure, tmp_path / "brain.png")
+
+
+def test_latent_maps_of_digits_are_images_titled_by_kl(fitted, digits, tmp_path):
+    figure = _written(plot_latent_maps(fitted, digits, path=tmp_path / "m.png"), tmp_path / "m.png")
+    assert len(figure.axes) == 3 and all(ax.get_images() for ax in figure.axes)
+    assert all(ax.get_title().startswith("latent ") and "KL" in ax.get_title() for ax in figure.axes)
+
+
+@pytest.mark.parametrize("kind", ["stat_map", "prob_atlas"])
+def test_latent_maps_of_brains(brain_pipeline, kind, tmp_path):
+    pipe, population = brain_pipeline
+    figure = plot_latent_maps(pipe, population.images[:20], kind=kind, path=tmp_path / "b.png")
+    _written(figure, tmp_path / "b.png")
+    if kind == "stat_map":
+        assert sum(bool(ax.get_images()) for ax in figure.axes) >= 4 * 3  # 4 latents, 3 cuts each
 
 
 def test_factor_correlation_heat_map(tmp_path):

@@ -1,0 +1,276 @@
+"""An HTML report of a fitted beta-VAE, in the manner of nilearn's ``generate_report``.
+
+``generate_report`` gathers on one page what a reader of a fit wants to see:
+the parameters, the data and (for a brain pipeline) the mask, the training
+curves, the KL of every latent, the latent maps and traversals, the
+held-out score, and the library versions. The page is one self-contained
+HTML file: figures are inline PNG, styles are inline, there is no script
+and nothing is fetched from the network, so it can be mailed, archived with
+a paper's supplementary material, or opened offline.
+
+Needs the ``plot`` extra (matplotlib; a brain pipeline also needs nilearn),
+imported when a report is made.
+"""
+
+import base64
+import html
+import io
+import platform
+from importlib import metadata
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, validate_params
+
+from .inspection import _split_pipeline, latent_kl
+from .plotting import plot_latent_maps, plot_latent_traversals, plot_training_curves
+
+__all__ = ["BetaVAEReport", "generate_report"]
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 62em; color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { border-bottom: 2px solid #3465a4; padding-bottom: .2em; }
+h2 { color: #3465a4; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .5em 0; }
+td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: left; font-size: .92em; }
+th { background: #f0f3f8; }
+img { max-width: 100%; display: block; margin: .5em 0; }
+.note { color: #555; font-style: italic; }
+"""
+
+_VERSIONED = ("sklearn_betavae", "torch", "skorch", "scikit-learn", "numpy", "scipy", "nibabel",
+              "nilearn", "matplotlib")
+
+
+class BetaVAEReport:
+    """A report made by ``generate_report``: the HTML, to save or show.
+
+    Parameters
+    ----------
+    html : str
+        The whole self-contained page.
+    title : str
+
+    Attributes
+    ----------
+    figures : list of str
+        The title of every figure on the page, in order.
+    """
+
+    def __init__(self, html, title, figures):
+        self._html = html
+        self.title = title
+        self.figures = list(figures)
+
+    def get_html(self):
+        """The page, as a string."""
+        return self._html
+
+    def save_as_html(self, path):
+        """Write the page to ``path`` (UTF-8); returns ``path``."""
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(self._html)
+        return path
+
+    def _repr_html_(self):
+        # Shown inline by Jupyter, as nilearn's reports are.
+        return self._html
+
+    def __repr__(self):
+        return f"<BetaVAEReport {self.title!r}: {len(self.figures)} figures>"
+
+
+@validate_params(
+    {"X": "no_validation", "title": [str, None], "n_traversals": [Interval(Integral, 1, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
+def generate_report(estimator, X=None, *, title=None, n_traversals=4):
+    """Make a self-contained HTML report of a fitted estimator or brain pipeline.
+
+    Parameters
+    ----------
+    estimator : BetaVAETransformer or Pipeline ending in one
+        Fitted; a ``Pipeline([NiftiMasker(...), BetaVAETransformer()])``
+        gets brain figures (its mask, the latent maps on the MNI152
+        template, traversals as slices).
+    X : array-like, list of images or None, default=None
+        Held-out data in the estimator's input space (images for a brain
+        pipeline). Given, the report adds the held-out score (mean ELBO per
+        sample) and the KL of every latent on it, and orders the latent
+        maps and traversals by that KL; without it, those sections say so.
+    title : str or None, default=None
+        The page's title; "BetaVAETransformer report" when None.
+    n_traversals : int, default=4
+        How many latents (the most informative first, with X) to show
+        traversals of.
+
+    Returns
+    -------
+    report : BetaVAEReport
+        ``report.save_as_html(path)`` writes it; Jupyter shows it inline.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_betavae import BetaVAETransformer
+    >>> from sklearn_betavae.reporting import generate_report
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = BetaVAETransformer(device="cpu", n_components=3, max_iter=3,
+    ...                          random_state=0).fit(X[:200])
+    >>> report = generate_report(vae, X[200:300])
+    >>> report.figures
+    ['Training curves', 'KL per latent', 'Latent maps', 'Latent traversals']
+    """
+    vae, preceding = _split_pipeline(estimator)
+    title = "BetaVAETransformer report" if title is None else title
+    masker = _masker(preceding)
+    page = _Page(title)
+
+    page.section("Model")
+    page.paragraph(
+        f"A beta-VAE with {vae._n_features_out} latents and a {vae.default_dist_} decoder, "
+        f"fitted for {vae.n_iter_} epochs on {vae.device_}."
+    )
+    page.table(["parameter", "value"], sorted(vae.get_params(deep=False).items()))
+    page.table(["fitted", "value"], [
+        ("n_features_in_", vae.n_features_in_), ("n_iter_", vae.n_iter_),
+        ("default_dist_", vae.default_dist_), ("device_", vae.device_),
+        ("architecture", vae._architecture_),
+    ])
+
+    page.section("Data")
+    if masker is None:
+        page.paragraph(f"{vae.n_features_in_} features per sample.")
+    else:
+        page.paragraph(_mask_summary(masker, vae.n_features_in_))
+        page.figure("Mask", _mask_figure(masker))
+
+    page.section("Training")
+    page.figure("Training curves", plot_training_curves(vae))
+    last = vae.net_.history[-1]
+    page.table(["last epoch", "value"], [
+        (key, f"{last[key]:.6g}") for key in sorted(last)
+        if isinstance(last[key], float) and key.endswith(("loss", "_rec_loss", "_kl_loss"))
+    ])
+
+    page.section("Held-out data")
+    order = np.arange(vae._n_features_out)
+    if X is None:
+        page.note("No held-out data was given (generate_report(estimator, X)): no score and no KL "
+                  "per latent; the latents are in index order.")
+    else:
+        kl = latent_kl(estimator, X)
+        order = np.argsort(-kl, kind="stable")
+        page.paragraph(f"Held-out score (mean evidence lower bound per sample, higher is better): "
+                       f"<b>{estimator.score(X):.6g}</b> nats.", escape=False)
+        page.figure("KL per latent", _kl_figure(kl))
+        page.table(["latent", "KL (nats)", "in use (KL > 0.1)"],
+                   [(int(j), f"{kl[j]:.4f}", "yes" if kl[j] > 0.1 else "no") for j in order])
+
+    page.section("Latents")
+    page.paragraph("Each map is the change in the reconstruction per unit of one latent at the "
+                   "prior mean (the decoder's Jacobian; see sklearn_betavae.inspection.latent_maps).")
+    page.figure("Latent maps", plot_latent_maps(estimator, X))
+    shown = [int(j) for j in order[:n_traversals]]
+    page.figure("Latent traversals", plot_latent_traversals(estimator, latents=shown))
+
+    page.section("Versions")
+    page.table(["library", "version"], _versions())
+    return BetaVAEReport(page.html(), title, page.figure_titles)
+
+
+class _Page:
+    """The HTML of the report, built section by section."""
+
+    def __init__(self, title):
+        self.title = title
+        self.parts = []
+        self.figure_titles = []
+
+    def section(self, heading):
+        self.parts.append(f"<h2>{html.escape(heading)}</h2>")
+
+    def paragraph(self, text, escape=True):
+        self.parts.append(f"<p>{html.escape(text) if escape else text}</p>")
+
+    def note(self, text):
+        self.parts.append(f'<p class="note">{html.escape(text)}</p>')
+
+    def table(self, header, rows):
+        head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+                       for row in rows)
+        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+
+    def figure(self, title, figure):
+        import matplotlib.pyplot as plt
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        plt.close(figure)
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        self.figure_titles.append(title)
+        self.parts.append(f'<figure><figcaption>{html.escape(title)}</figcaption>'
+                          f'<img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
+                          "</figure>")
+
+    def html(self):
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
+            f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}</body></html>\n"
+        )
+
+
+def _masker(preceding):
+    """The pipeline's NiftiMasker (its first step) when it has one."""
+    if preceding is None:
+        return None
+    first = preceding[0]
+    return first if hasattr(first, "mask_img_") else None
+
+
+def _mask_summary(masker, n_voxels):
+    mask = masker.mask_img_
+    sizes = np.sqrt((mask.affine[:3, :3] ** 2).sum(axis=0))
+    return (f"{n_voxels} voxels inside the mask of a {' x '.join(map(str, mask.shape[:3]))} grid "
+            f"of {' x '.join(f'{size:g}' for size in sizes)} mm voxels "
+            f"({type(masker).__name__}).")
+
+
+def _mask_figure(masker):
+    import matplotlib.pyplot as plt
+    from nilearn.plotting import plot_roi
+
+    figure = plt.figure(figsize=(8, 2.8))
+    plot_roi(masker.mask_img_, figure=figure, title="mask", draw_cross=False)
+    return figure
+
+
+def _kl_figure(kl):
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(max(4, 0.5 * len(kl) + 2), 2.8), constrained_layout=True)
+    ax.bar(np.arange(len(kl)), kl, color="#3465a4")
+    ax.axhline(0.1, color="grey", linestyle="--", linewidth=1, label="0.1 nats: in use above")
+    ax.set(xlabel="latent", ylabel="mean KL (nats)", xticks=np.arange(len(kl)))
+    ax.legend(loc="upper right", fontsize=8)
+    return figure
+
+
+def _versions():
+    from . import __version__
+
+    rows = [("python", platform.python_version())]
+    for name in _VERSIONED:
+        if name == "sklearn_betavae":
+            rows.append((name, __version__))
+            continue
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    return rows
