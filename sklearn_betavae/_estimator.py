@@ -551,6 +551,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         -------
         self : BetaVAETransformer
 
+        See Also
+        --------
+        sklearn_betavae.save_pipeline : Save a whole ``Pipeline`` of a
+            ``NiftiMasker`` and this estimator in one such file.
+
         Examples
         --------
         >>> import os, tempfile
@@ -601,7 +606,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             file edited with its checksum recomputed is checked all the
             same: every array's shape, dtype and values (``scale_`` positive
             and finite, ``mean_`` and the weights finite, the random state of
-            the right size), the error naming the field.
+            the right size), the error naming the field. A file written by
+            ``save_pipeline`` is read by ``load_pipeline``.
         """
         return load_estimator(cls, path, device=device, encoder=encoder, decoder=decoder)
 

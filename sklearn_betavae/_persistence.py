@@ -75,8 +75,9 @@ def write_model_file(path, document, tensors):
         raise
 
 
-def read_model_file(path):
-    """Read ``(document, tensors)`` back; ValueError for anything but an intact file."""
+def read_model_file(path, writer="BetaVAETransformer.save"):
+    """Read ``(document, tensors)`` back; ValueError for anything but an intact
+    file (``writer``: what writes the files expected, for the messages)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}.")
@@ -87,12 +88,12 @@ def read_model_file(path):
     except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(
             f"{str(path)!r} is not a readable model file (truncated, corrupted, or not "
-            f"written by BetaVAETransformer.save): {error}"
+            f"written by {writer}): {error}"
         ) from error
     if _PREFIX + "format" not in metadata:
         raise ValueError(
             f"{str(path)!r} is a safetensors file but not one written by "
-            "BetaVAETransformer.save (it has no sklearn_betavae metadata)."
+            f"{writer} (it has no sklearn_betavae metadata)."
         )
     version = metadata[_PREFIX + "format"]
     if not version.isdigit() or int(version) > FORMAT_VERSION:
@@ -248,6 +249,12 @@ def join_history(path, epochs, tensors):
 
 def save_estimator(estimator, path):
     """Write a fitted ``BetaVAETransformer`` to ``path`` (see its ``save``)."""
+    write_model_file(path, *estimator_state(estimator))
+
+
+def estimator_state(estimator):
+    """The ``(document, tensors)`` of a fitted ``BetaVAETransformer``, for
+    ``write_model_file`` or for one step of a pipeline file."""
     net = estimator.net_
     params = estimator.get_params(deep=False)
     params["callbacks"] = None  # arbitrary objects: not saved
@@ -283,12 +290,23 @@ def save_estimator(estimator, path):
     tensors["mean"] = torch.from_numpy(estimator.mean_)
     tensors["scale"] = torch.from_numpy(estimator.scale_)
     tensors["rng_state"] = torch.from_numpy(estimator._rng_state_)
-    write_model_file(path, document, tensors)
+    return document, tensors
 
 
 def load_estimator(cls, path, device=None, encoder=None, decoder=None):
     """A fitted ``cls`` from a file written by ``save_estimator`` (see ``load``)."""
     document, tensors = read_model_file(path)
+    if isinstance(document, dict) and document.get("kind") == "pipeline":
+        raise ValueError(
+            f"{str(path)!r} holds a whole pipeline, written by sklearn_betavae.save_pipeline, "
+            "not a single BetaVAETransformer; load it with sklearn_betavae.load_pipeline(path)."
+        )
+    return estimator_from_state(cls, path, document, tensors, device, encoder, decoder)
+
+
+def estimator_from_state(cls, path, document, tensors, device=None, encoder=None, decoder=None):
+    """A fitted ``cls`` from the ``(document, tensors)`` of ``estimator_state``;
+    ``path`` names the file they were read from, in error messages."""
     try:
         return _rebuild(cls, path, document, tensors, device, encoder, decoder)
     except (KeyError, TypeError, AttributeError) as error:
@@ -477,7 +495,7 @@ def _saved_device(saved, path):
             f"{str(path)!r} holds a model fitted on {saved}, which this machine does not "
             'have; it is loaded on the CPU, with device="cpu".',
             UserWarning,
-            stacklevel=4,
+            stacklevel=6,  # the caller of BetaVAETransformer.load or load_pipeline
         )
         return torch.device("cpu")
 
