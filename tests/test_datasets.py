@@ -105,26 +105,23 @@ def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
     checked here). With the PCA start (the default ``init``) the beta-VAE
     finds the global scale (|rho| 1.00 seen) and the focal atrophies of
     amplitude populations (mean 0.92-0.97, behind PCA's 0.985-0.995 by
-    0.03-0.07; from a random start 0.42-0.47), and the lesion's position
-    (0.79-0.85 seen). With ``standardize="global"`` it comes within 0.01 of
-    PCA on amplitude factors (0.978-0.990)."""
+    0.03-0.07; from a random start 0.42-0.47). With ``standardize="global"``
+    it comes within 0.01 of PCA on amplitude factors (0.978-0.990). (The
+    lesion's position, 0.79-0.85 in the benchmark, is left to it: one more
+    fit of this size costs the suite half a minute.)"""
+    population = make_brain_population(400, kind="amplitude", random_state=2)
+    X = _masked(population)
     scores = {}
-    for kind in ("amplitude", "nonlinear"):
-        population = make_brain_population(400, kind=kind, random_state=2)
-        X = _masked(population)
-        models = [("PCA", PCA(6, random_state=2)),
-                  ("beta-VAE", BetaVAETransformer(n_components=6, device="cpu", random_state=2))]
-        if kind == "amplitude":
-            models.append(("global", BetaVAETransformer(n_components=6, device="cpu",
-                                                        standardize="global", random_state=2)))
-        for name, model in models:
-            Z = model.fit(X[:300]).transform(X[300:])
-            scores[kind, name] = best_match_scores(Z, population.factors[300:])
-    assert scores["amplitude", "beta-VAE"][0] > 0.95  # global scale
-    assert scores["amplitude", "beta-VAE"].mean() > 0.85
-    assert scores["amplitude", "beta-VAE"].mean() > scores["amplitude", "PCA"].mean() - 0.1
-    assert scores["amplitude", "global"].mean() > scores["amplitude", "PCA"].mean() - 0.03
-    assert scores["nonlinear", "beta-VAE"][0] > 0.7  # lesion position
+    for name, model in [
+        ("PCA", PCA(6, random_state=2)),
+        ("beta-VAE", BetaVAETransformer(n_components=6, device="cpu", random_state=2)),
+        ("global", BetaVAETransformer(n_components=6, device="cpu", standardize="global", random_state=2)),
+    ]:
+        scores[name] = best_match_scores(model.fit(X[:300]).transform(X[300:]), population.factors[300:])
+    assert scores["beta-VAE"][0] > 0.95  # global scale
+    assert scores["beta-VAE"].mean() > 0.85
+    assert scores["beta-VAE"].mean() > scores["PCA"].mean() - 0.1
+    assert scores["global"].mean() > scores["PCA"].mean() - 0.03
 
 
 def test_pipeline_gives_back_images_and_traversals():
