@@ -4,7 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.utils import noop
 from sklearn.base import (
     BaseEstimator,
@@ -34,6 +34,15 @@ from ._validation import (
     resolve_device,
     usable_device_param,
 )
+
+
+def _is_progress_bar(callback):
+    """Whether a ``callbacks`` entry (instance, class or (name, either)) is a ProgressBar."""
+    callback = callback[1] if isinstance(callback, tuple) else callback
+    return isinstance(callback, ProgressBar) or (
+        isinstance(callback, type) and issubclass(callback, ProgressBar)
+    )
+
 
 class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Beta-VAE as a scikit-learn transformer: a disentangled latent code of X.
@@ -174,8 +183,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         once do not disturb each other. With an int, fits on the CPU are
         bit-identical.
     verbose : int, default=0
-        ``0`` is silent; ``1`` or more prints skorch's table of losses per
-        epoch.
+        ``0`` is silent; ``1`` prints skorch's table of losses per epoch;
+        ``2`` or more also shows a progress bar of the batches of each epoch
+        (skorch's ``ProgressBar``, on standard error; with an accelerator,
+        on the main process only).
 
     Attributes
     ----------
@@ -738,6 +749,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     ),
                 )
             )
+        main_process = self.accelerator is None or self.accelerator.is_main_process
+        if self.verbose >= 2 and main_process and not any(map(_is_progress_bar, callbacks)):
+            callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
     @property

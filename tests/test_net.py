@@ -87,6 +87,20 @@ def test_verbose_prints_an_epoch_table(digits, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_verbose_2_adds_a_progress_bar_once(digits, capsys):
+    from skorch.callbacks import ProgressBar
+
+    BetaVAETransformer(**{**FAST_PARAMS, "verbose": 1}).fit(digits)
+    assert "it/s" not in capsys.readouterr().err  # verbose=1: the table only
+    vae = BetaVAETransformer(**{**FAST_PARAMS, "verbose": 2}).fit(digits)
+    captured = capsys.readouterr()
+    assert "train_rec_loss" in captured.out
+    assert "it/s" in captured.err or "s/it" in captured.err  # tqdm's bar, on stderr
+    assert [name for name, _ in vae.net_.callbacks_].count("progress_bar") == 1
+    own = BetaVAETransformer(**{**FAST_PARAMS, "verbose": 2, "callbacks": [ProgressBar()]}).fit(digits)
+    assert sum(isinstance(cb, ProgressBar) for _, cb in own.net_.callbacks_) == 1
+
+
 def test_user_callbacks_are_the_instances_given(digits):
     """As in skorch: what a callback records lands on the user's instance."""
     from skorch.callbacks import Callback
