@@ -1,5 +1,5 @@
 # Two commands do everything, set-up included:
-#   make demo   creates .venv, installs the package, runs the examples (digits, brains, Dask search)
+#   make demo   creates .venv, installs the package, runs the examples (digits, brains, brain maps and report, Dask search)
 #   make test   creates .venv, installs the package with its extras, runs every test
 # TORCH pins the CPU build that installs from this machine's disk; override it
 # (e.g. `make test TORCH=torch`) for a CUDA build.
@@ -25,6 +25,7 @@ test-fast: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) examples/plot_digits_vs_pca.py
 	$(PY) examples/plot_brain_population.py
+	$(PY) examples/plot_brain_latent_maps.py
 	$(PY) examples/plot_grid_search_on_dask.py
 
 bench: $(VENV)/.installed
