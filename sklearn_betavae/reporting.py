@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import platform
+import time
 from importlib import metadata
 from numbers import Integral
 
@@ -82,10 +83,11 @@ class BetaVAEReport:
 
 
 @validate_params(
-    {"X": "no_validation", "title": [str, None], "n_traversals": [Interval(Integral, 1, None, closed="left")]},
+    {"X": "no_validation", "title": [str, None], "n_traversals": [Interval(Integral, 1, None, closed="left")],
+     "verbose": ["verbose"]},
     prefer_skip_nested_validation=True,
 )
-def generate_report(estimator, X=None, *, title=None, n_traversals=4):
+def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0):
     """Make a self-contained HTML report of a fitted estimator or brain pipeline.
 
     Parameters
@@ -104,6 +106,9 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4):
     n_traversals : int, default=4
         How many latents (the most informative first, with X) to show
         traversals of.
+    verbose : int, default=0
+        Above 0, prints each section as it is made, with the time it took
+        (the figures of a brain pipeline take a few seconds each).
 
     Returns
     -------
@@ -127,7 +132,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4):
     vae, preceding = _split_pipeline(estimator)
     title = "BetaVAETransformer report" if title is None else title
     masker = _masker(preceding)
-    page = _Page(title)
+    page = _Page(title, verbose)
 
     page.section("Model")
     page.paragraph(
@@ -185,13 +190,20 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4):
 class _Page:
     """The HTML of the report, built section by section."""
 
-    def __init__(self, title):
+    def __init__(self, title, verbose=0):
         self.title = title
         self.parts = []
         self.figure_titles = []
+        self.verbose = verbose
+        self._started = time.perf_counter()
 
     def section(self, heading):
+        self._log(f"{heading}")
         self.parts.append(f"<h2>{html.escape(heading)}</h2>")
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"[generate_report] {message} ({time.perf_counter() - self._started:.1f} s)")
 
     def paragraph(self, text, escape=True):
         self.parts.append(f"<p>{html.escape(text) if escape else text}</p>")
@@ -213,6 +225,7 @@ class _Page:
         plt.close(figure)
         encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
         self.figure_titles.append(title)
+        self._log(f"figure: {title}")
         self.parts.append(f'<figure><figcaption>{html.escape(title)}</figcaption>'
                           f'<img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
                           "</figure>")

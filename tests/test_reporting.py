@@ -70,9 +70,11 @@ def test_brain_report_holds_every_section_and_nothing_external(brain_report, bra
         assert f"<td>{library}</td>" in page
 
 
-def test_report_without_held_out_data_says_so(digits, tmp_path):
+def test_report_without_held_out_data_says_so(digits, tmp_path, capsys):
     vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
-    report = generate_report(vae, n_traversals=2)
+    report = generate_report(vae, n_traversals=2, verbose=1)
+    log = capsys.readouterr().out
+    assert "[generate_report] Model" in log and "[generate_report] figure: Latent maps" in log
     assert isinstance(report, BetaVAEReport)
     assert report.figures == ["Training curves", "Latent maps", "Latent traversals"]
     page = report.get_html()
