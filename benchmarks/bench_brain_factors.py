@@ -36,9 +36,9 @@ import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import LRScheduler
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
+from skorch.callbacks import LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from sklearn_betavae import BetaVAETransformer
@@ -294,7 +294,8 @@ def _print_candidates(candidates):
     print("|---|---|---|---|---|---|")
     for (kind, seed), rows in candidates.items():
         for random_state, elbo, match, chosen in rows:
-            print(f"| {kind} | {seed} | {random_state} | {elbo:.1f} | {match:.3f} | {'yes' if chosen else ''} |")
+            mark = "yes" if chosen else ""
+            print(f"| {kind} | {seed} | {random_state} | {elbo:.1f} | {match:.3f} | {mark} |")
     print("\nPer population and seed: Spearman(ELBO, test best-match) over the 5 candidates; "
           "test best-match of the chosen, the mean, the best (oracle) and the worst candidate")
     print("| population | seed | Spearman rho | chosen | mean of 5 | best of 5 | worst of 5 |")

@@ -94,7 +94,7 @@ print(f"  best beta: {search.best_params_['beta']:g}, "
 # %%
 # Reconstructions of the first held-out digits
 # --------------------------------------------
-import matplotlib
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

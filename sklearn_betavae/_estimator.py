@@ -4,8 +4,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch.callbacks import EarlyStopping, ProgressBar
-from skorch.utils import noop
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -15,6 +13,8 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.utils import noop
 from torch import nn
 
 from ._data import standardisation, training_dataset, with_index
@@ -147,7 +147,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ``fit`` uses the instances given, not copies: each fit calls their
         ``initialize()``, and what they record lands on them, so a callback
         may hold a file or a lock. (``clone``, and so ``GridSearchCV``,
-        deep-copies them like any parameter.)
+        deep-copies them like any parameter).
     warm_start : bool, default=False
         If True and the estimator is fitted, ``fit`` trains the fitted network
         for ``max_iter`` more epochs (continuing Adam's state, the random
@@ -486,6 +486,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Data in the input's units.
 
         Returns
         -------
@@ -502,6 +503,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Data in the input's units, e.g. held-out samples.
         y : None
             Ignored.
 
@@ -519,7 +521,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         n_samples : int, default=1
+            Number of samples to draw.
         random_state : int, RandomState instance or None, default=None
+            Seeds the draws; None draws fresh ones.
 
         Returns
         -------
@@ -561,6 +565,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Returns
         -------
         self : BetaVAETransformer
+            The estimator, unchanged.
 
         See Also
         --------
@@ -592,6 +597,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         path : str or path-like
+            A file written by ``save``.
         device : str, torch.device or None, default=None
             Where to put the network, in the ``device`` parameter's forms; it
             also becomes the loaded estimator's ``device``. None means where

@@ -68,7 +68,9 @@ def best_match_scores(Z, factors):
     Parameters
     ----------
     Z : array-like of shape (n_samples, n_latents)
+        Codes, from any method's ``transform``.
     factors : array-like of shape (n_samples, n_factors)
+        The true factor values of the same samples.
 
     Returns
     -------
@@ -76,6 +78,15 @@ def best_match_scores(Z, factors):
         1 means some latent orders the samples exactly as the factor does.
         Several factors may share their best latent (a mixed code still
         scores well here; ``mutual_information_gap`` penalises it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_betavae.inspection import best_match_scores
+    >>> factors = np.random.RandomState(0).uniform(size=(100, 2))
+    >>> codes = np.column_stack([-factors[:, 1], np.exp(factors[:, 0])])
+    >>> best_match_scores(codes, factors).round(2)
+    array([1., 1.])
     """
     return factor_correlations(Z, factors).max(axis=0)
 
@@ -112,6 +123,7 @@ def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
     Z : array-like of shape (n_samples, n_latents)
         At least two latents.
     factors : array-like of shape (n_samples, n_factors)
+        The true factor values of the same samples.
     n_bins : int, default=20
         Number of equal-width bins per latent (and per factor when
         ``discretize_factors``).
@@ -305,6 +317,8 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     factors : array-like of shape (n_samples, n_factors)
         Discrete classes when ``continuous_factors=False``.
     continuous_factors : bool, default=False
+        Which of the two variants above: True for continuous factors
+        (squared correlations), False for discrete classes (a classifier).
     test_size : float, default=1/3
         Held-out share for the discrete variant (``disentanglement_lib``
         uses 10,000 training and 5,000 test points); unused otherwise.
@@ -481,7 +495,10 @@ def factor_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_
     n_variance_estimate : int, default=10000
         Images whose codes give the latents' standard deviations.
     collapsed_std : float, default=0.05
+        The standard deviation, in code units, below which a latent counts
+        as collapsed and is left out (see above).
     random_state : int, RandomState instance or None, default=None
+        Draws the factors and the vote's samples.
 
     Returns
     -------

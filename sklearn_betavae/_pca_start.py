@@ -39,6 +39,7 @@ from ._data import _dataset_of
 from ._loss import LOGVAR_RANGE
 from ._modules import MLPDecoder, MLPEncoder
 
+
 def ppca_solution(eigenvalues, beta, floor=0.0):
     """Per-component encoder gain, log-variance and decoder scale of the pPCA optimum.
 
@@ -105,9 +106,10 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
     ``_data.CHUNK_VALUES`` values at most, a chunk-sized copy). Otherwise,
     when the ``n_features x n_features`` scatter matrix
     ``(X - mean)^T (X - mean)`` is no larger than a chunk (up to 2,896
-    features), it is summed chunk by chunk and diagonalised: exact too. Wider data get randomized subspace iteration (Halko,
-    Martinsson and Tropp, 2011) on that scatter matrix, applied one chunk at
-    a time, with scikit-learn's randomized-PCA settings for few components
+    features), it is summed chunk by chunk and diagonalised: exact too.
+    Wider data get randomized subspace iteration (Halko, Martinsson and
+    Tropp, 2011) on that scatter matrix, applied one chunk at a time, with
+    scikit-learn's randomized-PCA settings for few components
     (``k + 10`` dimensions, 7 iterations) and a final Rayleigh-Ritz step:
     leading components with a spectral gap are found to float64 rounding,
     those in a flat noise spectrum within a few percent. Either way only a

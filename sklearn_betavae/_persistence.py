@@ -377,7 +377,8 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     problems = [
         "weights that are not finite" * (not all(torch.isfinite(w).all() for w in weights.values())),
         "a history whose length is not n_iter_" * (len(history) != fitted["n_iter_"]),
-        "feature names of the wrong number" * (feature_names is not None and len(feature_names) != n_features),
+        "feature names of the wrong number"
+        * (feature_names is not None and len(feature_names) != n_features),
     ]
     if any(problems):
         raise ValueError(f"{str(path)!r} holds {', '.join(filter(None, problems))}.")

@@ -139,6 +139,7 @@ def load_pipeline(path, device=None, *, memory=None):
     Parameters
     ----------
     path : str or path-like
+        A file written by ``save_pipeline``.
     device : str, torch.device or None, default=None
         Where to put the estimator's network, as in ``BetaVAETransformer.load``.
     memory : None, str, pathlib.Path or joblib.Memory, default=None
@@ -163,7 +164,21 @@ def load_pipeline(path, device=None, *, memory=None):
 
     See Also
     --------
-    save_pipeline : Examples.
+    save_pipeline : Write the file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn.pipeline import Pipeline
+    >>> from sklearn_betavae import BetaVAETransformer, load_pipeline, save_pipeline
+    >>> from sklearn.datasets import load_digits
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> pipe = Pipeline([("vae", BetaVAETransformer(device="cpu", n_components=2, max_iter=2,
+    ...                                             random_state=0))]).fit(X[:100])
+    >>> path = os.path.join(tempfile.mkdtemp(), "digits.safetensors")
+    >>> save_pipeline(pipe, path)
+    >>> load_pipeline(path).transform(X[:3]).shape
+    (3, 2)
     """
     document, tensors = read_model_file(path, writer="sklearn_betavae.save_pipeline")
     if not (isinstance(document, dict) and document.get("kind") == "pipeline"):

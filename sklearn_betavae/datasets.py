@@ -74,6 +74,7 @@ def make_brain_population(
     Parameters
     ----------
     n_subjects : int, default=300
+        Number of simulated subjects (images).
     kind : {"amplitude", "overlapping", "nonlinear"}, default="amplitude"
     resolution : int, default=6
         Voxel size in mm of the template (nilearn resamples it): 6 gives
@@ -82,6 +83,7 @@ def make_brain_population(
         Standard deviation of the i.i.d. Gaussian noise added to every voxel
         (finite, non-negative).
     random_state : int, RandomState instance or None, default=None
+        Draws the factors and the noise.
 
     Returns
     -------
@@ -195,7 +197,7 @@ def _sprite_grid(shapes):
     prefer_skip_nested_validation=True,
 )
 def make_sprites(n_samples=None, *, shapes=_SHAPES, random_state=None, dtype=np.float32):
-    """dSprites-like binary 64 x 64 images of 2D shapes, with their five factors.
+    """DSprites-like binary 64 x 64 images of 2D shapes, with their five factors.
 
     The factor grid of dSprites (Matthey et al., 2017), drawn procedurally
     here (nothing is downloaded), in dSprites' canonical order, the last

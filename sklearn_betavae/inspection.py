@@ -109,8 +109,9 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
 
     Returns
     -------
-    traversal : ndarray of shape (n_values, n_features_in_), or what the
-        pipeline's first step returns from ``inverse_transform`` (a 4D image
+    traversal : ndarray of shape (n_values, n_features_in_) or image
+        The decoded rows, or what the pipeline's first step returns from
+        ``inverse_transform`` of them (a 4D image
         for a ``NiftiMasker``).
 
     Examples

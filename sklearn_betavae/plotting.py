@@ -41,6 +41,7 @@ def plot_training_curves(estimator, path=None):
     Returns
     -------
     figure : matplotlib.figure.Figure
+        The figure, also saved to ``path`` when given.
 
     Examples
     --------
@@ -100,6 +101,7 @@ def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
     Returns
     -------
     figure : matplotlib.figure.Figure
+        The figure, also saved to ``path`` when given.
 
     Examples
     --------
@@ -179,10 +181,25 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     cut_coords : float or None, default=None
         The z coordinate (mm) of the axial slice; nilearn chooses when None.
     path : str or path-like or None, default=None
+        Where to save the figure (format from the suffix).
 
     Returns
     -------
     figure : matplotlib.figure.Figure
+        The figure, also saved to ``path`` when given.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_betavae import BetaVAETransformer
+    >>> from sklearn_betavae.plotting import plot_latent_traversals
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = BetaVAETransformer(device="cpu", n_components=2, max_iter=3,
+    ...                          random_state=0).fit(X[:100])
+    >>> len(plot_latent_traversals(vae, values=[-2, 0, 2]).axes)
+    6
     """
     vae, _ = _split_pipeline(estimator)
     # The fitted latent count: n_components may have been changed since.
@@ -239,12 +256,26 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
     Parameters
     ----------
     correlations : array-like of shape (n_latents, n_factors)
+        The matrix to draw, e.g. from ``inspection.factor_correlations``.
     factor_names : list of str or None, default=None
+        Column labels; ``factor 0``, ``factor 1``, ... when None.
     path : str or path-like or None, default=None
+        Where to save the figure (format from the suffix).
 
     Returns
     -------
     figure : matplotlib.figure.Figure
+        The figure, also saved to ``path`` when given.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sklearn_betavae.plotting import plot_factor_correlations
+    >>> figure = plot_factor_correlations(np.eye(2), factor_names=["size", "position"])
+    >>> [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    ['size', 'position']
     """
     correlations = check_array(correlations, dtype=np.float64, input_name="correlations")
     n_latents, n_factors = correlations.shape
@@ -279,10 +310,26 @@ def plot_score_vs_beta(search, path=None):
         axis is logarithmic; with ``beta=0`` in the search it is symmetric-log
         (linear below the smallest positive beta), so that 0 is drawn too.
     path : str or path-like or None, default=None
+        Where to save the figure (format from the suffix).
 
     Returns
     -------
     figure : matplotlib.figure.Figure
+        The figure, also saved to ``path`` when given.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn_betavae import BetaVAETransformer
+    >>> from sklearn_betavae.plotting import plot_score_vs_beta
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = BetaVAETransformer(device="cpu", n_components=2, max_iter=2, random_state=0)
+    >>> search = GridSearchCV(vae, {"beta": [1.0, 4.0]}, cv=2).fit(X[:100])
+    >>> plot_score_vs_beta(search).axes[0].get_xlabel()
+    'beta'
     """
     check_is_fitted(search, "cv_results_")
     plt = _pyplot()

@@ -52,11 +52,23 @@ class BetaVAEReport:
     html : str
         The whole self-contained page.
     title : str
+        The page's title.
+    figures : list of str
+        The title of every figure on the page, in order.
 
     Attributes
     ----------
+    title : str
+        The page's title.
     figures : list of str
         The title of every figure on the page, in order.
+
+    Examples
+    --------
+    >>> from sklearn_betavae.reporting import BetaVAEReport
+    >>> report = BetaVAEReport("<html>...</html>", "A fit", ["Training curves"])
+    >>> report
+    <BetaVAEReport 'A fit': 1 figures>
     """
 
     def __init__(self, html, title, figures):
@@ -65,11 +77,28 @@ class BetaVAEReport:
         self.figures = list(figures)
 
     def get_html(self):
-        """The page, as a string."""
+        """The page, as a string.
+
+        Returns
+        -------
+        html : str
+            The whole self-contained HTML page.
+        """
         return self._html
 
     def save_as_html(self, path):
-        """Write the page to ``path`` (UTF-8); returns ``path``."""
+        """Write the page to a file, in UTF-8.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (conventionally ``*.html``).
+
+        Returns
+        -------
+        path : str or path-like
+            The ``path`` given.
+        """
         with open(path, "w", encoding="utf-8") as file:
             file.write(self._html)
         return path

@@ -11,12 +11,17 @@ FAST_PARAMS = dict(
     random_state=0,
 )
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+_skip_without_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def requires_cuda(test):
+    """Mark a test ``gpu`` (select them with ``-m gpu``) and skip it without CUDA."""
+    return pytest.mark.gpu(_skip_without_cuda(test))
 
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
-    np.random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 (seeds code that draws from the legacy global generator)
     torch.manual_seed(0)
 
 

@@ -154,7 +154,6 @@ def test_fit_makes_at_most_one_conversion_copy(dtype, budget, monkeypatch):
 
 
 @requires_cuda
-@pytest.mark.gpu
 @pytest.mark.parametrize("share", [0.5, 0.0])
 def test_batches_reach_the_gpu_resident_or_streamed(monkeypatch, share):
     """Rows that fit go to the GPU once; others stream through pinned buffers.

@@ -12,7 +12,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from sklearn_betavae import BetaVAETransformer
@@ -507,8 +506,12 @@ def test_score_samples_is_a_monte_carlo_elbo(digits):
     """The fixed 16-draw estimate agrees with 2,000 independent draws per sample."""
     import copy
 
-    from sklearn_betavae._loss import (decoder_distribution, kl_per_sample,
-                                       log_likelihood_per_sample, posterior_distribution)
+    from sklearn_betavae._loss import (
+        decoder_distribution,
+        kl_per_sample,
+        log_likelihood_per_sample,
+        posterior_distribution,
+    )
 
     vae = BetaVAETransformer(**{**FAST_PARAMS, "max_iter": 20, "beta": 1.0}).fit(digits)
     X = digits[:60]

@@ -1,6 +1,6 @@
-import numpy as np
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Bernoulli, Laplace, Normal
@@ -159,8 +159,11 @@ def test_extreme_log_variances_keep_the_kl_finite():
 
 @pytest.mark.parametrize("dist", ["normal", "laplace", "bernoulli"])
 def test_unit_log_likelihood_is_the_distributions_own(dist):
-    from sklearn_betavae._loss import (decoder_distribution, log_likelihood_per_sample,
-                                       unit_log_likelihood_per_sample)
+    from sklearn_betavae._loss import (
+        decoder_distribution,
+        log_likelihood_per_sample,
+        unit_log_likelihood_per_sample,
+    )
 
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(5, 7, generator=generator)

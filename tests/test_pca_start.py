@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.linalg import subspace_angles
-from skorch.callbacks import Callback, LRScheduler
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 

@@ -11,7 +11,6 @@ from torch import nn
 
 from sklearn_betavae import BetaVAETransformer, _persistence
 from sklearn_betavae._persistence import read_model_file, write_model_file
-
 from tests.conftest import FAST_PARAMS, requires_cuda
 
 

@@ -5,11 +5,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback, Checkpoint, LoadInitState
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from skorch.callbacks import Callback, Checkpoint, LoadInitState
 
 from sklearn_betavae import BetaVAETransformer
-
 from tests.conftest import FAST_PARAMS
 
 # No KL warm-up: its schedule depends on max_iter, so only without it is
