@@ -5,8 +5,16 @@ Imports only the core dependencies (scikit-learn, torch, skorch, numpy).
 
 from ._estimator import BetaVAETransformer
 from ._loss import BetaVAELoss
+from ._masking import mask_to_memmap
 from ._pipeline_file import load_pipeline, save_pipeline
 
 __version__ = "0.1.0"
 
-__all__ = ["BetaVAELoss", "BetaVAETransformer", "__version__", "load_pipeline", "save_pipeline"]
+__all__ = [
+    "BetaVAELoss",
+    "BetaVAETransformer",
+    "__version__",
+    "load_pipeline",
+    "mask_to_memmap",
+    "save_pipeline",
+]
