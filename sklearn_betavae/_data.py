@@ -21,6 +21,42 @@ CHUNK_VALUES = 2**23
 RESIDENT_SHARE = 0.5
 
 
+class Standardisation:
+    """The affine map ``x -> (x - mean) / scale`` of fit, the data path and inference.
+
+    One definition, in float64 arithmetic whatever the rows' dtype (a large
+    offset keeps its precision, and every layout of X gives the same bits),
+    for NumPy rows and torch tensors alike.
+
+    Parameters
+    ----------
+    mean, scale : array-like of shape (n_features,)
+    device : str or torch.device, default="cpu"
+        Where the torch copies of ``mean`` and ``scale`` live.
+    """
+
+    def __init__(self, mean, scale, device="cpu"):
+        self.mean_array = np.asarray(mean, dtype=np.float64)
+        self.scale_array = np.asarray(scale, dtype=np.float64)
+        self.mean = torch.as_tensor(self.mean_array, device=device)
+        self.scale = torch.as_tensor(self.scale_array, device=device)
+
+    def apply(self, x):
+        """``(x - mean) / scale``, float64: a tensor for a tensor, else an ndarray."""
+        if isinstance(x, torch.Tensor):
+            return (x.double() - self.mean) / self.scale
+        return (x - self.mean_array) / self.scale_array
+
+    def invert(self, y):
+        """``y * scale + mean`` of a tensor, in float64: back to the input's units."""
+        return y.double() * self.scale + self.mean
+
+    def log_jacobian(self):
+        """``log |det d apply / dx|^-1 = sum(log scale)``, what densities in the
+        input's units subtract."""
+        return torch.log(self.scale).sum()
+
+
 class RowDataset(Dataset):
     """The rows of one 2-D float tensor, as a torch ``Dataset`` without targets.
 
@@ -46,11 +82,7 @@ class RowDataset(Dataset):
             raise ValueError("RowDataset holds no targets; y must be None.")
         self.device = with_index(torch.device(device))
         self.X = _resident(_shared_tensor(X), self.device)
-        # float64, as the conversion path and inference standardise: a large
-        # offset keeps its precision, and every layout of X gives the same bits.
-        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64, device=self.device)  # noqa: E731
-        self.mean = None if mean is None else as_tensor(mean)
-        self.scale = None if scale is None else as_tensor(scale)
+        self.standardisation = None if mean is None else Standardisation(mean, scale, self.device)
 
     def __len__(self):
         return len(self.X)
@@ -66,9 +98,9 @@ class RowDataset(Dataset):
     def standardise(self, batch):
         """``(batch - mean) / scale`` (in float64, returned in the rows' dtype)
         when the dataset standardises, else batch."""
-        if self.mean is None:
+        if self.standardisation is None:
             return batch
-        return ((batch.double() - self.mean) / self.scale).to(batch.dtype)
+        return self.standardisation.apply(batch).to(batch.dtype)
 
 
 def with_index(device):
@@ -262,9 +294,10 @@ def training_dataset(X, mean, scale, standardize, device):
         return RowDataset(X, mean=mean if standardize else None,
                           scale=scale if standardize else None, device=device)
     rows = np.empty(X.shape, dtype=np.float32)
+    standardisation = Standardisation(mean, scale)
     with np.errstate(over="ignore"):
         for chunk in _row_chunks(X):
-            rows[chunk] = (X[chunk] - mean) / scale if standardize else X[chunk]
+            rows[chunk] = standardisation.apply(X[chunk]) if standardize else X[chunk]
     _check_float32_range(rows, standardize, original=X)
     return RowDataset(rows, device=device)
 

@@ -20,7 +20,7 @@ at once.
 import numpy as np
 import torch
 
-from ._data import iter_chunks
+from ._data import Standardisation, iter_chunks
 from ._loss import (
     kl_per_latent,
     kl_per_sample,
@@ -58,8 +58,7 @@ class FittedModel:
         # The widest layer, from the parameters' shapes (a Linear's weight
         # is out x in): chunk rows times it bounds the activations.
         self.width = max((max(p.shape) for p in parameters), default=1)
-        self.mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
-        self.scale = torch.as_tensor(scale, dtype=torch.float64, device=device)
+        self.standardisation = Standardisation(mean, scale, device)
         self.default_dist = default_dist
         self.device = device
 
@@ -90,7 +89,7 @@ class FittedModel:
         return self.encoder(self._standardised(x))
 
     def _standardised(self, x):
-        return (x - self.mean) / self.scale
+        return self.standardisation.apply(x)
 
     def encode(self, X):
         """Posterior means of the rows of X (ValueError where they overflow)."""
@@ -99,7 +98,7 @@ class FittedModel:
     def decode(self, Z):
         """Decoder outputs of codes Z, in the input's units (ValueError where
         they overflow)."""
-        decoded = self.map_chunks(Z, lambda z: self.decoder(z) * self.scale + self.mean)
+        decoded = self.map_chunks(Z, lambda z: self.standardisation.invert(self.decoder(z)))
         return _finite(decoded, "inverse_transform", _FAR_CODES)
 
     def latent_kl(self, X):
@@ -111,7 +110,7 @@ class FittedModel:
     def elbo(self, X):
         """Monte Carlo ELBO of each row over fixed antithetic draws (see
         ``BetaVAETransformer.score_samples``); -inf where it overflows."""
-        log_jacobian = torch.log(self.scale).sum()
+        log_jacobian = self.standardisation.log_jacobian()
 
         def bound(x):
             # Standardised once, for the encoder and the likelihood, both in

@@ -118,7 +118,7 @@ def test_other_data_are_converted_once_with_float64_precision():
     mean, scale = standardisation(X, True)
     dataset = training_dataset(np.asfortranarray(X), mean, scale, True, "cpu")
     rows = dataset.X.numpy()
-    assert rows.dtype == np.float32 and rows.flags.c_contiguous and dataset.mean is None
+    assert rows.dtype == np.float32 and rows.flags.c_contiguous and dataset.standardisation is None
     np.testing.assert_allclose(rows, (X - mean) / scale, rtol=1e-6, atol=1e-6)
     assert 0.9 < rows.std(axis=0).min()
 
