@@ -11,6 +11,17 @@ FAST_PARAMS = dict(
     random_state=0,
 )
 
+class LinearEncoder(torch.nn.Module):
+    """The one custom encoder of the tests: a linear map to ``(mu, logvar)``."""
+
+    def __init__(self, n_features, n_components):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_features, 2 * n_components)
+
+    def forward(self, x):
+        return tuple(self.linear(x).chunk(2, dim=-1))
+
+
 _skip_without_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -40,6 +51,15 @@ def digits():
     """A small subset of the raw digits (0-16 pixel values), float64."""
     X, _ = load_digits(return_X_y=True)
     return X[:240]
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    """The default fast estimator fitted on ``digits``: one per test module,
+    never modified by the tests (copy it first)."""
+    from sklearn_betavae import BetaVAETransformer
+
+    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from torch import nn
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.inspection import latent_kl
-from tests.conftest import FAST_PARAMS, requires_cuda
-
-
-@pytest.fixture(scope="module")
-def fitted(digits):
-    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
-
+from tests.conftest import FAST_PARAMS, LinearEncoder, requires_cuda
 
 # Behaviour ---------------------------------------------------------------
 
@@ -248,23 +242,14 @@ def test_dataframes_give_feature_names_and_pandas_output(digits):
     assert list(Z.columns) == list(vae.get_feature_names_out())
 
 
-class PairEncoder(nn.Module):
-    def __init__(self, n_features, n_components):
-        super().__init__()
-        self.linear = nn.Linear(n_features, 2 * n_components)
-
-    def forward(self, x):
-        return tuple(self.linear(x).chunk(2, dim=-1))
-
-
 def test_user_modules_are_copied_not_trained_in_place(random_data):
-    encoder, decoder = PairEncoder(9, 2), nn.Linear(2, 9)
+    encoder, decoder = LinearEncoder(9, 2), nn.Linear(2, 9)
     before = [p.detach().clone() for p in [*encoder.parameters(), *decoder.parameters()]]
     params = {**FAST_PARAMS, "n_components": 2}
     vae = BetaVAETransformer(**params, encoder=encoder, decoder=decoder).fit(random_data)
     after = [*encoder.parameters(), *decoder.parameters()]
     assert all(torch.equal(b, a) for b, a in zip(before, after))
-    assert isinstance(vae.net_.module_.encoder, PairEncoder)
+    assert isinstance(vae.net_.module_.encoder, LinearEncoder)
     assert vae.net_.module_.encoder is not encoder
     assert vae.transform(random_data).shape == (40, 2)
 
@@ -272,7 +257,7 @@ def test_user_modules_are_copied_not_trained_in_place(random_data):
 def test_user_modules_with_wrong_shapes_are_explained(random_data):
     params = {**FAST_PARAMS, "n_components": 2}
     with pytest.raises(ValueError, match=r"encoder's mu must have shape .*\(2, 2\)"):
-        BetaVAETransformer(**params, encoder=PairEncoder(9, 3)).fit(random_data)
+        BetaVAETransformer(**params, encoder=LinearEncoder(9, 3)).fit(random_data)
     with pytest.raises(ValueError, match=r"decoder must return shape .*\(2, 9\)"):
         BetaVAETransformer(**params, decoder=nn.Linear(2, 4)).fit(random_data)
     with pytest.raises(ValueError, match="pair"):

@@ -1,15 +1,8 @@
 import numpy as np
-import pytest
 import torch
 
 from sklearn_betavae import BetaVAETransformer, _data, _inference
 from sklearn_betavae._inference import FittedModel, elbo_noise
-from tests.conftest import FAST_PARAMS
-
-
-@pytest.fixture(scope="module")
-def fitted(digits):
-    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
 
 
 def _model(vae):

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from sklearn_betavae._modules import MLPDecoder, MLPEncoder, VAEModule
+from tests.conftest import LinearEncoder
 
 
 def test_encoder_returns_mean_and_log_variance_heads():
@@ -38,20 +39,11 @@ def test_gradients_reach_the_encoder_through_the_sampled_code():
     assert module.encoder.head.weight.grad.abs().sum() > 0
 
 
-class TinyEncoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(7, 4)
-
-    def forward(self, x):
-        return self.linear(x).chunk(2, dim=-1)
-
-
 @pytest.mark.parametrize("use_decoder", [False, True])
 def test_custom_modules_replace_the_builtin_ones(use_decoder):
     decoder = nn.Linear(2, 7) if use_decoder else None
-    module = VAEModule(7, 2, (8,), "normal", encoder=TinyEncoder(), decoder=decoder)
-    assert isinstance(module.encoder, TinyEncoder)
+    module = VAEModule(7, 2, (8,), "normal", encoder=LinearEncoder(7, 2), decoder=decoder)
+    assert isinstance(module.encoder, LinearEncoder)
     assert isinstance(module.decoder, nn.Linear) == use_decoder
     decoded, mu, _ = module.eval()(torch.zeros(3, 7))
     assert decoded.shape == (3, 7) and mu.shape == (3, 2)

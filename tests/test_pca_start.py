@@ -5,13 +5,12 @@ from scipy.linalg import subspace_angles
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, LRScheduler
-from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae._modules import VAEModule
 from sklearn_betavae._pca_start import fit_pca, ppca_solution
-from tests.conftest import FAST_PARAMS
+from tests.conftest import FAST_PARAMS, LinearEncoder
 
 
 def low_rank(n_samples, n_features=200, rank=3, noise=0.3, seed=0):
@@ -226,22 +225,13 @@ def test_pca_start_is_printed_with_verbose(digits, capsys):
     assert "PCA start" not in capsys.readouterr().out
 
 
-class Encoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(64, 6)
-
-    def forward(self, x):
-        return self.linear(x).chunk(2, dim=-1)
-
-
 def test_pca_needs_the_builtin_normal_network(digits, unit_data):
     with pytest.raises(ValueError, match='init="pca" starts the built-in encoder'):
-        BetaVAETransformer(**FAST_PARAMS, init="pca", encoder=Encoder()).fit(digits)
+        BetaVAETransformer(**FAST_PARAMS, init="pca", encoder=LinearEncoder(64, 3)).fit(digits)
     with pytest.raises(ValueError, match="default_dist='bernoulli'"):
         BetaVAETransformer(**FAST_PARAMS, init="pca", default_dist="bernoulli").fit(unit_data)
     # "auto" falls back to a random start there.
-    BetaVAETransformer(**FAST_PARAMS, encoder=Encoder()).fit(digits)
+    BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3)).fit(digits)
     BetaVAETransformer(**FAST_PARAMS, default_dist="laplace").fit(digits)
 
 

@@ -11,12 +11,7 @@ from torch import nn
 
 from sklearn_betavae import BetaVAETransformer, _persistence
 from sklearn_betavae._persistence import read_model_file, write_model_file
-from tests.conftest import FAST_PARAMS, requires_cuda
-
-
-@pytest.fixture(scope="module")
-def fitted(digits):
-    return BetaVAETransformer(**FAST_PARAMS).fit(digits)
+from tests.conftest import FAST_PARAMS, LinearEncoder, requires_cuda
 
 
 @pytest.fixture
@@ -110,25 +105,16 @@ def test_cpu_and_cuda_models_load_on_each_other(fitted, saved, digits, tmp_path)
     np.testing.assert_array_equal(back.transform(digits), fitted.transform(digits))
 
 
-class _Encoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(9, 4)
-
-    def forward(self, x):
-        mu, logvar = self.body(x).chunk(2, dim=1)
-        return mu, logvar
-
-
 def test_custom_modules_need_fresh_instances_to_load(random_data, tmp_path):
-    vae = BetaVAETransformer(**dict(FAST_PARAMS, n_components=2), encoder=_Encoder()).fit(random_data)
+    params = dict(FAST_PARAMS, n_components=2)
+    vae = BetaVAETransformer(**params, encoder=LinearEncoder(9, 2)).fit(random_data)
     path = tmp_path / "custom.safetensors"
     vae.save(path)
-    with pytest.raises(ValueError, match="custom encoder.*_Encoder.*load\\(path, encoder=...\\)"):
+    with pytest.raises(ValueError, match="custom encoder.*LinearEncoder.*load\\(path, encoder=...\\)"):
         BetaVAETransformer.load(path)
     with pytest.raises(ValueError, match="built-in decoder"):
-        BetaVAETransformer.load(path, encoder=_Encoder(), decoder=nn.Linear(2, 9))
-    loaded = BetaVAETransformer.load(path, encoder=_Encoder())
+        BetaVAETransformer.load(path, encoder=LinearEncoder(9, 2), decoder=nn.Linear(2, 9))
+    loaded = BetaVAETransformer.load(path, encoder=LinearEncoder(9, 2))
     np.testing.assert_array_equal(loaded.transform(random_data), vae.transform(random_data))
 
 

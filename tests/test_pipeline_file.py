@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_betavae import BetaVAETransformer, load_pipeline, save_pipeline
 from sklearn_betavae._persistence import read_model_file, write_model_file
 from sklearn_betavae._pipeline_file import _masker_state, _rebuild_masker
-from tests.conftest import FAST_PARAMS
+from tests.conftest import FAST_PARAMS, LinearEncoder
 
 pytest.importorskip("nilearn")
 import nibabel  # noqa: E402
@@ -177,16 +177,7 @@ def test_steps_that_cannot_be_stored_are_refused_by_name(pipe, population, rando
     for pipeline, error, message in cases:
         with pytest.raises(error, match=message + ".*save_pipeline stores a fitted"):
             save_pipeline(pipeline, never)
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = torch.nn.Linear(9, 4)
-
-        def forward(self, x):
-            return tuple(self.body(x).chunk(2, dim=1))
-
-    custom = BetaVAETransformer(**VAE_PARAMS, encoder=Encoder()).fit(random_data)
+    custom = BetaVAETransformer(**VAE_PARAMS, encoder=LinearEncoder(9, 2)).fit(random_data)
     with pytest.raises(ValueError, match=r"step 'vae' \(BetaVAETransformer\).*encoder.*"
                                          r"BetaVAETransformer.save"):
         save_pipeline(Pipeline([("vae", custom)]), never)
