@@ -53,7 +53,8 @@ def main():
 
     print(f"amplitude populations, {args.n_train} + {args.n_test} subjects, {args.resolution} mm, "
           f"k={args.n_components}, max_iter={args.max_iter}\n")
-    print("| lever | seed | first-epoch loss | worst jump (x first) | last loss | MSE / PCA | match | PCA match |")
+    print("| lever | seed | first-epoch loss | worst jump (x first) | last loss | MSE / PCA | match "
+          "| PCA match |")
     print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for seed in args.seeds:
