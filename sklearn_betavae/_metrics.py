@@ -200,10 +200,12 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
     choice), importances the absolute weights, and informativeness ``1 -
     NRMSE``, the root mean squared test error of the standardised factor
     (the paper's error, turned so that higher is better: 1 is perfect, 0 no
-    better than the mean). Any scikit-learn classifier or regressor can be
-    given instead (cloned per factor): importances from
-    ``feature_importances_`` or else ``abs(coef_)``, informativeness as for
-    gradient boosting (classifiers) or lasso (regressors).
+    better than the mean; worse, or predictions that overflow, also score
+    0). Any scikit-learn classifier or regressor can be given instead
+    (cloned per factor): importances from ``feature_importances_`` or else
+    ``abs(coef_)`` (summed over the classes of a multi-class linear
+    classifier), informativeness as for gradient boosting (classifiers) or
+    lasso (regressors).
 
     Parameters
     ----------
@@ -256,20 +258,29 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
             raise ValueError(f"factors column {j} takes a single value in the training split; "
                              "every factor must vary.")
     if not classify:  # standardise codes and factors on the training split, as the paper
-        Z_mean, Z_std = Z_train.mean(axis=0), _nonzero(Z_train.std(axis=0))
-        y_mean, y_std = y_train.mean(axis=0), y_train.std(axis=0)
-        Z_train, Z_test = (Z_train - Z_mean) / Z_std, (Z_test - Z_mean) / Z_std
-        y_train, y_test = (y_train - y_mean) / y_std, (y_test - y_mean) / y_std
+        Z_train, Z_test = _standardised(Z_train, Z_test)
+        y_train, y_test = _standardised(y_train, y_test)
     importances = np.zeros((Z.shape[1], factors.shape[1]))
     informativeness = np.zeros((2, factors.shape[1]))
     for j in range(factors.shape[1]):
         fitted = clone(model).fit(Z_train, y_train[:, j])
         weights = getattr(fitted, "feature_importances_", None)
-        importances[:, j] = np.abs(np.ravel(fitted.coef_) if weights is None else weights)
+        if weights is None:
+            if not hasattr(fitted, "coef_"):
+                raise TypeError(
+                    "DCI reads each latent's importance from the model's feature_importances_ "
+                    f"or coef_; a fitted {type(fitted).__name__} has neither."
+                )
+            # (n_classes, n_latents) for a multi-class linear classifier: summed.
+            weights = np.abs(fitted.coef_).reshape(-1, Z.shape[1]).sum(axis=0)
+        importances[:, j] = np.abs(weights)
         for k, (X, y) in enumerate(((Z_test, y_test[:, j]), (Z_train, y_train[:, j]))):
             predicted = fitted.predict(X)
-            informativeness[k, j] = (np.mean(predicted == y) if classify
-                                     else 1.0 - np.sqrt(np.mean((predicted - y) ** 2)))
+            if classify:
+                informativeness[k, j] = np.mean(predicted == y)
+            else:  # 1 - NRMSE, 0 when no better than the mean (or not finite)
+                error = np.sqrt(np.mean((predicted - y) ** 2))
+                informativeness[k, j] = 1.0 - error if error < 1.0 else 0.0
     return Bunch(
         disentanglement=_weighted_purity(importances), completeness=_weighted_purity(importances.T),
         informativeness=float(informativeness[0].mean()),
@@ -313,7 +324,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     Parameters
     ----------
     Z : array-like of shape (n_samples, n_latents)
-        At least two latents.
+        At least two latents; for discrete factors, values up to 1e30 in
+        magnitude (liblinear, behind ``LinearSVC``, never converges on much
+        larger ones).
     factors : array-like of shape (n_samples, n_factors)
         Discrete classes when ``continuous_factors=False``.
     continuous_factors : bool, default=False
@@ -346,12 +359,24 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
         raise ValueError(f"SAP needs at least two latents; Z has {Z.shape[1]}.")
     scores = np.zeros((Z.shape[1], factors.shape[1]))
     if continuous_factors:
-        Zc, yc = Z - Z.mean(axis=0), factors - factors.mean(axis=0)
+        # R^2 does not change with scale: computed on columns divided by their
+        # largest magnitude, so that no square overflows, even near float64's
+        # range; a latent counts as constant below a variance of 1e-12.
+        Z_scale, y_scale = _max_magnitude(Z), _max_magnitude(factors)
+        Zc, yc = Z / Z_scale, factors / y_scale
+        Zc, yc = Zc - Zc.mean(axis=0), yc - yc.mean(axis=0)
         Z_var, y_var = np.mean(Zc**2, axis=0), np.mean(yc**2, axis=0)
         covariance = Zc.T @ yc / len(Z)
-        usable = np.outer(Z_var > 1e-12, y_var > 0)
+        with np.errstate(over="ignore"):  # Z_scale**2 may overflow: then no threshold
+            usable = np.outer(Z_var > 1e-12 / Z_scale**2, y_var > 0)
         np.divide(covariance**2, np.outer(Z_var, y_var), out=scores, where=usable)
     else:
+        if np.abs(Z).max() > _MAX_SVC_CODE:
+            raise ValueError(
+                f"sap_score with discrete factors fits a LinearSVC to each latent, whose solver "
+                f"does not converge on codes as large as {np.abs(Z).max():.3g}; codes up to "
+                f"{_MAX_SVC_CODE:.0e} in magnitude are accepted, so divide Z by a constant."
+            )
         Z_train, Z_test, y_train, y_test = train_test_split(
             Z, factors, test_size=test_size, random_state=check_random_state(random_state))
         for j in range(factors.shape[1]):
@@ -564,6 +589,8 @@ def _bins(column, n_bins):
     return np.digitize(column, edges[1:-1])
 
 
+# liblinear's solver never returned on codes of 1e100 (1e50 took one iteration).
+_MAX_SVC_CODE = 1e30
 _MAX_IMAGES = 8192  # images rendered and encoded at once by the sampled scores
 
 
@@ -612,7 +639,8 @@ def _weighted_purity(importances):
     """DCI's disentanglement of a (n_latents, n_factors) importance matrix (the
     transpose gives the completeness): ``1 - H(row)`` in base n_columns,
     weighted by each row's share of the importance."""
-    purity = 1.0 - entropy(importances.T + 1e-11, base=importances.shape[1])
+    # (Clipped: rounding can take a uniform row's entropy just past 1.)
+    purity = np.clip(1.0 - entropy(importances.T + 1e-11, base=importances.shape[1]), 0.0, 1.0)
     if importances.sum() == 0:
         return 0.0  # no latent matters: every row is uniform, purity 0
     return float(np.sum(purity * importances.sum(axis=1) / importances.sum()))
@@ -620,3 +648,18 @@ def _weighted_purity(importances):
 
 def _nonzero(scale):
     return np.where(scale > 0, scale, 1.0)
+
+
+def _max_magnitude(A):
+    """Each column's largest absolute value (1 for a column of zeros)."""
+    return _nonzero(np.abs(A).max(axis=0))
+
+
+def _standardised(train, test):
+    """``train`` and ``test`` standardised with the mean and standard deviation
+    of ``train`` (a constant column is only centred), both computed after
+    dividing by ``train``'s largest magnitudes, so that they cannot overflow."""
+    scale = _max_magnitude(train)
+    train, test = train / scale, test / scale
+    mean, std = train.mean(axis=0), _nonzero(train.std(axis=0))
+    return (train - mean) / std, (test - mean) / std

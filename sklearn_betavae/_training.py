@@ -164,10 +164,19 @@ def train(net, X_train):
     Exception
         Any other error during training, after the same roll-back.
     KeyboardInterrupt
-        When interrupted before any epoch was completed.
+        When interrupted before any epoch was completed (also from a
+        callback's ``on_train_begin`` or ``on_train_end``, which skorch does
+        not catch); later, the run ends with a warning, rolled back to the
+        end of its last completed epoch.
     """
+    # skorch swallows a KeyboardInterrupt during the epochs, but not one from
+    # a callback's on_train_begin or on_train_end: the same interrupt all the
+    # same, and it must not leave the run's kept state on the net either.
+    outside_epochs = False
     try:
         net.partial_fit(X_train, None)
+    except KeyboardInterrupt:
+        outside_epochs = True
     except Exception as error:
         # Keep the epochs that finished (hours of work on a large study);
         # never the weights of a half-done or diverged one.
@@ -179,7 +188,7 @@ def train(net, X_train):
     start = getattr(net, "run_start_", len(net.history))
     completed = getattr(net, "epochs_completed_", len(net.history))
     # skorch swallows KeyboardInterrupt, the signal EarlyStopping also uses.
-    interrupted = len(net.history) > completed or (
+    interrupted = outside_epochs or len(net.history) > completed or (
         completed - start < net.max_epochs and not _stopped_early(net)
     )
     if interrupted:

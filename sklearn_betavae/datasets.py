@@ -29,6 +29,10 @@ _CENTRES = {
     "nonlinear": {},
 }
 
+# Float32 volumes: a noise standard deviation of 1e38 would overflow them to
+# inf; 1e36 stays 100 standard deviations below float32's largest value.
+_MAX_NOISE = 1e36
+
 _KINDS = {
     "amplitude": ("global_scale", "hippocampal_atrophy", "frontal_atrophy"),
     "overlapping": ("precuneus_left", "precuneus_centre", "precuneus_right"),
@@ -41,7 +45,7 @@ _KINDS = {
         "n_subjects": [Interval(Integral, 1, None, closed="left")],
         "kind": [StrOptions(set(_KINDS))],
         "resolution": [Interval(Integral, 1, None, closed="left")],
-        "noise": [Interval(Real, 0, np.inf, closed="left")],
+        "noise": [Interval(Real, 0, _MAX_NOISE, closed="both")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -80,8 +84,8 @@ def make_brain_population(
         Voxel size in mm of the template (nilearn resamples it): 6 gives
         8,656 grey-matter voxels, 4 gives 28,144.
     noise : float, default=0.02
-        Standard deviation of the i.i.d. Gaussian noise added to every voxel
-        (finite, non-negative).
+        Standard deviation of the i.i.d. Gaussian noise added to every voxel,
+        in [0, 1e36] (the images are float32).
     random_state : int, RandomState instance or None, default=None
         Draws the factors and the noise.
 
@@ -93,8 +97,8 @@ def make_brain_population(
         uniform in [0, 1]; ``factor_names``: list of str; ``mask_img``: the
         grey-matter mask (a ``Nifti1Image``) to give ``NiftiMasker``;
         ``template_img``; ``render``: a function from a factor array of shape
-        (n, n_factors) to an (n, x, y, z) array of noise-free volumes, to see
-        what each factor does; ``factor_centres``: a dict from the name of
+        (n, n_factors), values in [0, 1], to an (n, x, y, z) array of
+        noise-free volumes, to see what each factor does; ``factor_centres``: a dict from the name of
         each factor that acts at a fixed place (the atrophies) to its
         centre, in MNI millimetres.
 
@@ -110,8 +114,9 @@ def make_brain_population(
     import nibabel
     from nilearn.datasets import load_mni152_gm_mask, load_mni152_gm_template
 
-    if isinstance(n_subjects, bool):
-        raise ValueError(f"n_subjects must be a positive integer; got {n_subjects!r}.")
+    for name, value in (("n_subjects", n_subjects), ("resolution", resolution)):
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     rng = check_random_state(random_state)
     template_img = load_mni152_gm_template(resolution=resolution)
     mask_img = load_mni152_gm_mask(resolution=resolution)
@@ -129,6 +134,11 @@ def make_brain_population(
                 f"({', '.join(names)}); got shape {factors.shape}."
             )
         factors = check_array(factors, input_name="factors")
+        if ((factors < 0) | (factors > 1)).any():
+            raise ValueError(
+                "render expects factor values in [0, 1], the range the factors are drawn "
+                f"from; got values from {factors.min():.3g} to {factors.max():.3g}."
+            )
         return np.stack([_render_one(kind, template, millimetres, f) for f in factors])
 
     volumes = render(factors)
@@ -318,13 +328,13 @@ def _check_factor_classes(factor_classes, sizes):
     if classes.dtype.kind not in "iu":
         if classes.dtype.kind != "f" or not np.all(np.isfinite(classes)) or np.any(classes % 1):
             raise ValueError("render expects integer factor classes (indices into each factor's grid).")
-        classes = classes.astype(np.int64)
+    # Checked before any cast, which would wrap a large value round.
     bad = (classes < 0) | (classes >= np.asarray(sizes))
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         raise ValueError(
             f"render: classes of factor {_SPRITE_FACTORS[j]!r} must be in [0, {sizes[j]}); got "
-            f"{classes[bad.any(axis=1), j][0]}."
+            f"{classes[bad[:, j], j][0]}."
         )
     return classes.astype(np.int64, copy=False)
 
