@@ -17,12 +17,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
 
 from sklearn_betavae import BetaVAETransformer
-
 from tests.conftest import FAST_PARAMS
 
 # No KL warm-up (its schedule depends on max_iter), so that a run cut back to

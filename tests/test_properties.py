@@ -42,7 +42,6 @@ from sklearn_betavae.inspection import (
     mutual_information_gap,
     sap_score,
 )
-
 from tests.conftest import FAST_PARAMS
 
 
