@@ -187,6 +187,12 @@ def latent_maps(estimator, X=None):
     True
     """
     vae, preceding = _split_pipeline(estimator)
+    return _latent_maps(vae, preceding, None if X is None else latent_kl(estimator, X))
+
+
+def _latent_maps(vae, preceding, kl):
+    """``latent_maps`` of a fitted ``vae`` after the ``preceding`` steps (or
+    None), ordered by ``kl``, the KL per latent (None: index order)."""
     model = vae._fitted_model()
     n_components = vae._n_features_out
     origin = torch.zeros(1, n_components, dtype=model.dtype, device=vae.device_)
@@ -200,12 +206,8 @@ def latent_maps(estimator, X=None):
     maps = np.stack(columns) * vae.scale_
     if not np.isfinite(maps).all():
         raise ValueError("The decoder's Jacobian at the prior mean is not finite; the maps are undefined.")
-    if X is None:
-        latents, kl = np.arange(n_components), None
-    else:
-        kl_all = latent_kl(estimator, X)
-        latents = np.argsort(-kl_all, kind="stable")
-        kl = kl_all[latents]
+    latents = np.arange(n_components) if kl is None else np.argsort(-kl, kind="stable")
+    kl = None if kl is None else kl[latents]
     maps = maps[latents]
     if preceding is not None:
         maps = preceding.inverse_transform(maps)

@@ -116,22 +116,21 @@ def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
     >>> len(plot_latent_maps(vae, X[100:200]).axes)
     2
     """
-    result = latent_maps(estimator, X)
+    return _draw_latent_maps(latent_maps(estimator, X), kind, path)
+
+
+def _draw_latent_maps(result, kind, path):
+    """The figure of ``plot_latent_maps`` from the Bunch of ``latent_maps``."""
     maps = result.maps
-    titles = [f"latent {latent}" + ("" if result.kl is None else f" (KL {kl:.2f} nats)")
-              for latent, kl in zip(result.latents, result.kl if result.kl is not None
-                                    else [None] * len(result.latents))]
+    titles = [f"latent {latent}" for latent in result.latents]
+    if result.kl is not None:
+        titles = [f"{title} (KL {kl:.2f} nats)" for title, kl in zip(titles, result.kl)]
     plt = _pyplot()
     if not hasattr(maps, "affine"):
         figure, axes = plt.subplots(1, len(titles), squeeze=False, figsize=(2.4 * len(titles), 2.6))
         for ax, pattern, title in zip(axes[0], maps, titles):
-            side = int(round(np.sqrt(pattern.size)))
-            if side * side == pattern.size:
-                limit = float(np.abs(pattern).max()) or 1.0
-                ax.imshow(pattern.reshape(side, side), cmap="RdBu_r", vmin=-limit, vmax=limit)
-                ax.set_axis_off()
-            else:
-                ax.plot(pattern)
+            limit = float(np.abs(pattern).max()) or 1.0
+            _draw_row(ax, pattern, cmap="RdBu_r", vmin=-limit, vmax=limit)
             ax.set_title(title, fontsize=9)
         return _saved(figure, path)
     import nibabel
@@ -237,13 +236,18 @@ def _draw_cell(ax, traversal, column, cut_coords, centre):
                  vmin=-limit, vmax=limit, colorbar=False, annotate=False, draw_cross=False,
                  black_bg=False)
         return
-    decoded = np.asarray(traversal)[column]
-    side = int(round(np.sqrt(decoded.size)))
-    if side * side == decoded.size:
-        ax.imshow(decoded.reshape(side, side), cmap="gray")
+    _draw_row(ax, np.asarray(traversal)[column], cmap="gray")
+
+
+def _draw_row(ax, row, **imshow):
+    """A row of input space as a square image when its length is a square
+    (such as digits), else as a curve."""
+    side = int(round(np.sqrt(row.size)))
+    if side * side == row.size:
+        ax.imshow(row.reshape(side, side), **imshow)
         ax.set_axis_off()
     else:
-        ax.plot(decoded)
+        ax.plot(row)
 
 
 @validate_params(

@@ -23,8 +23,8 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
-from .inspection import _split_pipeline, latent_kl
-from .plotting import plot_latent_maps, plot_latent_traversals, plot_training_curves
+from .inspection import _latent_maps, _split_pipeline, latent_kl
+from .plotting import _draw_latent_maps, plot_latent_traversals, plot_training_curves
 
 __all__ = ["BetaVAEReport", "generate_report"]
 
@@ -191,24 +191,29 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
     ])
 
     page.section("Held-out data")
-    order = np.arange(vae._n_features_out)
+    kl = None
     if X is None:
         page.note("No held-out data was given (generate_report(estimator, X)): no score and no KL "
                   "per latent; the latents are in index order.")
     else:
-        kl = latent_kl(estimator, X)
-        order = np.argsort(-kl, kind="stable")
+        # Through the earlier steps once (masking images is the slow part)
+        # for the score, the KL and the order of the maps.
+        X = X if preceding is None else preceding.transform(X)
+        kl = latent_kl(vae, X)
         page.paragraph(f"Held-out score (mean evidence lower bound per sample, higher is better): "
-                       f"<b>{estimator.score(X):.6g}</b> nats.", escape=False)
+                       f"<b>{vae.score(X):.6g}</b> nats.", escape=False)
         page.figure("KL per latent", _kl_figure(kl))
+    maps = _latent_maps(vae, preceding, kl)
+    if kl is not None:
         page.table(["latent", "KL (nats)", "in use (KL > 0.1)"],
-                   [(int(j), f"{kl[j]:.4f}", "yes" if kl[j] > 0.1 else "no") for j in order])
+                   [(int(j), f"{value:.4f}", "yes" if value > 0.1 else "no")
+                    for j, value in zip(maps.latents, maps.kl)])
 
     page.section("Latents")
     page.paragraph("Each map is the change in the reconstruction per unit of one latent at the "
                    "prior mean (the decoder's Jacobian; see sklearn_betavae.inspection.latent_maps).")
-    page.figure("Latent maps", plot_latent_maps(estimator, X))
-    shown = [int(j) for j in order[:n_traversals]]
+    page.figure("Latent maps", _draw_latent_maps(maps, kind="stat_map", path=None))
+    shown = [int(j) for j in maps.latents[:n_traversals]]
     page.figure("Latent traversals", plot_latent_traversals(estimator, latents=shown))
 
     page.section("Versions")
