@@ -74,7 +74,7 @@ for name, mse, active, elbo, seconds in rows:
 # ``score`` is the held-out ELBO computed with beta = 1 whatever beta the model
 # was trained with, so ``GridSearchCV`` compares values of beta directly, with
 # no ``scoring`` argument.
-from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.model_selection import GridSearchCV
 
 search = GridSearchCV(
     BetaVAETransformer(device="cpu", n_components=N_COMPONENTS, max_iter=100, random_state=0),
@@ -94,10 +94,10 @@ print(f"  best beta: {search.best_params_['beta']:g}, "
 # %%
 # Reconstructions of the first held-out digits
 # --------------------------------------------
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 n_shown = 10
 titles = ["original", *models]

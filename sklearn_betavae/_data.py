@@ -51,6 +51,47 @@ class Standardisation:
         """``y * scale + mean`` of a tensor, in float64: back to the input's units."""
         return y.double() * self.scale + self.mean
 
+    def chunks(self, X, dtype, device="cpu", width=1):
+        """Standardised row chunks of X, rounded to ``dtype`` (the network's).
+
+        The arithmetic is ``apply``'s (float64, then one rounding), so the
+        values are those of ``apply(X).to(dtype)`` bit for bit, but on the
+        CPU each chunk takes two passes over reused buffers (a subtraction
+        that also widens X's values, a division that writes ``dtype``)
+        instead of a float64 copy and two new float64 arrays; without
+        standardisation (mean 0, scale 1: the same bits) a float32 X is not
+        copied at all. A chunk's buffer is reused for the next one: use each
+        chunk before taking the next. Chunked as ``iter_chunks``.
+        """
+        if torch.device(device).type != "cpu":
+            for chunk in iter_chunks(X, torch.float64, device, width):
+                yield self.apply(chunk).to(dtype)
+            return
+        numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        identity = not self.mean_array.any() and bool((self.scale_array == 1).all())
+        widened = narrow = None
+        for rows in _row_chunks(X, width):
+            chunk = np.asarray(X[rows])
+            if chunk.dtype.kind != "f":  # integers and booleans: exact in float64
+                chunk = chunk.astype(np.float64)
+            if identity:
+                yield _shared_tensor(np.asarray(chunk, dtype=numpy_dtype))
+                continue
+            if widened is None:
+                widened = np.empty(chunk.shape, dtype=np.float64)
+                narrow = np.empty(chunk.shape, dtype=numpy_dtype)
+            n = len(chunk)
+            np.subtract(chunk, self.mean_array, out=widened[:n])
+            np.divide(widened[:n], self.scale_array, out=narrow[:n], casting="same_kind")
+            yield torch.from_numpy(narrow[:n])
+
+    def invert_into(self, y, out):
+        """``out[:] = y * scale + mean`` (``invert``'s arithmetic, the same
+        bits) for a CPU tensor ``y``, into the float64 array ``out``."""
+        np.multiply(y.numpy(), self.scale_array, out=out)
+        out += self.mean_array
+        return out
+
     def log_jacobian(self):
         """``log |det d apply / dx|^-1 = sum(log scale)``, what densities in the
         input's units subtract."""

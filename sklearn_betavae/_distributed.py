@@ -18,6 +18,7 @@ from skorch.history import DistributedHistory, History
 from skorch.utils import noop
 from torch.utils.data import DataLoader
 
+from ._data import with_index
 from ._net import BetaVAENet
 
 
@@ -35,6 +36,32 @@ def batch_loader(dataset, batch_size, shuffle=False, generator=None):
 
 def _as_batch(item):
     return item
+
+
+def main_process_print(accelerator):
+    """``print``, or with an accelerator its print: one message for all processes."""
+    return print if accelerator is None else accelerator.print
+
+
+def is_main_process(accelerator):
+    """Whether this process reports progress: the only one, or the main one."""
+    return accelerator is None or accelerator.is_main_process
+
+
+def accelerator_device(accelerator, device_param, resolved):
+    """The device ``accelerator`` trains on, checked against the estimator's
+    ``device`` parameter (``resolved``: what it names here)."""
+    placed = torch.device(accelerator.device)
+    if accelerator.num_processes > 1 and not getattr(accelerator, "even_batches", True):
+        # Processes with different numbers of batches would wait for each
+        # other's gradients forever.
+        raise ValueError("Training on several processes needs Accelerator(even_batches=True).")
+    if device_param != "auto" and with_index(resolved) != with_index(placed):
+        raise ValueError(
+            f"With an accelerator, the network trains on the accelerator's device, "
+            f"{placed}; got device={device_param!r}. Leave device='auto'."
+        )
+    return placed
 
 
 def shared_seed(accelerator, seed):
@@ -176,9 +203,9 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
                 for tensor in self.vae_module().state_dict().values():
                     dist.broadcast(tensor, src=0)
 
-    def restore_last_good_state(self):
+    def truncate_history(self, n_epochs):
         self._plain_history()  # DistributedHistory cannot delete epochs
-        return super().restore_last_good_state()
+        super().truncate_history(n_epochs)
 
     def _plain_history(self):
         # The synced records in a plain History: its store cannot be pickled,

@@ -17,7 +17,8 @@ from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.utils import noop
 from torch import nn
 
-from ._data import standardisation, training_dataset, with_index
+from ._data import standardisation, training_dataset
+from ._distributed import accelerator_device, is_main_process, main_process_print, shared_seed
 from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
 from ._pca_start import pca_start
@@ -640,8 +641,6 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             check_validation_split(self.validation_fraction, X.shape[0])
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         if self.accelerator is not None:
-            from ._distributed import shared_seed
-
             seed = shared_seed(self.accelerator, seed)
 
         self.mean_, self.scale_ = standardisation(X, architecture["standardize"])
@@ -701,17 +700,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         device = resolve_device(self.device)
         if self.accelerator is None:
             return device
-        placed = torch.device(self.accelerator.device)
-        if self.accelerator.num_processes > 1 and not getattr(self.accelerator, "even_batches", True):
-            # Processes with different numbers of batches would wait for
-            # each other's gradients forever.
-            raise ValueError("Training on several processes needs Accelerator(even_batches=True).")
-        if self.device != "auto" and with_index(device) != with_index(placed):
-            raise ValueError(
-                f"With an accelerator, the network trains on the accelerator's device, "
-                f"{placed}; got device={self.device!r}. Leave device='auto'."
-            )
-        return placed
+        return accelerator_device(self.accelerator, self.device, device)
 
     def _check_same_architecture(self, architecture):
         for name, value in architecture.items():
@@ -755,15 +744,50 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     ),
                 )
             )
-        main_process = self.accelerator is None or self.accelerator.is_main_process
-        if self.verbose >= 2 and main_process and not any(map(_is_progress_bar, callbacks)):
+        wants_bar = self.verbose >= 2 and not any(map(_is_progress_bar, callbacks))
+        if wants_bar and is_main_process(self.accelerator):
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
     @property
     def _print(self):
-        # With an accelerator, one message for all processes.
-        return print if self.accelerator is None else self.accelerator.print
+        return main_process_print(self.accelerator)
+
+    def _get_fitted_state(self):
+        """What fit learned besides the network, for ``save`` and ``save_pipeline``.
+
+        Returns ``(scalars, arrays)``: JSON-able values and float64 / uint8
+        NumPy arrays, which ``_set_fitted_state`` takes back. The network's
+        weights, Adam's state and the history are the net's own.
+        """
+        names = getattr(self, "feature_names_in_", None)
+        scalars = {
+            "n_features_in_": self.n_features_in_,
+            "feature_names_in_": None if names is None else list(names),
+            "n_iter_": self.n_iter_,
+            "default_dist_": self.default_dist_,
+            "device_": str(self.device_),
+            "architecture_": self._architecture_,
+            "split_seed_": self._split_seed_,
+        }
+        return scalars, {"mean": self.mean_, "scale": self.scale_, "rng_state": self._rng_state_}
+
+    def _set_fitted_state(self, net, device, scalars, arrays):
+        """Become fitted with ``net`` on ``device`` and the (checked) state
+        of ``_get_fitted_state``; returns self."""
+        self.net_ = net
+        self.device_ = device
+        self.default_dist_ = scalars["default_dist_"]
+        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        self.n_iter_ = scalars["n_iter_"]
+        self.n_features_in_ = scalars["n_features_in_"]
+        if scalars["feature_names_in_"] is not None:
+            self.feature_names_in_ = np.asarray(scalars["feature_names_in_"], dtype=object)
+        self._architecture_ = scalars["architecture_"]
+        self._split_seed_ = scalars["split_seed_"]
+        self._rng_state_ = arrays["rng_state"]
+        self._n_features_out = self._architecture_["n_components"]
+        return self
 
     def _forget_fit(self):
         for name in [name for name in vars(self) if name.endswith("_")]:

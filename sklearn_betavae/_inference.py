@@ -4,10 +4,12 @@ The network runs in the precision it was trained in (float32), on the
 fitted module itself: no copy of the weights is made, so a call costs what
 a plain PyTorch pass costs (``benchmarks/bench_inference.py``), also on a
 GPU, where float64 runs 30-60 times slower. Everything around the network
-is float64: the standardisation on the way in and out, the sums of the
-log-likelihood, the KL term and the outputs. Results therefore depend on
-how rows are chunked only through the network's float32 rounding (about
-1e-7 of the values; measured in ``tests/test_inference.py``).
+is computed in float64: the standardisation on the way in (rounded once to
+the network's dtype, in reused buffers: ``Standardisation.chunks``) and
+out, the sums of the log-likelihood, the KL term and the outputs. Results
+therefore depend on how rows are chunked only through the network's
+float32 rounding (about 1e-7 of the values; measured in
+``tests/test_inference.py``).
 
 Chunks of rows are sized so that each of their layers' activations holds
 about ``_data.CHUNK_VALUES`` values, the widest layer counting, not only the
@@ -63,11 +65,12 @@ class FittedModel:
         self.device = device
 
     def map_chunks(self, X, fn):
-        """Apply ``fn`` to float64 row chunks of X; concatenate on the CPU."""
+        """Apply ``fn`` to row chunks of X, standardised and in the network's
+        dtype, and concatenate its outputs on the CPU."""
         # Filled chunk by chunk: concatenating would hold the output twice.
         result, start = None, 0
         with torch.inference_mode():
-            for chunk in iter_chunks(X, torch.float64, self.device, width=self.width):
+            for chunk in self.standardisation.chunks(X, self.dtype, self.device, self.width):
                 values = fn(chunk).cpu().numpy()
                 if result is None:
                     result = np.empty((X.shape[0], *values.shape[1:]), dtype=values.dtype)
@@ -76,7 +79,7 @@ class FittedModel:
         return result
 
     def encoder(self, x):
-        """(mu, logvar), in float64, of already standardised rows."""
+        """(mu, logvar), in float64, of standardised rows in the network's dtype."""
         mu, logvar = self.module.encoder(x.to(self.dtype))
         return mu.double(), logvar.double()
 
@@ -84,27 +87,31 @@ class FittedModel:
         """The decoder output, in float64, of float64 codes."""
         return self.module.decoder(z.to(self.dtype)).double()
 
-    def posterior(self, x):
-        """(mu, logvar) of q(z|x) for a chunk of rows in the input's units."""
-        return self.encoder(self._standardised(x))
-
-    def _standardised(self, x):
-        return self.standardisation.apply(x)
-
     def encode(self, X):
         """Posterior means of the rows of X (ValueError where they overflow)."""
-        return _finite(self.map_chunks(X, lambda x: self.posterior(x)[0]), "transform", _FAR_ROWS)
+        return _finite(self.map_chunks(X, lambda x: self.encoder(x)[0]), "transform", _FAR_ROWS)
 
     def decode(self, Z):
         """Decoder outputs of codes Z, in the input's units (ValueError where
         they overflow)."""
-        decoded = self.map_chunks(Z, lambda z: self.standardisation.invert(self.decoder(z)))
-        return _finite(decoded, "inverse_transform", _FAR_CODES)
+        result = np.empty((Z.shape[0], self.standardisation.mean_array.size))
+        start = 0
+        with torch.inference_mode():
+            for z in iter_chunks(Z, torch.float64, self.device, width=self.width):
+                output = self.module.decoder(z.to(self.dtype))
+                rows = result[start:start + len(output)]
+                if output.device.type == "cpu":
+                    # Straight into the result: no float64 copy of the output.
+                    self.standardisation.invert_into(output, rows)
+                else:
+                    rows[:] = self.standardisation.invert(output).cpu().numpy()
+                start += len(output)
+        return _finite(result, "inverse_transform", _FAR_CODES)
 
     def latent_kl(self, X):
         """KL(q(z_j|x) || N(0, 1)) per row and latent (ValueError where it
         overflows)."""
-        kl = self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.posterior(x))))
+        kl = self.map_chunks(X, lambda x: kl_per_latent(posterior_distribution(*self.encoder(x))))
         return _finite(kl, "latent_kl", _FAR_ROWS)
 
     def elbo(self, X):
@@ -113,9 +120,8 @@ class FittedModel:
         log_jacobian = self.standardisation.log_jacobian()
 
         def bound(x):
-            # Standardised once, for the encoder and the likelihood, both in
-            # the network's dtype (the likelihood summed in float64).
-            x = self._standardised(x).to(self.dtype)
+            # x is standardised once, for the encoder and the likelihood, both
+            # in the network's dtype (the likelihood summed in float64).
             mu, logvar = self.encoder(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)
             std = posterior_std(logvar)

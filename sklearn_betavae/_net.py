@@ -2,13 +2,13 @@
 
 Only skorch's documented hooks are overridden (``get_loss``,
 ``train_step_single``, ``validation_step``, ``initialize_module``,
-``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``,
-``_default_callbacks``) and
-``__init__`` gains ``warmup_epochs``; the
-training loop, callbacks and history are skorch's own. The two step hooks
-do not call ``super()``: skorch's versions need a target and compute one
-loss, where these record three terms. ``n_processes``,
-``finite_everywhere``, ``backward`` and ``vae_module`` are this class's own
+``on_train_begin``, ``_default_callbacks``); the training loop, callbacks
+and history are skorch's own, and the training logic around it (KL warm-up,
+roll-back to the last finite state) is in the default callbacks of
+``_callbacks``. The two step hooks do not call ``super()``: skorch's
+versions need a target and compute one loss, where these record three
+terms. ``n_processes``, ``finite_everywhere``, ``backward``,
+``vae_module``, ``truncate_history`` and ``end_run`` are this class's own
 hooks, for the distributed subclass in ``_distributed``.
 """
 
@@ -20,6 +20,7 @@ from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
 from torch import nn
 
+from ._callbacks import KLWarmup, LastFiniteState
 from ._loss import decoder_distribution, posterior_distribution
 
 LOSS_TERMS = ("loss", "rec_loss", "kl_loss")
@@ -35,27 +36,31 @@ class BetaVAENet(NeuralNet):
     ``valid_``. A non-finite loss stops training with a ``FloatingPointError``
     naming the epoch and batch, before the optimizer takes that step.
 
-    During a training run the net keeps a copy of its state (weights,
-    Adam's state, the run's CPU random generator) as it was when the run
-    began and at the end of each epoch, whenever it is all finite, so that
-    ``restore_last_good_state`` can roll a failed or interrupted run back to
-    the end of an epoch.
+    Two default callbacks hold the training logic (see ``_callbacks``):
+    ``"kl_warmup"`` (``KLWarmup``; set its length with
+    ``callbacks__kl_warmup__epochs``) and ``"last_finite_state"``
+    (``LastFiniteState``), which keeps the run's last finite state to roll
+    a failed or interrupted run back to the end of an epoch.
 
     Parameters
     ----------
-    warmup_epochs : int, default=0
-        KL annealing (Bowman et al., 2016): during the first ``warmup_epochs``
-        epochs the gradient step weighs the KL term by ``epoch / warmup_epochs``
-        times ``beta``, which keeps latents from collapsing early in training.
-        The recorded losses always use the full ``beta``, so the history and
-        early stopping see the objective itself.
     **kwargs
         Passed to ``skorch.NeuralNet``.
-    """
 
-    def __init__(self, *args, warmup_epochs=0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.warmup_epochs = warmup_epochs
+    Examples
+    --------
+    >>> from functools import partial
+    >>> import torch
+    >>> from sklearn_betavae._modules import VAEModule
+    >>> from sklearn_betavae._loss import BetaVAELoss
+    >>> net = BetaVAENet(VAEModule, module__n_features=8, module__n_components=2,
+    ...                  module__hidden_layer_sizes=(16,), module__default_dist="normal",
+    ...                  criterion=partial(BetaVAELoss, beta=4.0), max_epochs=2,
+    ...                  callbacks__kl_warmup__epochs=1, train_split=None, verbose=0)
+    >>> net = net.fit(torch.randn(64, 8), None)
+    >>> len(net.history), net.kl_weight_  # the KL weight reached 1 at epoch 1
+    (2, 1.0)
+    """
 
     def initialize_module(self):
         """skorch's, but with no draw from torch's global generator.
@@ -83,78 +88,18 @@ class BetaVAENet(NeuralNet):
         # training device (None: torch's global one); end_run takes it back.
         self.vae_module().noise_generator = getattr(self, "noise_generator_", None)
 
-    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
-        epoch = len(self.history)
-        self.kl_weight_ = min(1.0, epoch / self.warmup_epochs) if self.warmup_epochs else 1.0
-        if not hasattr(self, "run_start_"):
-            # The first epoch of a training run. Here rather than in
-            # on_train_begin, after which callbacks such as LoadInitState may
-            # still replace the weights and the history.
-            self.run_start_ = self.epochs_completed_ = epoch - 1
-            self._keep_state_if_finite()
-
-    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
-        self.epochs_completed_ = len(self.history)
-        self._keep_state_if_finite()
-
-    def _keep_state_if_finite(self):
-        # The last step of an epoch can overflow the weights after its loss was
-        # checked, so "finite loss" alone does not make the state usable.
-        weights = self.module_.state_dict()
-        optimizer = self.optimizer_.state_dict()
-        if not _all_finite(weights, optimizer):
-            return
-        self.last_good_state_ = {
-            "epochs": self.epochs_completed_,
-            "weights": {name: value.detach().clone() for name, value in weights.items()},
-            "optimizer": _clone_optimizer_state(optimizer),
-            "rng": self._generator().get_state(),
-        }
-
-    def weights_are_finite(self):
-        """Whether the module's weights are all finite now.
-
-        The end of training checks it: the last update of the last epoch (or
-        a callback) can overflow the weights after the last loss was checked.
-        Adam's state is not checked here: its second moments can overflow to
-        inf on a finite divergence while the weights stay finite and usable
-        (such a state is only never kept for ``restore_last_good_state``).
-        """
-        return _all_finite(self.module_.state_dict(), {"state": {}})
-
-    def restore_last_good_state(self):
-        """Roll back to the end of the last epoch with a finite state.
-
-        Weights, Adam's state, the CPU random generator and the history all
-        go back to how they were when that epoch ended (or when the run
-        began), so training can continue from there exactly. Returns the
-        number of epochs in the history afterwards, or None (changing
-        nothing) when no finite state was kept.
-        """
-        kept = getattr(self, "last_good_state_", None)
-        if kept is None:
-            return None
-        self.module_.load_state_dict(kept["weights"])
-        self.optimizer_.load_state_dict(kept["optimizer"])
-        self._generator().set_state(kept["rng"])
-        del self.history[kept["epochs"]:]
-        self.epochs_completed_ = kept["epochs"]
-        return kept["epochs"]
-
-    def _generator(self):
-        """The CPU generator of this run: the fit's own, else torch's global one."""
-        generator = getattr(self, "generator_", None)
-        return torch.random.default_generator if generator is None else generator
+    def truncate_history(self, n_epochs):
+        """Drop the epochs after the first ``n_epochs`` (a roll-back)."""
+        del self.history[n_epochs:]
 
     def end_run(self):
-        """Drop what was kept for ``restore_last_good_state`` during a run,
-        and the run's noise generator (generators do not pickle)."""
-        for name in ("last_good_state_", "run_start_", "epochs_completed_"):
-            vars(self).pop(name, None)
+        """Drop the run's noise generator (generators do not pickle)."""
         if getattr(self, "initialized_", False):
             vars(self.vae_module()).pop("noise_generator", None)
+
+    def last_finite_state(self):
+        """The ``LastFiniteState`` callback of this net (initialised)."""
+        return dict(self.callbacks_)["last_finite_state"]
 
     @property
     def _default_callbacks(self):
@@ -163,7 +108,13 @@ class BetaVAENet(NeuralNet):
             for prefix in ("train", "valid")
             for term in LOSS_TERMS
         ]
-        return [("epoch_timer", EpochTimer()), *scorings, ("print_log", PrintLog())]
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("kl_warmup", KLWarmup()),
+            ("last_finite_state", LastFiniteState()),
+            *scorings,
+            ("print_log", PrintLog()),
+        ]
 
     def loss_terms(self, y_pred, X):
         """All loss terms of a batch: the criterion's dict."""
@@ -205,9 +156,9 @@ class BetaVAENet(NeuralNet):
         terms = self.loss_terms(y_pred, Xi)
         self._record_terms(terms, "train")
         objective = terms["loss"]
-        if self.kl_weight_ < 1.0:
-            beta = self.criterion_.beta
-            objective = terms["rec_loss"] + self.kl_weight_ * beta * terms["kl_loss"]
+        kl_weight = getattr(self, "kl_weight_", 1.0)  # set by the kl_warmup callback
+        if kl_weight < 1.0:
+            objective = terms["rec_loss"] + kl_weight * self.criterion_.beta * terms["kl_loss"]
         self.backward(objective)
         return {"loss": terms["loss"], "y_pred": y_pred}
 
@@ -254,32 +205,3 @@ def _reset_linear(module, generator):
         fan_in = module.weight.shape[1]
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
         nn.init.uniform_(module.bias, -bound, bound, generator=generator)
-
-
-def _all_finite(weights, optimizer):
-    """Whether every floating-point tensor of a module's and an optimizer's
-    ``state_dict`` is finite."""
-    tensors = [value for value in weights.values() if value.is_floating_point()]
-    tensors += [value for state in optimizer["state"].values() for value in state.values()
-                if isinstance(value, torch.Tensor) and value.is_floating_point()]
-    # One fused reduction instead of a check per tensor: the max-norm is
-    # finite exactly when every entry is (and, unlike the L2 norm, cannot
-    # overflow on finite entries).
-    return not tensors or bool(
-        torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all()
-    )
-
-
-def _clone_optimizer_state(state_dict):
-    """A copy of an optimizer's ``state_dict`` that later steps cannot change.
-
-    Cheaper than ``copy.deepcopy``, which walks every tensor in Python.
-    """
-    return {
-        "state": {
-            index: {key: value.clone() if isinstance(value, torch.Tensor) else value
-                    for key, value in state.items()}
-            for index, state in state_dict["state"].items()
-        },
-        "param_groups": [dict(group) for group in state_dict["param_groups"]],
-    }

@@ -265,31 +265,20 @@ def estimator_state(estimator):
         module = params[name]
         if module is not None:
             params[name] = {"custom": f"{type(module).__module__}.{type(module).__qualname__}"}
-    feature_names = getattr(estimator, "feature_names_in_", None)
+    scalars, arrays = estimator._get_fitted_state()
     optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
     document = {
         "versions": _library_versions(),
         "params": {name: _tag(value) for name, value in params.items()},
         "output_config": getattr(estimator, "_sklearn_output_config", {}),
-        "fitted": {
-            "n_features_in_": estimator.n_features_in_,
-            "feature_names_in_": None if feature_names is None else list(feature_names),
-            "n_iter_": estimator.n_iter_,
-            "default_dist_": estimator.default_dist_,
-            "device_": str(estimator.device_),
-            "architecture_": estimator._architecture_,
-            "split_seed_": estimator._split_seed_,
-            "warmup_epochs": net.warmup_epochs,
-        },
+        "fitted": {**scalars, "warmup_epochs": dict(net.callbacks_)["kl_warmup"].epochs},
         "optimizer": optimizer_document,
     }
     document["history"], history_tensors = split_history(net.history.to_list())
     tensors = {f"module.{name}": value for name, value in net.module_.state_dict().items()}
     tensors.update(history_tensors)
     tensors.update(optimizer_tensors)
-    tensors["mean"] = torch.from_numpy(estimator.mean_)
-    tensors["scale"] = torch.from_numpy(estimator.scale_)
-    tensors["rng_state"] = torch.from_numpy(estimator._rng_state_)
+    tensors.update({name: torch.from_numpy(array) for name, array in arrays.items()})
     return document, tensors
 
 
@@ -384,18 +373,8 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         raise ValueError(f"{str(path)!r} holds {', '.join(filter(None, problems))}.")
     net.history = history
 
-    estimator.net_ = net
-    estimator.device_ = target
-    estimator.default_dist_ = fitted["default_dist_"]
-    estimator.mean_, estimator.scale_ = mean, scale
-    estimator.n_iter_ = fitted["n_iter_"]
-    estimator.n_features_in_ = n_features
-    if feature_names is not None:
-        estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
-    estimator._architecture_ = architecture
-    estimator._split_seed_ = fitted["split_seed_"]
-    estimator._rng_state_ = tensors["rng_state"].numpy()
-    estimator._n_features_out = architecture["n_components"]
+    arrays = {"mean": mean, "scale": scale, "rng_state": tensors["rng_state"].numpy()}
+    estimator._set_fitted_state(net, target, {**fitted, "architecture_": architecture}, arrays)
     estimator.set_output(**document["output_config"])
     return estimator
 

@@ -8,13 +8,10 @@ finite state before it is raised, and a ``KeyboardInterrupt`` (which skorch
 swallows) rolls back to the end of the last completed epoch, with a warning.
 """
 
-import warnings
 from contextlib import contextmanager
 from functools import partial
 
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
 from ._data import RowDataset, SliceLoader
@@ -68,7 +65,7 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
         module__decoder=None if decoder is None else check_user_module(decoder, "decoder"),
         criterion=None,
         optimizer=fused_adam,
-        warmup_epochs=warmup_epochs,
+        callbacks__kl_warmup__epochs=warmup_epochs,
         dataset=RowDataset,
         iterator_train=loader,
         iterator_train__shuffle=True,
@@ -154,7 +151,8 @@ def seed_state(seed):
 
 
 def train(net, X_train):
-    """``net.partial_fit(X_train)``, with failures and interrupts handled.
+    """``net.partial_fit(X_train)``, with failures and interrupts handled by
+    the net's ``LastFiniteState`` callback.
 
     Raises
     ------
@@ -169,94 +167,23 @@ def train(net, X_train):
         not catch); later, the run ends with a warning, rolled back to the
         end of its last completed epoch.
     """
-    # skorch swallows a KeyboardInterrupt during the epochs, but not one from
-    # a callback's on_train_begin or on_train_end: the same interrupt all the
-    # same, and it must not leave the run's kept state on the net either.
-    outside_epochs = False
+    guard = net.last_finite_state()
     try:
-        net.partial_fit(X_train, None)
-    except KeyboardInterrupt:
-        outside_epochs = True
-    except Exception as error:
-        # Keep the epochs that finished (hours of work on a large study);
-        # never the weights of a half-done or diverged one.
-        epochs = net.restore_last_good_state()
+        try:
+            net.partial_fit(X_train, None)
+        except KeyboardInterrupt:
+            # From a callback's on_train_begin or on_train_end, which skorch
+            # does not catch: the same interrupt all the same.
+            guard.end_run(net, interrupted=True)
+        except Exception as error:
+            # Keep the epochs that finished (hours of work on a large study);
+            # never the weights of a half-done or diverged one.
+            epochs = guard.roll_back(net)
+            if isinstance(error, FloatingPointError):
+                raise FloatingPointError(f"{error} {guard.kept(epochs)}") from error
+            raise
+        else:
+            guard.end_run(net)
+    finally:
+        guard.forget()
         net.end_run()
-        if isinstance(error, FloatingPointError):
-            raise FloatingPointError(f"{error} {_kept(epochs)}") from error
-        raise
-    start = getattr(net, "run_start_", len(net.history))
-    completed = getattr(net, "epochs_completed_", len(net.history))
-    # skorch swallows KeyboardInterrupt, the signal EarlyStopping also uses.
-    interrupted = outside_epochs or len(net.history) > completed or (
-        completed - start < net.max_epochs and not _stopped_early(net)
-    )
-    if interrupted:
-        restored = net.restore_last_good_state()
-        completed = len(net.history) if restored is None else restored
-    elif not net.weights_are_finite():
-        # Every loss was finite, but the last update (or a callback after it)
-        # left non-finite weights: never end a fit holding them.
-        epoch = len(net.history)
-        epochs = net.restore_last_good_state()
-        net.end_run()
-        raise FloatingPointError(
-            f"The weights became non-finite at epoch {epoch}, after its last loss was "
-            "checked (an update that overflowed, or a callback). Lower "
-            f"learning_rate_init, or check the scale of the data. {_kept(epochs)}"
-        )
-    net.end_run()
-    if not interrupted:
-        _warn_if_diverged(net, start)
-    if interrupted:
-        if not completed:
-            raise KeyboardInterrupt("fit was interrupted before completing an epoch.")
-        warnings.warn(
-            f"Training was interrupted after {completed - start} of {net.max_epochs} "
-            f"epochs; the model is the one at the end of epoch {completed}. Fit again "
-            "with warm_start=True to continue.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _kept(epochs):
-    """What a failed run kept, for its error message."""
-    if epochs:
-        return f"The network keeps its state from the end of epoch {epochs}, the last finite one."
-    return "No epoch was completed, so no weights are kept."
-
-
-# A finite run whose last training loss is this many times its lowest one
-# has diverged (the loss is a sum of non-negative terms).
-DIVERGED_RATIO = 10.0
-
-
-def _warn_if_diverged(net, start):
-    """Warn when this run's training loss blew up while staying finite.
-
-    Not when early stopping restored its best epoch: the model is then not
-    the last epoch's.
-    """
-    if any(isinstance(callback, EarlyStopping) and callback.load_best for _, callback in net.callbacks_):
-        return
-    losses = list(net.history[start:, "train_loss"])
-    if not losses:
-        return
-    lowest = min(losses)
-    if lowest > 0 and losses[-1] > DIVERGED_RATIO * lowest:
-        warnings.warn(
-            f"Training diverged: the training loss rose from {lowest:.4g} (epoch "
-            f"{start + 1 + losses.index(lowest)}) to {losses[-1]:.4g} (epoch {len(net.history)}), "
-            "though it stayed finite; the model is the last epoch's. Lower "
-            "learning_rate_init, or set early_stopping=True to keep the best epoch.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-
-
-def _stopped_early(net):
-    return any(
-        isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience
-        for _, callback in net.callbacks_
-    )

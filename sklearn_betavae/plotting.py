@@ -361,6 +361,11 @@ def plot_score_vs_beta(search, path=None):
         ax.set_xscale("symlog", linthresh=positive.min() if positive.size else 1.0)
     else:
         ax.set_xscale("log")
+    # A tick at each searched beta, labelled as written: over less than a
+    # decade the log axis would otherwise label only minor ticks, as "2x10^0".
+    ticks = np.unique(betas)
+    ax.set_xticks(ticks, [f"{beta:g}" for beta in ticks])
+    ax.set_xticks([], minor=True)
     ax.set(xlabel="beta", ylabel="mean held-out score (ELBO)")
     if others:
         ax.legend()

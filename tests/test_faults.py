@@ -173,7 +173,7 @@ def _estimator(fitted_bytes, warm, fault):
 def _completed(hook, epoch):
     """Epochs of the run completed when a fault at ``hook`` of ``epoch`` strikes.
 
-    The net's own ``on_epoch_end`` runs before any callback's, so an epoch
+    The net's ``last_finite_state`` callback comes before the user's, so an epoch
     whose ``on_epoch_end`` a callback interrupts has completed.
     """
     if hook == "on_train_begin":
@@ -215,7 +215,8 @@ def _assert_holds(vae, digits, reference, epochs, tmp_path):
     assert all(torch.isfinite(value).all() for value in weights + moments)
     # Nothing of the failed run: no kept copy of the state, no run counters,
     # no generator of the run on the module.
-    assert not {"last_good_state_", "run_start_", "epochs_completed_"} & set(vars(net))
+    guard = net.last_finite_state()
+    assert guard.kept_ is guard.run_start_ is guard.epochs_completed_ is None
     assert "noise_generator" not in vars(net.vae_module())
     if reference is not None:
         np.testing.assert_array_equal(vae.transform(digits), reference(epochs))

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from sklearn_betavae import BetaVAETransformer, _data, _inference
+from sklearn_betavae import BetaVAETransformer, _data
 from sklearn_betavae._inference import FittedModel, elbo_noise
 
 
@@ -26,14 +26,14 @@ def test_memmaps_are_read_in_chunks(fitted, digits, tmp_path, monkeypatch):
     X.flush()
     monkeypatch.setattr(_data, "CHUNK_VALUES", 64 * 50)
     seen = []
-    original = _inference.iter_chunks
+    original = _data.Standardisation.chunks
 
     def spy(*args, **kwargs):
         for chunk in original(*args, **kwargs):
             seen.append(len(chunk))
             yield chunk
 
-    monkeypatch.setattr(_inference, "iter_chunks", spy)
+    monkeypatch.setattr(_data.Standardisation, "chunks", spy)
     Z = _model(fitted).encode(np.memmap(path, dtype=np.float32, mode="r", shape=digits.shape))
     assert seen == [50, 50, 50, 50, 40]
     np.testing.assert_allclose(Z, fitted.transform(digits), rtol=1e-6)

@@ -50,7 +50,7 @@ def test_training_reduces_the_loss(digits):
 
 def test_kl_warmup_ramps_the_gradient_weight_only(digits):
     vae = BetaVAETransformer(**{**FAST_PARAMS, "max_iter": 4, "beta_warmup": 0.5}).fit(digits)
-    assert vae.net_.warmup_epochs == 2 and vae.net_.kl_weight_ == 1.0
+    assert dict(vae.net_.callbacks_)["kl_warmup"].epochs == 2 and vae.net_.kl_weight_ == 1.0
     # Recorded losses use the full beta even while the weight ramps up.
     first = vae.net_.history[0]
     assert first["train_loss"] == pytest.approx(
@@ -148,11 +148,12 @@ def test_large_finite_weights_are_still_kept_for_roll_back(digits):
     net = BetaVAETransformer(**FAST_PARAMS).fit(digits).net_
     with torch.no_grad():
         next(net.module_.parameters()).fill_(1e19)
-    net.epochs_completed_ = 3
-    net._keep_state_if_finite()
-    assert net.last_good_state_["epochs"] == 3
+    guard = net.last_finite_state()
+    guard.epochs_completed_ = 3
+    guard._keep_if_finite(net)
+    assert guard.kept_["epochs"] == 3
     with torch.no_grad():
         next(net.module_.parameters())[0, 0] = float("inf")
-    net.end_run()
-    net._keep_state_if_finite()
-    assert not hasattr(net, "last_good_state_")
+    guard.forget()
+    guard._keep_if_finite(net)
+    assert guard.kept_ is None

@@ -93,6 +93,9 @@ def test_score_vs_beta_from_a_grid_search(digits, tmp_path):
     line = figure.axes[0].get_lines()[0]  # the data line; the rest are error-bar caps
     np.testing.assert_allclose(line.get_xdata(), [0.5, 4.0])
     np.testing.assert_allclose(line.get_ydata(), search.cv_results_["mean_test_score"])
+    axis = figure.axes[0].xaxis
+    assert [label.get_text() for label in axis.get_ticklabels()] == ["0.5", "4"]
+    assert not axis.get_minorticklocs().size  # no "2x10^0"-style minor labels
     other = GridSearchCV(BetaVAETransformer(**FAST_PARAMS), {"n_components": [2]}, cv=2).fit(digits)
     with pytest.raises(ValueError, match="no beta parameter"):
         plot_score_vs_beta(other)

@@ -63,7 +63,7 @@ def test_divergence_keeps_the_last_finite_epoch(digits):
     assert vae.n_iter_ == 2 and len(vae.net_.history) == 2
     two_epochs = BetaVAETransformer(**dict(EXACT, max_iter=2)).fit(digits)
     np.testing.assert_array_equal(vae.transform(digits), two_epochs.transform(digits))
-    assert not hasattr(vae.net_, "last_good_state_")  # no stale copy kept or pickled
+    assert vae.net_.last_finite_state().kept_ is None  # no stale copy kept or pickled
 
 
 def test_divergence_in_a_warm_start_leaves_the_model_as_it_was(digits):
