@@ -4,6 +4,7 @@ Usage:
     python benchmarks/bench_inference.py
     python benchmarks/bench_inference.py --features 8656 200000 --n-query 1000 --device cuda
     OMP_NUM_THREADS=1 python benchmarks/bench_inference.py --threads 1
+    python benchmarks/bench_inference.py --features 200000 --calls score_samples --n-query 200 --repeats 1
 
 For each width, fits ``BetaVAETransformer`` (default network, 10 latents,
 ``--epochs`` epochs on ``--n-train`` random low-rank rows: the weights'
@@ -114,6 +115,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--calls", nargs="+", default=["transform", "inverse_transform", "score_samples"],
+                        choices=["transform", "inverse_transform", "score_samples"])
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -142,6 +145,8 @@ def main():
              lambda: pca.score_samples(X_query), (X_query, True, 16)),
         ]
         for name, estimator_call, pca_call, (inputs, encode, n_decoder) in calls:
+            if name not in args.calls:
+                continue
             seconds, peak = _timed(estimator_call, device, args.repeats)
             pca_seconds, _ = _timed(pca_call, torch.device("cpu"), args.repeats)
             plain, _ = _timed(lambda: _plain_passes(vae, inputs, device, encode, n_decoder),

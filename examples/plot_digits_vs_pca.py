@@ -115,3 +115,13 @@ out = Path("results")
 out.mkdir(exist_ok=True)
 fig.savefig(out / "digits_reconstructions.png", dpi=100, bbox_inches="tight")
 print(f"Saved {out / 'digits_reconstructions.png'}")
+
+# %%
+# The cross-validated score against beta
+# --------------------------------------
+# The grid search above, drawn: one point per beta, with the standard
+# deviation over the folds.
+from sklearn_betavae.plotting import plot_score_vs_beta
+
+plot_score_vs_beta(search, path=out / "digits_score_vs_beta.png")
+print(f"Saved {out / 'digits_score_vs_beta.png'}")
