@@ -83,10 +83,6 @@ class FittedModel:
         mu, logvar = self.module.encoder(x.to(self.dtype))
         return mu.double(), logvar.double()
 
-    def decoder(self, z):
-        """The decoder output, in float64, of float64 codes."""
-        return self.module.decoder(z.to(self.dtype)).double()
-
     def encode(self, X):
         """Posterior means of the rows of X (ValueError where they overflow)."""
         return _finite(self.map_chunks(X, lambda x: self.encoder(x)[0]), "transform", _FAR_ROWS)
