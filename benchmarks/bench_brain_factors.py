@@ -67,6 +67,14 @@ LEVERS = {
     "init=pca + beta=8": {"init": "pca", "beta": 8.0},
     "init=pca + beta=1": {"init": "pca", "beta": 1.0},
     "init=pca + cosine lr": {"init": "pca", "callbacks": [LRScheduler(policy=CosineAnnealingLR, T_max=200)]},
+    # Issue 15: the input weights' learning rate (the default became "auto").
+    "input_lr_scale=auto": {"input_lr_scale": "auto"},
+    "input_lr_scale=1": {"input_lr_scale": 1.0},
+    "input_lr_scale=auto + standardize=global": {"input_lr_scale": "auto", "standardize": "global"},
+    "input_lr_scale=1 + standardize=global": {"input_lr_scale": 1.0, "standardize": "global"},
+    "input_lr_scale=auto + max_iter=100": {"input_lr_scale": "auto", "max_iter": 100},
+    "input_lr_scale=1 + max_iter=100": {"input_lr_scale": 1.0, "max_iter": 100},
+    "input_lr_scale=0.1": {"input_lr_scale": 0.1},
     # Centre each voxel but divide all by one number (the root mean voxel
     # variance), keeping the voxels' relative variances as PCA sees them.
     "global input scale": {"standardize": False},

@@ -23,15 +23,24 @@ from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
 from ._pca_start import pca_start
 from ._persistence import load_estimator, save_estimator
-from ._training import build_net, configure_training, private_rng, seed_state, train
+from ._training import (
+    build_net,
+    configure_training,
+    private_rng,
+    reads_input_separately,
+    seed_state,
+    train,
+)
 from ._validation import (
     check_hidden_layer_sizes,
     check_init,
+    check_input_lr_scale,
     check_module_outputs,
     check_numbers,
     check_standardize,
     check_unit_interval,
     check_validation_split,
+    input_lr_factor,
     resolve_device,
     usable_device_param,
 )
@@ -85,6 +94,21 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Mini-batch size, clipped to the number of training samples.
     learning_rate_init : float, default=1e-3
         Adam's learning rate.
+    input_lr_scale : "auto" or float, default=1.0
+        Factor on ``learning_rate_init`` for the weights of the built-in
+        encoder that read the input (its first hidden layer and its linear
+        path), which have one column per feature; ``1`` gives every weight
+        the same rate. ``"auto"`` is ``min(1, 64 / n_features)``, the
+        maximal-update rule for a layer's fan-in: Adam moves every weight by
+        about the learning rate at each step, so a sample's code moves by
+        about ``lr * sum_i |x_i|``, and the scale keeps that move the size
+        it has on 64 features. Measured (``benchmarks/README.md``): on 5,000
+        rows of 4,000 features it removed the loss spikes of the default
+        rate (6- to 4,000-fold) and ended at 1.02 times PCA's held-out error
+        against 1.16-2.85; on brain populations of 300 subjects (8,656
+        voxels) it recovered the factors less well than ``1``, hence the
+        default. With your own ``encoder`` it must be ``"auto"`` (which then
+        means 1) or 1.
     beta_warmup : float, default=0.25
         Share of ``max_iter`` over which the KL weight ramps linearly up to
         ``beta``: ``beta * k / n`` at epoch k of the n warm-up epochs (KL
@@ -278,6 +302,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "input_lr_scale": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "beta_warmup": [Interval(Real, 0, 1, closed="both")],
         "standardize": [StrOptions({"auto", "global"}), "boolean"],
         "init": [StrOptions({"auto", "pca", "random"})],
@@ -305,6 +330,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         max_iter=200,
         batch_size=128,
         learning_rate_init=1e-3,
+        input_lr_scale=1.0,
         beta_warmup=0.25,
         standardize="auto",
         init="auto",
@@ -328,6 +354,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.input_lr_scale = input_lr_scale
         self.beta_warmup = beta_warmup
         self.standardize = standardize
         self.init = init
@@ -382,6 +409,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = self._training_device()
         standardize = check_standardize(self.standardize, self.default_dist)
+        check_input_lr_scale(self.input_lr_scale, self.encoder)
         architecture = {
             "n_components": self.n_components,
             "hidden_layer_sizes": hidden_layer_sizes,
@@ -651,7 +679,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             decoder=self.decoder,
             warmup_epochs=int(round(self.beta_warmup * self.max_iter)),
             device=device,
-            training=self._training_settings(X.shape[0], split_seed=seed),
+            training=self._training_settings(X.shape[0], X.shape[1], split_seed=seed),
             accelerator=self.accelerator,
         )
         self.device_ = device
@@ -666,8 +694,15 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X = self._validate_X(X)
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X.shape[0])
+        settings = self._training_settings(X.shape[0], X.shape[1], self._split_seed_)
+        if settings["input_lr_scale"] != 1 and not reads_input_separately(self.net_):
+            raise ValueError(
+                "This model was fitted before input_lr_scale existed: its optimizer has one "
+                "learning rate for all weights. Warm-start it with input_lr_scale=1, or set "
+                "warm_start=False to fit a new network."
+            )
         # The first fit's split, so that no validation row is ever trained on.
-        configure_training(self.net_, **self._training_settings(X.shape[0], self._split_seed_))
+        configure_training(self.net_, **settings)
         self._train(X, self._rng_state_)
 
     def _train(self, X, rng_state, pca_seed=None):
@@ -712,12 +747,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     "a new network."
                 )
 
-    def _training_settings(self, n_samples, split_seed):
+    def _training_settings(self, n_samples, n_features, split_seed):
         """What ``configure_training`` needs from the current parameters."""
         return dict(
             beta=self.beta,
             default_dist=self.default_dist,
             lr=self.learning_rate_init,
+            input_lr_scale=input_lr_factor(self.input_lr_scale, n_features, self.encoder),
             max_epochs=self.max_iter,
             batch_size=min(self.batch_size, n_samples),
             validation_fraction=self.validation_fraction if self.early_stopping else None,
@@ -812,6 +848,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        # Pickled before input_lr_scale existed: trained with one learning rate.
+        vars(self).setdefault("input_lr_scale", 1.0)
         if "_architecture_" in state:
             # Pickled before the built-in MLPs had a linear path.
             self._architecture_.setdefault("linear_path", False)

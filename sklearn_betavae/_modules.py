@@ -68,6 +68,15 @@ class MLPEncoder(nn.Module):
         the MLP adds nothing to the linear path."""
         return None if self.linear is None else self.head
 
+    @staticmethod
+    def input_weight_names(hidden_layer_sizes, linear_path=True):
+        """Names (in this module) of the weights that read the input: the
+        first hidden layer's and the linear path's, or ``head``'s without
+        hidden layers. Each has one column per feature."""
+        if not hidden_layer_sizes:
+            return ["head.weight"]
+        return ["body.0.0.weight", *(["linear.weight"] if linear_path else [])]
+
 
 class MLPDecoder(nn.Module):
     """MLP from a latent code to the decoder's mean or success probability.

@@ -309,6 +309,8 @@ def estimator_from_state(cls, path, document, tensors, device=None, encoder=None
 
 def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     params = {name: _untag(value) for name, value in document["params"].items()}
+    # Saved before input_lr_scale existed: trained with one learning rate.
+    params.setdefault("input_lr_scale", 1.0)
     fitted = document["fitted"]
     for name, given in (("encoder", encoder), ("decoder", decoder)):
         saved = params[name]
@@ -347,7 +349,10 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         decoder=decoder,
         warmup_epochs=fitted["warmup_epochs"],
         device=target,
-        training=estimator._training_settings(n_samples=estimator.batch_size, split_seed=None),
+        training=estimator._training_settings(
+            n_samples=estimator.batch_size, n_features=n_features, split_seed=None
+        ),
+        input_groups=any(group.get("reads_input") for group in document["optimizer"]["param_groups"]),
     )
     net.initialize()  # draws from a generator of its own; the weights are overwritten below
     weights = {name[len("module."):]: value for name, value in tensors.items() if name.startswith("module.")}

@@ -16,7 +16,7 @@ from skorch.dataset import ValidSplit
 
 from ._data import RowDataset, SliceLoader
 from ._loss import BetaVAELoss
-from ._modules import VAEModule
+from ._modules import MLPEncoder, VAEModule
 from ._net import BetaVAENet
 from ._validation import check_user_module
 
@@ -37,7 +37,7 @@ def fused_adam(params, **kwargs):
 
 
 def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, device, training,
-              accelerator=None):
+              accelerator=None, input_groups=True):
     """An uninitialised ``BetaVAENet`` for this architecture.
 
     ``architecture`` holds ``n_components``, ``hidden_layer_sizes``,
@@ -46,7 +46,19 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
     the settings that may change between fits of one network (see
     ``configure_training``). With an ``accelerator`` the net is an
     ``AcceleratedBetaVAENet``, which the accelerator places on its device.
+
+    The built-in encoder's input weights get optimizer parameter groups of
+    their own (skorch's ``optimizer__param_groups``, marked
+    ``reads_input``), whose learning rate is ``training["input_lr_scale"]``
+    times the others'; ``input_groups=False`` gives one group for all, as
+    models saved before the scale existed have.
     """
+    groups = []
+    if encoder is None and input_groups:
+        input_lr = training["lr"] * training["input_lr_scale"]
+        names = MLPEncoder.input_weight_names(architecture["hidden_layer_sizes"],
+                                              architecture["linear_path"])
+        groups = [(f"encoder.{name}", {"lr": input_lr, "reads_input": True}) for name in names]
     if accelerator is None:
         net_class, loader, placement = BetaVAENet, SliceLoader, {"device": str(device)}
     else:
@@ -65,6 +77,7 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
         module__decoder=None if decoder is None else check_user_module(decoder, "decoder"),
         criterion=None,
         optimizer=fused_adam,
+        optimizer__param_groups=groups,
         callbacks__kl_warmup__epochs=warmup_epochs,
         dataset=RowDataset,
         iterator_train=loader,
@@ -82,6 +95,7 @@ def configure_training(
     beta,
     default_dist,
     lr,
+    input_lr_scale,
     max_epochs,
     batch_size,
     validation_fraction,
@@ -93,6 +107,7 @@ def configure_training(
 
     Assigned directly rather than through ``set_params``: that would
     re-initialise the optimizer and lose Adam's state on a warm start.
+    ``input_lr_scale`` multiplies ``lr`` in the groups that read the input.
     """
     # skorch accepts criterion__* arguments only for nn.Module criteria.
     net.criterion = partial(BetaVAELoss, beta=beta, default_dist=default_dist)
@@ -109,7 +124,13 @@ def configure_training(
         net.initialize_criterion()
         net.initialize_callbacks()
         for group in net.optimizer_.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * input_lr_scale if group.get("reads_input") else lr
+
+
+def reads_input_separately(net):
+    """Whether an initialised net's optimizer has the input-weight groups
+    (nets saved or pickled before they existed have one group)."""
+    return any(group.get("reads_input") for group in net.optimizer_.param_groups)
 
 
 @contextmanager

@@ -173,6 +173,30 @@ def check_init(init, default_dist, encoder, decoder):
     return init
 
 
+# "auto" keeps Adam's learning rate for inputs up to this width and scales it
+# by width / n_features beyond (benchmarks/README.md, issue 15).
+INPUT_LR_REFERENCE_WIDTH = 64
+
+
+def check_input_lr_scale(input_lr_scale, encoder):
+    """A float ``input_lr_scale`` other than 1 needs the built-in encoder."""
+    if encoder is not None and input_lr_scale not in ("auto", 1):
+        raise ValueError(
+            "input_lr_scale scales the learning rate of the built-in encoder's input "
+            f"weights; with your own encoder it must be 'auto' or 1, got {input_lr_scale!r} "
+            "(one learning rate, learning_rate_init, for all weights)."
+        )
+
+
+def input_lr_factor(input_lr_scale, n_features, encoder):
+    """The factor on ``learning_rate_init`` for the built-in encoder's input
+    weights: ``"auto"`` is ``min(1, 64 / n_features)``, and 1 with your own
+    encoder, whose weights are not known."""
+    if input_lr_scale != "auto":
+        return float(input_lr_scale)
+    return 1.0 if encoder is not None else min(1.0, INPUT_LR_REFERENCE_WIDTH / n_features)
+
+
 def check_validation_split(validation_fraction, n_samples):
     """Early stopping needs at least one sample on each side of the split."""
     n_valid = int(np.ceil(validation_fraction * n_samples))

@@ -285,3 +285,112 @@ def test_an_overflowing_last_step_of_a_warm_start_keeps_the_model(digits):
         vae.fit(digits)
     assert vae.n_iter_ == 3
     np.testing.assert_array_equal(vae.transform(digits), before)
+
+
+# The input weights' learning rate (input_lr_scale) ------------------------------
+
+WIDE = np.random.RandomState(3).normal(size=(60, 256))
+
+
+def _lr_of_each_parameter(net):
+    return {id(param): group["lr"] for group in net.optimizer_.param_groups for param in group["params"]}
+
+
+@pytest.mark.parametrize("hidden_layer_sizes", [(16,), ()])
+@pytest.mark.parametrize("input_lr_scale, factor", [("auto", 64 / 256), (1.0, 1.0), (0.5, 0.5)])
+def test_only_the_weights_that_read_the_input_get_the_scaled_rate(hidden_layer_sizes, input_lr_scale, factor):
+    vae = BetaVAETransformer(**dict(FAST_PARAMS, hidden_layer_sizes=hidden_layer_sizes, max_iter=1),
+                             learning_rate_init=1e-2, input_lr_scale=input_lr_scale).fit(WIDE)
+    lrs = _lr_of_each_parameter(vae.net_)
+    encoder = vae.net_.module_.encoder
+    reading = {id(p) for p in encoder.parameters() if p.ndim == 2 and p.shape[1] == WIDE.shape[1]}
+    assert len(reading) == (2 if hidden_layer_sizes else 1)
+    assert len(lrs) == len(list(vae.net_.module_.parameters()))
+    for name, param in vae.net_.module_.named_parameters():
+        expected = 1e-2 * factor if id(param) in reading else 1e-2
+        assert lrs[id(param)] == pytest.approx(expected), name
+
+
+def test_auto_leaves_narrow_inputs_as_they_were(digits):
+    """64 features: "auto" is a factor of 1, the same fit bit for bit."""
+    auto = BetaVAETransformer(**FAST_PARAMS, input_lr_scale="auto").fit(digits)
+    one = BetaVAETransformer(**FAST_PARAMS, input_lr_scale=1.0).fit(digits)
+    np.testing.assert_array_equal(auto.transform(digits), one.transform(digits))
+
+
+def test_a_smaller_input_rate_moves_the_input_weights_less():
+    def input_weight_change(scale):
+        vae = BetaVAETransformer(**dict(FAST_PARAMS, max_iter=1), init="random", warm_start=True,
+                                 input_lr_scale=scale).fit(WIDE)
+        before = vae.net_.module_.encoder.body[0][0].weight.detach().clone()
+        vae.set_params(max_iter=2).fit(WIDE)
+        return (vae.net_.module_.encoder.body[0][0].weight.detach() - before).abs().max().item()
+
+    # Adam's steps are about lr each: the largest change follows the scale.
+    assert input_weight_change(0.01) < 0.05 * input_weight_change(1.0)
+
+
+def test_warm_start_applies_a_new_input_scale():
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(WIDE)
+    vae.set_params(warm_start=True, input_lr_scale=0.5, learning_rate_init=1e-2, max_iter=1).fit(WIDE)
+    assert sorted(group["lr"] for group in vae.net_.optimizer_.param_groups) == pytest.approx(
+        [5e-3, 5e-3, 1e-2])
+
+
+def test_a_scale_other_than_one_with_your_own_encoder_is_an_error_that_keeps_the_fit():
+    from tests.conftest import LinearEncoder
+
+    vae = BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(256, 3),
+                             input_lr_scale="auto").fit(WIDE)
+    assert len(vae.net_.optimizer_.param_groups) == 1  # one rate for all
+    Z = vae.transform(WIDE)
+    with pytest.raises(ValueError, match="with your own encoder it must be 'auto' or 1"):
+        vae.set_params(input_lr_scale=0.5).fit(WIDE)
+    np.testing.assert_array_equal(vae.transform(WIDE), Z)
+
+
+def _fitted_before_the_scale_existed(monkeypatch):
+    """A net with one optimizer group, as every net had before input_lr_scale."""
+    from sklearn_betavae._modules import MLPEncoder
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MLPEncoder, "input_weight_names", staticmethod(lambda *args: []))
+        vae = BetaVAETransformer(**FAST_PARAMS, input_lr_scale=1.0).fit(WIDE)
+    assert len(vae.net_.optimizer_.param_groups) == 1
+    return vae
+
+
+def test_old_pickles_keep_one_learning_rate_and_warm_start(monkeypatch):
+    import pickle
+
+    old = _fitted_before_the_scale_existed(monkeypatch)
+    del old.input_lr_scale
+    vae = pickle.loads(pickle.dumps(old))
+    assert vae.get_params()["input_lr_scale"] == 1.0
+    vae.set_params(warm_start=True, max_iter=1).fit(WIDE)
+    assert vae.n_iter_ == 4
+    with pytest.raises(ValueError, match="fitted before input_lr_scale existed"):
+        vae.set_params(input_lr_scale="auto").fit(WIDE)
+    assert vae.n_iter_ == 4
+
+
+def test_old_model_files_load_with_one_learning_rate(monkeypatch, tmp_path):
+    from sklearn_betavae._persistence import read_model_file, write_model_file
+
+    _fitted_before_the_scale_existed(monkeypatch).save(tmp_path / "new.safetensors")
+    document, tensors = read_model_file(tmp_path / "new.safetensors")
+    del document["params"]["input_lr_scale"]
+    write_model_file(tmp_path / "old.safetensors", document, tensors)
+    loaded = BetaVAETransformer.load(tmp_path / "old.safetensors")
+    assert loaded.input_lr_scale == 1.0 and len(loaded.net_.optimizer_.param_groups) == 1
+    loaded.set_params(warm_start=True, max_iter=1).fit(WIDE)
+    assert loaded.n_iter_ == 4
+
+
+def test_saved_models_keep_their_input_groups(tmp_path):
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(WIDE)
+    vae.save(tmp_path / "m.safetensors")
+    loaded = BetaVAETransformer.load(tmp_path / "m.safetensors")
+    assert [g["lr"] for g in loaded.net_.optimizer_.param_groups] == [
+        g["lr"] for g in vae.net_.optimizer_.param_groups]
+    assert sum(bool(g.get("reads_input")) for g in loaded.net_.optimizer_.param_groups) == 2
