@@ -75,6 +75,7 @@ LEVERS = {
     "input_lr_scale=auto + max_iter=100": {"input_lr_scale": "auto", "max_iter": 100},
     "input_lr_scale=1 + max_iter=100": {"input_lr_scale": 1.0, "max_iter": 100},
     "input_lr_scale=0.1": {"input_lr_scale": 0.1},
+    "early_stopping=True": {"early_stopping": True},
     # Centre each voxel but divide all by one number (the root mean voxel
     # variance), keeping the voxels' relative variances as PCA sees them.
     "global input scale": {"standardize": False},

@@ -75,6 +75,9 @@ def main():
     parser.add_argument("--dci-estimators", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64,
                         help="64 as Higgins et al. and disentanglement_lib (the estimator's default is 128)")
+    parser.add_argument("--input-lr-scale", default="auto", type=lambda v: v if v == "auto" else float(v),
+                        help='the estimator\'s input_lr_scale ("auto", its default, or a number; '
+                             'the table of 2026-12-02 predates it and had 1)')
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="the methods to fit (all by default)")
     parser.add_argument("--figure", default=None,
@@ -129,7 +132,7 @@ METHODS = ("beta-VAE", "VAE", "PCA", "FastICA", "random encoder")
 
 def _models(args, seed):
     common = dict(default_dist="bernoulli", device=args.device, n_components=args.n_components,
-                  batch_size=args.batch_size,
+                  batch_size=args.batch_size, input_lr_scale=args.input_lr_scale,
                   hidden_layer_sizes=tuple(args.hidden), random_state=seed)
     return {
         "beta-VAE": BetaVAETransformer(beta=4.0, max_iter=args.epochs, **common),

@@ -10,9 +10,8 @@ default ``BetaVAETransformer`` (PCA start, lr 1e-3) for ``--epochs`` epochs,
 against the same with ``learning_rate_init=1e-4`` and with the learning
 rate of the weights that read the input (the MLP's first layer and the
 linear path, both n_features wide) multiplied by ``ref / n_features`` (the
-maximal-update rule for Adam on a layer's fan-in; ``ref`` 64 or 256), set by
-a callback that rebuilds Adam with two parameter groups when training
-begins (after the PCA start). Prints, per lever and seed, the held-out MSE
+maximal-update rule for Adam on a layer's fan-in; ``ref`` 64, which is
+``input_lr_scale="auto"``, or 256). Prints, per lever and seed, the held-out MSE
 (PCA's beside it), the training loss at the first epoch, its minimum, its
 last value and its largest value after the first epoch (a spike shows as a
 maximum far above the minimum).
@@ -24,23 +23,8 @@ import time
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
-from skorch.callbacks import Callback
 
 from sklearn_betavae import BetaVAETransformer
-from sklearn_betavae._training import fused_adam
-
-
-class InputLayerLr(Callback):
-    """Adam's lr times ``ref / n_features`` for the weights that read the input."""
-
-    def __init__(self, ref, n_features):
-        self.ref, self.n_features = ref, n_features
-
-    def on_train_begin(self, net, **kwargs):
-        wide = [p for p in net.module_.parameters() if p.ndim == 2 and p.shape[1] == self.n_features]
-        rest = [p for p in net.module_.parameters() if all(p is not w for w in wide)]
-        scaled = net.lr * min(1.0, self.ref / self.n_features)
-        net.optimizer_ = fused_adam([{"params": wide, "lr": scaled}, {"params": rest}], lr=net.lr)
 
 
 def main():
@@ -65,8 +49,8 @@ def main():
         levers = {
             "default (lr 1e-3)": {},
             "lr 1e-4": dict(learning_rate_init=1e-4),
-            "input lr x 64 / n_features": dict(callbacks=[InputLayerLr(64, p)]),
-            "input lr x 256 / n_features": dict(callbacks=[InputLayerLr(256, p)]),
+            "input lr x 64 / n_features": dict(input_lr_scale="auto"),
+            "input lr x 256 / n_features": dict(input_lr_scale=min(1.0, 256 / p)),
         }
         for name, lever in levers.items():
             params = dict(device="cpu", n_components=10, max_iter=args.epochs, random_state=seed, **lever)
