@@ -6,7 +6,8 @@ Usage:
 
 Rank-10 data plus unit noise (``--n-train`` + 1,000 rows of ``--features``
 float32 columns, as ``bench_training.py``'s ``lowrank`` set), fitted with the
-default ``BetaVAETransformer`` (PCA start, lr 1e-3) for ``--epochs`` epochs,
+``BetaVAETransformer`` with one learning rate for all weights
+(``input_lr_scale=1``: PCA start, lr 1e-3) for ``--epochs`` epochs,
 against the same with ``learning_rate_init=1e-4`` and with the learning
 rate of the weights that read the input (the MLP's first layer and the
 linear path, both n_features wide) multiplied by ``ref / n_features`` (the
@@ -47,9 +48,9 @@ def main():
         pca = PCA(10).fit(X_train)
         pca_mse = np.mean((pca.inverse_transform(pca.transform(X_test)) - X_test) ** 2)
         levers = {
-            "default (lr 1e-3)": {},
-            "lr 1e-4": dict(learning_rate_init=1e-4),
-            "input lr x 64 / n_features": dict(input_lr_scale="auto"),
+            "one rate, lr 1e-3 (input_lr_scale=1)": dict(input_lr_scale=1.0),
+            "one rate, lr 1e-4": dict(learning_rate_init=1e-4, input_lr_scale=1.0),
+            "input lr x 64 / n_features (the default, auto)": {},
             "input lr x 256 / n_features": dict(input_lr_scale=min(1.0, 256 / p)),
         }
         for name, lever in levers.items():
