@@ -698,7 +698,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X.shape[0])
         settings = self._training_settings(X.shape[0], X.shape[1], self._split_seed_)
-        if settings["input_lr_scale"] != 1 and not reads_input_separately(self.net_):
+        if settings["input_lr_scale"] != 1 and not reads_input_separately(self.net_.optimizer_.param_groups):
             raise ValueError(
                 "This model was fitted before input_lr_scale existed: its optimizer has one "
                 "learning rate for all weights. Warm-start it with input_lr_scale=1, or set "

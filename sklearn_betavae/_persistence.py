@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from skorch.history import History
 
-from ._training import build_net
+from ._training import build_net, reads_input_separately
 from ._validation import (
     check_module_outputs,
     resolve_device,
@@ -352,7 +352,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         training=estimator._training_settings(
             n_samples=estimator.batch_size, n_features=n_features, split_seed=None
         ),
-        input_groups=any(group.get("reads_input") for group in document["optimizer"]["param_groups"]),
+        input_groups=reads_input_separately(document["optimizer"]["param_groups"]),
     )
     net.initialize()  # draws from a generator of its own; the weights are overwritten below
     weights = {name[len("module."):]: value for name, value in tensors.items() if name.startswith("module.")}

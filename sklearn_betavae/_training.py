@@ -127,10 +127,11 @@ def configure_training(
             group["lr"] = lr * input_lr_scale if group.get("reads_input") else lr
 
 
-def reads_input_separately(net):
-    """Whether an initialised net's optimizer has the input-weight groups
-    (nets saved or pickled before they existed have one group)."""
-    return any(group.get("reads_input") for group in net.optimizer_.param_groups)
+def reads_input_separately(param_groups):
+    """Whether an optimizer's ``param_groups`` (of a live optimizer or a
+    saved ``state_dict``) have the input-weight groups (optimizers saved or
+    pickled before they existed have one group)."""
+    return any(group.get("reads_input") for group in param_groups)
 
 
 @contextmanager
