@@ -93,7 +93,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     batch_size : int, default=128
         Mini-batch size, clipped to the number of training samples.
     learning_rate_init : float, default=1e-3
-        Adam's learning rate.
+        Adam's learning rate (for the built-in encoder's input weights,
+        times ``input_lr_scale``).
     input_lr_scale : "auto" or float, default="auto"
         Factor on ``learning_rate_init`` for the weights of the built-in
         encoder that read the input (its first hidden layer and its linear
