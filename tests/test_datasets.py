@@ -100,28 +100,39 @@ def test_linear_methods_behave_as_reported():
 @needs_nilearn
 @pytest.mark.slow
 def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
-    """What held in every run of ``benchmarks/bench_brain_factors.py`` for
-    issue 15 (populations 0-3, 300 + 100 subjects, k=6; one of them, seed 2,
-    checked here). With the PCA start (the default ``init``) the beta-VAE
-    finds the global scale (|rho| 1.00 seen) and the focal atrophies of
-    amplitude populations (mean 0.92-0.97, behind PCA's 0.985-0.995 by
-    0.03-0.07; from a random start 0.42-0.47). With ``standardize="global"``
-    it comes within 0.01 of PCA on amplitude factors (0.978-0.990). (The
-    lesion's position, 0.79-0.85 in the benchmark, is left to it: one more
-    fit of this size costs the suite half a minute.)"""
-    population = make_brain_population(400, kind="amplitude", random_state=2)
-    X = _masked(population)
+    """What held on every fit of ``benchmarks/bench_brain_factors.py --seeds 0 1 2 3 4
+    --model-seeds 3`` (issue 15: 5 populations of each kind, 3 model seeds
+    each, 300 + 100 subjects, k=6, one torch thread; population 2 and model
+    seed 2 checked here, with the suite's threads).
+
+    With the defaults the beta-VAE finds the global scale (|rho| 1.00 on all
+    15 amplitude fits) and its mean best match is 0.030-0.073 behind PCA's.
+    With ``standardize="global"``, the guide's setting for brain images, it
+    is within 0.007 of PCA's on amplitude populations (the issue's target is
+    0.02), and FastICA on its codes is ahead of PCA on overlapping regions by
+    0.122-0.271 (15 of 15). (The lesion's position is left out: it was ahead
+    of PCA on 10 of 15 fits, not all, and one more fit of this size costs the
+    suite half a minute.)"""
     scores = {}
-    for name, model in [
-        ("PCA", PCA(6, random_state=2)),
-        ("beta-VAE", BetaVAETransformer(n_components=6, device="cpu", random_state=2)),
-        ("global", BetaVAETransformer(n_components=6, device="cpu", standardize="global", random_state=2)),
-    ]:
-        scores[name] = best_match_scores(model.fit(X[:300]).transform(X[300:]), population.factors[300:])
-    assert scores["beta-VAE"][0] > 0.95  # global scale
-    assert scores["beta-VAE"].mean() > 0.85
-    assert scores["beta-VAE"].mean() > scores["PCA"].mean() - 0.1
-    assert scores["global"].mean() > scores["PCA"].mean() - 0.03
+    for kind in ("amplitude", "overlapping"):
+        population = make_brain_population(400, kind=kind, random_state=2)
+        X = _masked(population)
+        X_train, X_test, factors = X[:300], X[300:], population.factors[300:]
+        pca = PCA(6, random_state=2).fit(X_train)
+        scores[kind, "PCA"] = best_match_scores(pca.transform(X_test), factors)
+        vae = BetaVAETransformer(n_components=6, device="cpu", standardize="global", random_state=2)
+        vae.fit(X_train)
+        scores[kind, "global"] = best_match_scores(vae.transform(X_test), factors)
+        ica = FastICA(6, whiten="unit-variance", max_iter=2000, random_state=2).fit(vae.transform(X_train))
+        scores[kind, "global + FastICA"] = best_match_scores(ica.transform(vae.transform(X_test)), factors)
+        if kind == "amplitude":
+            default = BetaVAETransformer(n_components=6, device="cpu", random_state=2).fit(X_train)
+            scores[kind, "defaults"] = best_match_scores(default.transform(X_test), factors)
+    assert scores["amplitude", "defaults"][0] > 0.95  # global scale
+    assert scores["amplitude", "defaults"].mean() > scores["amplitude", "PCA"].mean() - 0.1
+    assert scores["amplitude", "global"].mean() > scores["amplitude", "PCA"].mean() - 0.02, scores
+    overlapping_pca = scores["overlapping", "PCA"].mean()
+    assert scores["overlapping", "global + FastICA"].mean() > overlapping_pca + 0.05, scores
 
 
 def test_pipeline_gives_back_images_and_traversals():
