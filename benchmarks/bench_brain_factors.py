@@ -75,6 +75,8 @@ LEVERS = {
     "input_lr_scale=1 + standardize=global": {"input_lr_scale": 1.0, "standardize": "global"},
     "input_lr_scale=auto + max_iter=100": {"input_lr_scale": "auto", "max_iter": 100},
     "input_lr_scale=1 + max_iter=100": {"input_lr_scale": 1.0, "max_iter": 100},
+    "input_lr_scale=auto + standardize=global + max_iter=100": {
+        "input_lr_scale": "auto", "standardize": "global", "max_iter": 100},
     "input_lr_scale=0.1": {"input_lr_scale": 0.1},
     "early_stopping=True": {"early_stopping": True},
     # Centre each voxel but divide all by one number (the root mean voxel
