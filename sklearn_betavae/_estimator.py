@@ -97,8 +97,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         default batch size give 3 steps and 600 in all. Measured
         (``benchmarks/README.md``): on digits 400 epochs lowered the held-out
         error on every seed and 100 raised it; on brain populations of 300
-        subjects 100 epochs were as good as 200, and at 3,000 subjects 200
-        reach PCA's held-out error.
+        subjects 100 epochs were as good as 200, and at 3,000 subjects 100 and
+        200 both came within 1% of PCA's held-out error.
     batch_size : int, default=128
         Mini-batch size, clipped to the number of training samples.
     learning_rate_init : float, default=1e-3

@@ -106,12 +106,13 @@ def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
     seed 2 checked here, with the suite's threads).
 
     With the defaults the beta-VAE finds the global scale (|rho| 1.00 on all
-    15 amplitude fits) and its mean best match is 0.030-0.073 behind PCA's.
+    15 amplitude fits) and its mean best match is 0.915-0.965, 0.030-0.073
+    behind PCA's.
     With ``standardize="global"``, the guide's setting for brain images, it
     is within 0.007 of PCA's on amplitude populations (the issue's target is
     0.02), and FastICA on its codes is ahead of PCA on overlapping regions by
     0.122-0.271 (15 of 15). (The lesion's position is left out: it was ahead
-    of PCA on 10 of 15 fits, not all, and one more fit of this size costs the
+    of PCA on 11 of 15 fits, not all, and one more fit of this size costs the
     suite half a minute.)"""
     scores = {}
     for kind in ("amplitude", "overlapping"):
@@ -121,14 +122,16 @@ def test_beta_vae_factor_recovery_stands_where_the_benchmark_found_it():
         pca = PCA(6, random_state=2).fit(X_train)
         scores[kind, "PCA"] = best_match_scores(pca.transform(X_test), factors)
         vae = BetaVAETransformer(n_components=6, device="cpu", standardize="global", random_state=2)
-        vae.fit(X_train)
-        scores[kind, "global"] = best_match_scores(vae.transform(X_test), factors)
-        ica = FastICA(6, whiten="unit-variance", max_iter=2000, random_state=2).fit(vae.transform(X_train))
-        scores[kind, "global + FastICA"] = best_match_scores(ica.transform(vae.transform(X_test)), factors)
+        codes_train = vae.fit_transform(X_train)
+        codes_test = vae.transform(X_test)
+        scores[kind, "global"] = best_match_scores(codes_test, factors)
+        ica = FastICA(6, whiten="unit-variance", max_iter=2000, random_state=2).fit(codes_train)
+        scores[kind, "global + FastICA"] = best_match_scores(ica.transform(codes_test), factors)
         if kind == "amplitude":
             default = BetaVAETransformer(n_components=6, device="cpu", random_state=2).fit(X_train)
             scores[kind, "defaults"] = best_match_scores(default.transform(X_test), factors)
     assert scores["amplitude", "defaults"][0] > 0.95  # global scale
+    assert scores["amplitude", "defaults"].mean() > 0.85
     assert scores["amplitude", "defaults"].mean() > scores["amplitude", "PCA"].mean() - 0.1
     assert scores["amplitude", "global"].mean() > scores["amplitude", "PCA"].mean() - 0.02, scores
     overlapping_pca = scores["overlapping", "PCA"].mean()
