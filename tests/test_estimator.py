@@ -224,6 +224,32 @@ def test_global_standardisation_keeps_relative_variances(digits, tmp_path):
         BetaVAETransformer(**FAST_PARAMS, default_dist="bernoulli", standardize="global").fit(digits / 16)
 
 
+def test_auto_standardisation_is_global_for_images_and_per_feature_for_tables():
+    rng = np.random.default_rng(0)
+    spreads = np.linspace(0.5, 3.0, 1000)
+    images = rng.normal(size=(30, 1000)) * spreads
+    wide = BetaVAETransformer(**FAST_PARAMS).fit(images)
+    np.testing.assert_allclose(wide.scale_, np.sqrt(np.mean(images.var(axis=0))))
+    # The same fit as asking for it, bit for bit.
+    explicit = BetaVAETransformer(**FAST_PARAMS, standardize="global").fit(images)
+    np.testing.assert_array_equal(wide.transform(images), explicit.transform(images))
+    narrow = BetaVAETransformer(**FAST_PARAMS).fit(images[:, :999])
+    np.testing.assert_allclose(narrow.scale_, images[:, :999].std(axis=0))
+    assert wide.standardize == narrow.standardize == "auto"
+
+
+def test_warm_start_with_auto_standardisation_keeps_the_fitted_scaling():
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(30, 1000)) * np.linspace(0.5, 3.0, 1000)
+    # As a model fitted when "auto" meant per-feature scaling at any width.
+    vae = BetaVAETransformer(**FAST_PARAMS, standardize=True).fit(images)
+    scale = vae.scale_.copy()
+    vae.set_params(standardize="auto", warm_start=True).fit(images)
+    np.testing.assert_array_equal(vae.scale_, scale)
+    with pytest.raises(ValueError, match="standardize must stay True"):
+        vae.set_params(standardize="global").fit(images)
+
+
 def test_constant_features_are_handled(random_data):
     X = random_data.copy()
     X[:, 2] = 5.0
