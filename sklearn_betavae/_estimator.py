@@ -143,7 +143,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         bernoulli is an error); for the normal and laplace decoders it means
         ``"global"`` from 1,000 features on and True below. The rule is on
         the number of features only, so every split of a search makes the
-        same choice; the fitted choice is kept by ``warm_start``. Why: on
+        same choice; ``warm_start`` also continues a model fitted when "auto"
+        meant per-feature scaling at any width. Why: on
         simulated brain populations of 300 subjects and 8,656 voxels (5
         populations, 3 seeds each; ``benchmarks/README.md``) the global
         scale recovered focal amplitude factors within 0.007 of PCA's best
@@ -441,9 +442,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if self.warm_start and hasattr(self, "net_"):
             # Models fitted before the built-in MLPs had a linear path keep none.
             architecture["linear_path"] = self._architecture_["linear_path"]
-            if standardize == "auto":
-                # The fitted model's choice, whichever rule made it then.
-                architecture["standardize"] = self._architecture_["standardize"]
+            if standardize == "auto" and self._architecture_["standardize"] is True:
+                # Per-feature scaling is what "auto" meant at any width before
+                # it meant "global" on wide data; such models keep training.
+                architecture["standardize"] = True
+            else:
+                architecture["standardize"] = resolve_standardize(standardize, self.n_features_in_)
             self._check_same_architecture(architecture)
             accelerated = getattr(self, "_accelerated_", False)
             if (self.accelerator is not None) != accelerated:

@@ -248,6 +248,10 @@ def test_warm_start_with_auto_standardisation_keeps_the_fitted_scaling():
     np.testing.assert_array_equal(vae.scale_, scale)
     with pytest.raises(ValueError, match="standardize must stay True"):
         vae.set_params(standardize="global").fit(images)
+    # Any other fitted choice must be what "auto" means now.
+    unscaled = BetaVAETransformer(**FAST_PARAMS, standardize=False).fit(images)
+    with pytest.raises(ValueError, match="standardize must stay False; got 'global'"):
+        unscaled.set_params(standardize="auto", warm_start=True).fit(images)
 
 
 def test_constant_features_are_handled(random_data):
