@@ -415,7 +415,15 @@ def beta_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_si
     converges on unscaled codes; ``disentanglement_lib``'s scikit-learn of
     the time defaulted to one-vs-rest liblinear. A code whose
     latents each follow one factor scores near 1; one that ignores the
-    factors, about one over the number of factors (chance).
+    factors, about one over the number of factors (chance). So does, near
+    1, a code that leaves one factor out (Kim and Mnih, 2018): the
+    classifier names that factor by its pairs differing in every latent.
+    ``factor_vae_score`` does not have this flaw. And the score is not
+    monotone in how aligned a code is: on the sprites' grid, a random
+    rotation of the true factors (every factor coded, none by one latent)
+    scores 80-91% with 2,000 training votes, scale and orientation and the
+    two positions mixed in pairs by 45 degrees only 70%
+    (``benchmarks/bench_metric_calibration.py``).
 
     Parameters
     ----------

@@ -376,6 +376,18 @@ def test_sampled_scores_on_known_codes(score):
     assert again == values["rotated"]
 
 
+def test_a_code_missing_a_factor_fools_the_beta_vae_score_not_the_factor_vae_score():
+    # Kim and Mnih (2018), section 4: with one factor uncoded, the beta-VAE
+    # score's classifier still names it (the one whose pairs differ in every
+    # latent), so it scores perfectly; the FactorVAE score's majority vote
+    # cannot, and loses that factor's share of the votes.
+    missing_third = _Encoder(lambda X: np.column_stack([X[:, :2], np.zeros(len(X))]))
+    toy = _Toy()
+    assert beta_vae_score(missing_third, toy, **SAMPLED) > 0.99
+    factor = factor_vae_score(missing_third, toy, **SAMPLED, n_variance_estimate=1000)
+    assert 0.55 < factor < 0.8  # about 2 / 3: the uncoded factor's votes are lost
+
+
 def test_factor_vae_score_normalises_and_drops_collapsed_latents():
     toy = _Toy()
     small = dict(n_train=200, n_eval=200, batch_size=16, n_variance_estimate=500, random_state=0)
