@@ -377,7 +377,7 @@ def test_sampled_scores_on_known_codes(score):
 
 
 def test_a_code_missing_a_factor_fools_the_beta_vae_score_not_the_factor_vae_score():
-    # Kim and Mnih (2018), section 4: with one factor uncoded, the beta-VAE
+    # Kim and Mnih (2018): with one factor uncoded, the beta-VAE
     # score's classifier still names it (the one whose pairs differ in every
     # latent), so it scores perfectly; the FactorVAE score's majority vote
     # cannot, and loses that factor's share of the votes.
