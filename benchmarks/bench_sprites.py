@@ -101,8 +101,7 @@ def main():
           f"{args.n_test} held-out, {args.epochs} epochs of batch {args.batch_size}, "
           f"{args.n_components} components, hidden {tuple(args.hidden)}, beta-VAE beta {args.beta:g}, "
           f"beta_warmup {args.beta_warmup:g}, input_lr_scale {args.input_lr_scale}")
-    more = ("" if args.more_votes is None else
-            f" beta-VAE score % at {args.more_votes} votes | FactorVAE score % at {args.more_votes} votes |")
+    more = _more_votes_columns(args.more_votes)
     print("| method | seed | beta-VAE score % (published) | FactorVAE score % | MIG | DCI D "
           "| held-out rec. (SSE / image) | fit s |" + more)
     print("|---|---|---|---|---|---|---|---|" + "---|" * (2 * bool(more)))
@@ -161,13 +160,7 @@ def _models(args, seed):
 
 
 def _report(args, name, seed, model, sprites, X_test, seconds):
-    beta, factor = _sampled_scores(args, args.n_votes, model, sprites, seed)
-    rng = np.random.RandomState(seed)
-    classes = rng.randint(sprites.factor_sizes, size=(args.n_codes, len(sprites.factor_sizes)))
-    codes = model.transform(sprites.render(classes))
-    mig = mutual_information_gap(codes, classes, discretize_factors=False)
-    trees = GradientBoostingClassifier(n_estimators=args.dci_estimators, random_state=seed)
-    disentanglement = dci(codes, classes, model=trees, random_state=seed).disentanglement
+    beta, factor, mig, disentanglement, _, _ = disentanglement_scores(args, model, sprites, seed)
     reconstruction = model.inverse_transform(model.transform(X_test))
     sse = float(np.mean(np.sum((reconstruction - X_test) ** 2, axis=1)))
     more = () if args.more_votes is None else _sampled_scores(args, args.more_votes, model, sprites, seed)
@@ -177,6 +170,20 @@ def _report(args, name, seed, model, sprites, X_test, seconds):
     return (100 * beta, 100 * factor, mig, disentanglement, sse) + tuple(100 * score for score in more)
 
 
+def disentanglement_scores(args, model, dataset, seed):
+    """The beta-VAE score, FactorVAE score, MIG and DCI disentanglement of ``model``
+    on ``dataset`` (``--n-votes``, ``--n-codes`` and ``--dci-estimators`` of
+    ``args``), and the codes and factor classes that MIG and DCI scored."""
+    beta, factor = _sampled_scores(args, args.n_votes, model, dataset, seed)
+    rng = np.random.RandomState(seed)
+    classes = rng.randint(dataset.factor_sizes, size=(args.n_codes, len(dataset.factor_sizes)))
+    codes = model.transform(dataset.render(classes))
+    mig = mutual_information_gap(codes, classes, discretize_factors=False)
+    trees = GradientBoostingClassifier(n_estimators=args.dci_estimators, random_state=seed)
+    disentanglement = dci(codes, classes, model=trees, random_state=seed).disentanglement
+    return beta, factor, mig, disentanglement, codes, classes
+
+
 def _sampled_scores(args, n_votes, model, sprites, seed):
     """The beta-VAE and FactorVAE scores on ``n_votes`` training votes and half as many for evaluation."""
     votes = dict(n_train=n_votes, n_eval=max(1, n_votes // 2), random_state=seed)
@@ -184,9 +191,14 @@ def _sampled_scores(args, n_votes, model, sprites, seed):
             factor_vae_score(model, sprites, n_variance_estimate=args.n_codes, **votes))
 
 
+def _more_votes_columns(more_votes):
+    """The headers of ``--more-votes``' two extra columns ("" without it)."""
+    return ("" if more_votes is None else
+            f" beta-VAE score % at {more_votes} votes | FactorVAE score % at {more_votes} votes |")
+
+
 def _print_means(rows, n_seeds, more_votes):
-    more = ("" if more_votes is None else
-            f" beta-VAE score % at {more_votes} | FactorVAE score % at {more_votes} |")
+    more = _more_votes_columns(more_votes)
     print(f"\nmean (standard deviation) over {n_seeds} seeds")
     print("| method | beta-VAE score % (published) | FactorVAE score % | MIG | DCI D "
           "| held-out rec. |" + more)
