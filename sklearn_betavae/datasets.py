@@ -1,10 +1,13 @@
-"""Simulated data with known factors: dSprites-like sprites and brain populations.
+"""Data sets: simulated data with known factors, and real activation maps.
 
-``make_sprites`` needs only the core dependencies. ``make_brain_population``
-needs the ``neuro`` extra (nilearn), imported when it is called:
-``import sklearn_betavae.datasets`` itself needs only the core dependencies.
-Nothing is downloaded: the sprites are drawn procedurally and the anatomy is
-nilearn's bundled MNI152 grey-matter template.
+``make_sprites`` (dSprites-like sprites) needs only the core dependencies.
+``make_brain_population`` (simulated brain populations) and
+``load_nback_flanker`` (717 real activation maps from published n-back and
+flanker studies) need the ``neuro`` extra (nilearn), imported when they are
+called: ``import sklearn_betavae.datasets`` itself needs only the core
+dependencies. Nothing is downloaded: the sprites are drawn procedurally, the
+anatomy is nilearn's bundled MNI152 grey-matter template, and the real maps
+are computed from peak coordinates that ship with the package.
 """
 
 from numbers import Integral, Real
@@ -14,7 +17,9 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array
 
-__all__ = ["make_brain_population", "make_sprites"]
+from ._real_maps import load_nback_flanker
+
+__all__ = ["load_nback_flanker", "make_brain_population", "make_sprites"]
 
 # Fixed regions, in MNI millimetres, chosen where the 6 mm grey-matter mask
 # has 16-21 voxels within 10 mm.
