@@ -34,6 +34,7 @@ import ast
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +44,19 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from skorch.callbacks import Callback
 
 from sklearn_betavae import BetaVAETransformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_real_maps import NonlinearDecay  # noqa: E402
+
+
+class StartDecay(NonlinearDecay):
+    """Decoupled weight decay toward the weights the fit started from (the
+    PCA start) of every weight, the linear path included: a Gaussian prior
+    centred on probabilistic PCA."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.params_ = [(p, p.detach().clone()) for p in net.module_.parameters()]
+
 
 CHECKPOINTS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300, 400)
 
@@ -124,6 +138,12 @@ def main():
     parser.add_argument(
         "--params", nargs="*", default=[], help="estimator parameters besides the defaults, KEY=VALUE"
     )
+    parser.add_argument(
+        "--decay",
+        default=None,
+        help="PART:RATE:TOWARD, decoupled weight decay after every step (as AdamW), PART "
+        "nonlinear (the MLP path) or all, TOWARD zero or start; e.g. all:10:start",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -139,7 +159,7 @@ def main():
     emit(f"bench_training_budget: {' '.join(sys.argv[1:])}")
     emit(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), cpu; "
-        f"estimator defaults plus {params}"
+        f"estimator defaults plus {params}" + (f", decay {args.decay}" if args.decay else "")
     )
     emit("R2 test - PCA's R2 test after each epoch (train R2 after the last checkpoint)")
     epochs = [e for e in CHECKPOINTS if e <= params["max_iter"]]
@@ -159,7 +179,12 @@ def main():
         pca_test, pca_train = r2(pca, X_test, mean), r2(pca, X_train, mean)
         vae = BetaVAETransformer(n_components=k, device="cpu", random_state=int(seed), **params)
         curve = R2Curve(vae, X_train, X_test, params["max_iter"])
-        vae.set_params(callbacks=[*(vae.callbacks or []), curve])
+        extra = [curve]
+        if args.decay:
+            part, rate, toward = args.decay.split(":")
+            decay = StartDecay(float(rate)) if part == "all" else NonlinearDecay(float(rate), toward)
+            extra.insert(0, decay)
+        vae.set_params(callbacks=[*(vae.callbacks or []), *extra])
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
