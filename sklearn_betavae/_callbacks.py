@@ -158,15 +158,23 @@ class LastFiniteState(Callback):
 
 def all_finite(weights, optimizer):
     """Whether every floating-point tensor of a module's and an optimizer's
-    ``state_dict`` is finite."""
-    tensors = [value for value in weights.values() if value.is_floating_point()]
-    tensors += [value for state in optimizer["state"].values() for value in state.values()
-                if isinstance(value, torch.Tensor) and value.is_floating_point()]
-    # One fused reduction instead of a check per tensor: the max-norm is
-    # finite exactly when every entry is (and, unlike the L2 norm, cannot
-    # overflow on finite entries).
-    return not tensors or bool(
-        torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all()
+    ``state_dict`` is finite, on whatever devices they are."""
+    by_device = {}
+    for value in [
+        *weights.values(),
+        *(value for state in optimizer["state"].values() for value in state.values()),
+    ]:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            by_device.setdefault(value.device, []).append(value)
+    # One fused reduction per device instead of a check per tensor: the
+    # max-norm is finite exactly when every entry is (and, unlike the L2 norm,
+    # cannot overflow on finite entries). Per device, because an optimizer's
+    # state need not be where the weights are (Adam without fused=True keeps
+    # its step counts on the CPU next to CUDA weights) and one reduction
+    # cannot span two devices.
+    return all(
+        bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all())
+        for tensors in by_device.values()
     )
 
 

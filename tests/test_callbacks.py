@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import Callback, EarlyStopping
 
 from sklearn_betavae import BetaVAELoss
-from sklearn_betavae._callbacks import DIVERGED_RATIO, KLWarmup, LastFiniteState
+from sklearn_betavae._callbacks import DIVERGED_RATIO, KLWarmup, LastFiniteState, all_finite
 from sklearn_betavae._modules import VAEModule
 from sklearn_betavae._net import BetaVAENet
 from sklearn_betavae._training import train
@@ -190,3 +190,38 @@ def test_the_callbacks_pickle_without_run_state(X):
     assert isinstance(dict(copy.callbacks_)["kl_warmup"], KLWarmup)
     assert dict(copy.callbacks_)["kl_warmup"].epochs == 2
     assert copy.last_finite_state().kept_ is None
+
+
+def second_device():
+    """A device other than the CPU that a machine without a GPU has: torch's
+    lazy tensors, which its TorchScript backend computes on the CPU."""
+    try:
+        torch.empty(0, device="lazy")
+    except (NotImplementedError, RuntimeError):  # the backend is not initialised yet
+        try:
+            from torch._lazy import ts_backend
+
+            ts_backend.init()
+        except (ImportError, RuntimeError) as error:
+            pytest.skip(f"torch's lazy-tensor backend is not available: {error}")
+    return torch.device("lazy")
+
+
+def test_all_finite_reads_state_kept_on_several_devices():
+    """Adam without fused=True keeps its step counts on the CPU wherever the
+    weights are; on CUDA this once crashed the check of every epoch."""
+    device = second_device()
+    module = torch.nn.Linear(4, 2).to(device)
+    optimizer = torch.optim.Adam(module.parameters())
+    module(torch.ones(3, 4, device=device)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    assert {value.device.type for value in state["state"][0].values()} == {"cpu", device.type}
+    assert all_finite(module.state_dict(), state)
+    state["state"][0]["step"].fill_(math.inf)  # the CPU's side
+    assert not all_finite(module.state_dict(), state)
+    state["state"][0]["step"].fill_(1.0)
+    with torch.no_grad():
+        module.weight[0, 0] = math.nan  # the other device's side
+    assert not all_finite(module.state_dict(), state)
+    assert all_finite({}, {"state": {}})

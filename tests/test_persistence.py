@@ -99,7 +99,12 @@ def test_a_model_saved_on_cuda_loads_on_the_cpu(saved, digits, tmp_path, monkeyp
 @requires_cuda
 def test_cpu_and_cuda_models_load_on_each_other(fitted, saved, digits, tmp_path):
     on_gpu = BetaVAETransformer.load(saved, device="cuda")
-    np.testing.assert_allclose(on_gpu.transform(digits), fitted.transform(digits), atol=1e-10)
+    codes = fitted.transform(digits)
+    # The same float32 weights give codes that differ by rounding only: the
+    # GPU's kernels sum in another order than the CPU's (seen: 3.8e-6 on an
+    # H100; on the CPU this model's float32 rounding is 1.6e-7 of its
+    # largest code, against a float64 pass).
+    np.testing.assert_allclose(on_gpu.transform(digits), codes, rtol=0, atol=1e-5 * np.abs(codes).max())
     on_gpu.save(tmp_path / "gpu.safetensors")
     back = BetaVAETransformer.load(tmp_path / "gpu.safetensors", device="cpu")
     np.testing.assert_array_equal(back.transform(digits), fitted.transform(digits))
