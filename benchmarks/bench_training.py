@@ -4,6 +4,7 @@ Usage:
     python benchmarks/bench_training.py                      # CPU, data sets digits and lowrank
     python benchmarks/bench_training.py --device cuda --datasets lowrank big
     python benchmarks/bench_training.py --epochs 5 --batch-size 1024
+    python benchmarks/bench_training.py --device cuda --datasets big --data-on-device --size 20000 512
 
 In ONE process, for each data set, trains the same architecture (the
 estimator's MLP, ``hidden_layer_sizes`` and ``n_components`` below) with the
@@ -27,7 +28,12 @@ units; 20% held out), and each time as a ratio to the plain loop.
 Data sets: ``digits`` (scikit-learn's 1,797 x 64), ``lowrank`` (20,000 x
 4,000 float32, rank 10 plus noise), ``big`` (200,000 x 4,096 float32, for a
 GPU), and ``brain`` (the simulated population, when
-``sklearn_betavae.datasets`` exists).
+``sklearn_betavae.datasets`` exists). ``--size ROWS FEATURES`` changes the
+shape of ``lowrank`` and ``big``; ``--data-on-device`` draws them with torch
+on ``--device`` (seconds on a GPU, where NumPy takes a minute for ``big``)
+before they are copied to the host, as a user's array would be. Rows print as
+they are measured (once the plain loop's row is in, for the ratio), so a run
+cut short keeps the rows it finished.
 """
 
 import argparse
@@ -50,12 +56,17 @@ from sklearn_betavae._modules import VAEModule
 from sklearn_betavae._net import BetaVAENet
 
 
-def make_data(name, seed):
+def make_data(name, seed, size=None, device=None):
+    """``(X_train, X_test)``: 20% held out. ``size`` overrides the shape of
+    ``lowrank`` and ``big``; ``device`` draws them there with torch."""
     rng = np.random.RandomState(seed)
+    if name in ("lowrank", "big") and device is not None:
+        n, p = size or ((20_000, 4_000) if name == "lowrank" else (200_000, 4_096))
+        return _make_lowrank_with_torch(n, p, seed, device)
     if name == "digits":
         X = load_digits().data
     elif name in ("lowrank", "big"):
-        n, p = (20_000, 4_000) if name == "lowrank" else (200_000, 4_096)
+        n, p = size or ((20_000, 4_000) if name == "lowrank" else (200_000, 4_096))
         Z = rng.standard_normal((n, 10)).astype(np.float32)
         W = rng.standard_normal((10, p)).astype(np.float32)
         X = Z @ W
@@ -69,6 +80,22 @@ def make_data(name, seed):
     order = rng.permutation(len(X))
     n_test = len(X) // 5
     return X[order[n_test:]], X[order[:n_test]]
+
+
+def _make_lowrank_with_torch(n, p, seed, device):
+    """The low-rank set drawn on ``device`` (rank 10 plus unit noise, as
+    above, from torch's generator), split there and copied to the host."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    normal = lambda *shape: torch.randn(shape, generator=generator, device=device)  # noqa: E731
+    X = normal(n, 10) @ normal(10, p)
+    X += normal(n, p)
+    n_test = n // 5
+    order = torch.randperm(n, generator=generator, device=device)
+    X_train, X_test = X[order[n_test:]].cpu().numpy(), X[order[:n_test]].cpu().numpy()
+    del X, order
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return X_train, X_test
 
 
 class PeakMemory:
@@ -205,6 +232,10 @@ def main():
     parser.add_argument("--n-components", type=int, default=10)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128])
     parser.add_argument("--beta", type=float, default=4.0)
+    parser.add_argument("--size", type=int, nargs=2, metavar=("ROWS", "FEATURES"), default=None,
+                        help="shape of the lowrank and big sets (default 20,000 x 4,000 and 200,000 x 4,096)")
+    parser.add_argument("--data-on-device", action="store_true",
+                        help="draw lowrank and big with torch on --device, then copy them to the host")
     parser.add_argument("--methods", nargs="+",
                         default=["estimator", "plain loop", "accelerate", "skorch default", "PCA",
                                  "FastICA"])
@@ -222,15 +253,16 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device={device} ({name}), torch {torch.__version__}, threads={torch.get_num_threads()}, "
           f"batch={args.batch_size}, epochs={args.epochs}, MLP {args.hidden} -> {args.n_components}")
-    print("| data | method | s/epoch | samples/s | peak MB | held-out MSE | time / plain loop |")
-    print("|---|---|---|---|---|---|---|")
+    print("| data | method | s/epoch | samples/s | peak MB | held-out MSE | time / plain loop |", flush=True)
+    print("|---|---|---|---|---|---|---|", flush=True)
     for dataset in args.datasets:
         try:
-            X, X_test = make_data(dataset, seed=0)
+            X, X_test = make_data(dataset, seed=0, size=args.size,
+                                  device=device if args.data_on_device else None)
         except (ImportError, NotImplementedError):
             print(f"| {dataset} | (not available yet) | | | | | |")
             continue
-        rows = {}
+        rows, printed = {}, set()
         for method in args.methods:  # warm-up: first-call costs are not the method's
             runs[method](X[:256], X_test[:16])
         for method in args.methods:
@@ -239,14 +271,21 @@ def main():
             per_epoch = statistics.median(times[1:] or times)
             mse = float(np.mean((reconstruction - X_test) ** 2))
             rows[method] = (per_epoch, memory.mb, mse)
-        plain = rows.get("plain loop", (None,))[0]
-        for method, (per_epoch, mb, mse) in rows.items():
-            neural = method not in ("PCA", "FastICA")
-            speed = f"{len(X) / per_epoch:,.0f}" if neural else "-"
-            ratio = f"{per_epoch / plain:.2f}" if plain and neural else "-"
-            unit = "s/epoch" if neural else "fit s"
-            print(f"| {dataset} {X.shape[0]}x{X.shape[1]} | {method} | {per_epoch:.3f}"
-                  f"{'' if neural else ' (' + unit + ')'} | {speed} | {mb:,.0f} | {mse:.4g} | {ratio} |")
+            if "plain loop" in rows or "plain loop" not in args.methods:
+                plain = rows.get("plain loop", (None,))[0]
+                for done in [done for done in rows if done not in printed]:
+                    print(_row(f"{dataset} {X.shape[0]}x{X.shape[1]}", done, len(X), *rows[done], plain),
+                          flush=True)
+                    printed.add(done)
+
+
+def _row(data, method, n_samples, per_epoch, mb, mse, plain):
+    neural = method not in ("PCA", "FastICA")
+    speed = f"{n_samples / per_epoch:,.0f}" if neural else "-"
+    ratio = f"{per_epoch / plain:.2f}" if plain and neural else "-"
+    unit = "s/epoch" if neural else "fit s"
+    return (f"| {data} | {method} | {per_epoch:.3f}{'' if neural else ' (' + unit + ')'} | {speed} | "
+            f"{mb:,.0f} | {mse:.4g} | {ratio} |")
 
 
 if __name__ == "__main__":
