@@ -1,0 +1,444 @@
+"""One prepared check of the CUDA path: the tests, a smoke of the public methods, and the benchmarks.
+
+Usage:
+    python benchmarks/device_check.py --out results/device_check            # one GPU: at most 6 minutes
+    python benchmarks/device_check.py --device cpu --quick --out /tmp/check # the CPU: under 2 minutes
+
+Runs, each step in its own process with its own time limit (a step that
+hangs is killed with its children, and the check goes on to the next one):
+
+* ``gpu tests``: ``pytest -m gpu tests`` (they skip without CUDA);
+* ``smoke``: fit, transform, inverse_transform, score, sample, the same seed
+  twice, a save/load round trip (on the device and onto the CPU) and
+  ``device="auto"``, on ``--device`` (this script, ``--smoke``);
+* ``inference``: ``bench_inference.py`` (8,656 and 200,000 features, 1,000
+  query rows);
+* ``train b1024`` and ``train b128``: ``bench_training.py`` with the plain
+  loop, the estimator and skorch's default path on 200,000 x 4,096 rows drawn
+  on the device (``--data-on-device``), 2 epochs (the second is timed);
+* ``test suite``: ``pytest -m "not slow and not gpu"`` (doctests included)
+  with CUDA visible; last, as it takes the time left. With pytest-xdist
+  installed it runs on ``--workers`` processes of one torch thread each
+  (``OMP_NUM_THREADS=1``), else serially.
+
+It prints one table (step, status, seconds, key figure) under a header
+naming the GPU, torch, CUDA and the libraries, and writes it to
+``DIR/summary.md`` beside each step's log (``DIR/<step>.log``). A step passes
+when it ran to its end without an error: a benchmark's targets are in its
+key figure (the estimator's time as a multiple of the plain loop's, skorch's
+default path against the estimator; inference: the estimator against a
+plain float32 pass), not in its status. The exit code is 1 when a step
+failed. Each step's limit is capped by what is left of ``--budget`` (330 s:
+with the wheels' install, 6 minutes on one H100); a step that runs past its
+limit fails, the rows it printed kept in its log and its key figure.
+
+``--quick`` runs the same steps at small sizes (a few tests, 2,000 x 256
+rows, 500 features) in under 2 minutes; ``tests/test_device_check.py`` runs
+``--device cpu --quick``. The script itself imports only the standard
+library and torch (the steps import the package, skorch, and nilearn and
+nibabel where a test needs them), so on a machine that lacks them, install
+their wheels first, then run the first command above.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+# A few fast CPU tests for --quick: two that the GPU first failed (issue 36),
+# the outputs' types and shapes, and the exact save/load round trip.
+QUICK_TESTS = [
+    "tests/test_estimator.py",
+    "tests/test_persistence.py",
+    "-k",
+    "score_samples_is_a_monte_carlo_elbo or batching_changes_results_only "
+    "or methods_return_cpu_numpy or round_trip_is_exact",
+]
+PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
+
+
+def steps(args):
+    """``(name, command, limit in seconds, summarise)`` for each step, in order."""
+    python, quick, device = sys.executable, args.quick, args.device
+    pytest = [python, "-m", "pytest", "-v", "-rfE"]
+    train = [
+        python,
+        str(BENCHMARKS / "bench_training.py"),
+        "--device",
+        device,
+        "--datasets",
+        "big",
+        "--data-on-device",
+        "--epochs",
+        "2",
+        "--methods",
+        "plain loop",
+        "estimator",
+        "skorch default",
+    ]
+    if quick:
+        train += ["--size", "2000", "256"]
+    inference = [python, str(BENCHMARKS / "bench_inference.py"), "--device", device]
+    if quick:
+        inference += ["--features", "500", "--n-train", "100", "--n-query", "200", "--repeats", "1"]
+    suite = [*pytest, "-m", "not slow and not gpu", *(QUICK_TESTS if quick else [])]
+    workers = args.workers if args.workers is not None else (0 if quick else min(8, os.cpu_count() or 1))
+    if workers > 1 and _has_xdist():
+        suite += ["-n", str(workers)]
+    return [
+        ("gpu tests", [*pytest, "-m", "gpu", "tests"], 45, _summarise_pytest),
+        ("smoke", [python, __file__, "--smoke", "--device", device], 40, _summarise_smoke),
+        ("inference", inference, 45, _summarise_inference),
+        ("train b1024", [*train, "--batch-size", "1024"], 75, _summarise_training),
+        ("train b128", [*train, "--batch-size", "128"], 90, _summarise_training),
+        ("test suite", suite, 180, _summarise_pytest),
+    ]
+
+
+def _has_xdist():
+    try:
+        metadata.version("pytest-xdist")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def run_step(command, limit, log_path, extra_env):
+    """Run ``command`` (environment: this one plus ``extra_env``) with its
+    output in ``log_path``; kill its whole process group after ``limit``
+    seconds. Returns ``(return code or None on a timeout, seconds)``."""
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        settings = " ".join(f"{key}={value}" for key, value in extra_env.items())
+        log.write("$ " + (settings + " " if settings else "") + " ".join(_quote(part) for part in command))
+        log.write(f"\n# limit {limit:.0f} s\n\n")
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            code = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            code = None
+    seconds = time.perf_counter() - start
+    with open(log_path, "a") as log:
+        log.write(f"\n# {'timed out' if code is None else f'exit code {code}'} after {seconds:.1f} s\n")
+    return code, seconds
+
+
+def _quote(part):
+    return part if re.fullmatch(r"[\w./:=-]+", part) else repr(part)
+
+
+# Key figures, read from each step's log -------------------------------------
+
+
+def _summarise_pytest(code, text):
+    counts = {}
+    for line in text.splitlines():  # the closing line
+        found = PYTEST_COUNT.findall(line)
+        if found and (" in " in line or line.startswith("=")):
+            counts = {("error" if kind.startswith("error") else kind): int(n) for n, kind in found}
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", text, flags=re.MULTILINE)
+    if not counts:  # cut short: count the verbose progress lines instead
+        counts, failed = _progress(text)
+    figure = ", ".join(f"{n} {kind}" for kind, n in counts.items() if kind != "deselected")
+    if failed:
+        names = [name.rsplit("::", 1)[-1] for name in failed]
+        figure += "; " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if code in (0, 5) and not counts.get("passed"):
+        return "skip", figure or "no test ran"
+    return ("pass" if code == 0 else "fail"), figure
+
+
+def _progress(text):
+    """Outcome counts and failed tests from ``pytest -v``'s lines (with or
+    without pytest-xdist's ``[gw0]`` prefix)."""
+    counts, failed = {}, []
+    for line in text.splitlines():
+        outcome = re.search(r"\b(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", line)
+        if "::" not in line or outcome is None or line.startswith(("FAILED", "ERROR")):
+            continue
+        kind = {"XFAIL": "xfailed", "XPASS": "xpassed"}.get(outcome[1], outcome[1].lower())
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind in ("failed", "error"):
+            failed += re.findall(r"\S+::\S+", line)
+    return counts, failed
+
+
+def _summarise_smoke(code, text):
+    found = re.findall(r"^smoke: .*$", text, flags=re.MULTILINE)
+    failed = re.findall(r"^FAIL (\w+)", text, flags=re.MULTILINE)
+    figure = found[-1].removeprefix("smoke: ") if found else ""
+    if failed:
+        figure += "; failed: " + ", ".join(failed)
+    return ("pass" if code == 0 else "fail"), figure
+
+
+def _table_rows(text):
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| data") and not line.startswith("| features")
+    ]
+
+
+def _summarise_training(code, text):
+    rows = {row[1]: row for row in _table_rows(text) if len(row) == 7}
+    parts = []
+    plain, estimator = rows.get("plain loop"), rows.get("estimator")
+    if plain:
+        parts.append(f"plain loop {plain[3]} samples/s")
+    if estimator:
+        parts.append(f"estimator {estimator[6]}x plain")
+    skorch = rows.get("skorch default")
+    if skorch and estimator:
+        parts.append(f"skorch default {float(skorch[2]) / float(estimator[2]):.2f}x estimator")
+    missing = [method for method in ("plain loop", "estimator", "skorch default") if method not in rows]
+    if missing and code is not None:
+        parts.append("no row for " + ", ".join(missing))
+    ok = code == 0 and not missing
+    return ("pass" if ok else "fail"), "; ".join(parts)
+
+
+def _summarise_inference(code, text):
+    worst = {}
+    for row in _table_rows(text):
+        if len(row) == 7:
+            call, ratio = row[1], float(row[6])
+            if ratio > worst.get(call, (0, ""))[0]:
+                worst[call] = (ratio, row[0])
+    figure = ", ".join(f"{call} {ratio:.2f}x ({width})" for call, (ratio, width) in worst.items())
+    if figure:
+        figure = "worst over widths, estimator / plain pass: " + figure
+    return ("pass" if code == 0 and worst else "fail"), figure
+
+
+# The smoke check, run in its own process ------------------------------------
+
+
+def smoke(device):
+    """The public methods on ``device``, each check reported on its own line."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from sklearn_betavae import BetaVAETransformer
+
+    rng = np.random.RandomState(0)
+    X = (rng.normal(size=(600, 4)) @ rng.normal(size=(4, 50)) + rng.normal(size=(600, 50))).astype(np.float32)
+    params = dict(n_components=4, hidden_layer_sizes=(64,), max_iter=3, batch_size=64, random_state=0)
+    results = []
+    state = {}
+
+    def check(name, test):
+        try:
+            detail = test()
+        except Exception as error:  # noqa: BLE001 (every failure is reported, the others still run)
+            results.append(False)
+            print(f"FAIL {name}: {type(error).__name__}: {error}", flush=True)
+        else:
+            results.append(True)
+            print(f"ok   {name}" + (f": {detail}" if detail else ""), flush=True)
+
+    def fit():
+        start = time.perf_counter()
+        state["vae"] = vae = BetaVAETransformer(device=device, **params).fit(X)
+        on = next(vae.net_.module_.parameters()).device
+        assert on.type == torch.device(device).type, f"network on {on}, asked for {device}"
+        assert vae.n_iter_ == 3, vae.n_iter_
+        return f"{vae.n_iter_} epochs on {on} in {time.perf_counter() - start:.2f} s"
+
+    def transform():
+        state["Z"] = Z = state["vae"].transform(X)
+        _assert_numpy(Z, (600, 4))
+
+    def inverse_transform():
+        _assert_numpy(state["vae"].inverse_transform(state["Z"]), (600, 50))
+
+    def score():
+        value = state["vae"].score(X)
+        assert np.isfinite(value), value
+        return f"mean ELBO {value:.2f}"
+
+    def sample():
+        drawn = state["vae"].sample(5, random_state=0)
+        _assert_numpy(drawn, (5, 50))
+        assert np.array_equal(drawn, state["vae"].sample(5, random_state=0)), "same random_state, new draws"
+
+    def same_seed():
+        again = BetaVAETransformer(device=device, **params).fit(X).transform(X)
+        assert np.array_equal(again, state["Z"]), f"max difference {np.abs(again - state['Z']).max():.3g}"
+
+    def save_load():
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "vae.safetensors")
+            state["vae"].save(path)
+            here = BetaVAETransformer.load(path, device=device).transform(X)
+            on_cpu = BetaVAETransformer.load(path, device="cpu").transform(X)
+        assert np.array_equal(here, state["Z"]), "loaded on the same device, other codes"
+        difference = np.abs(on_cpu - state["Z"]).max()
+        assert difference <= 1e-5 * np.abs(state["Z"]).max(), f"CPU codes differ by {difference:.3g}"
+        return f"on the CPU within {difference:.2g}"
+
+    def auto():
+        vae = BetaVAETransformer(device="auto", **dict(params, max_iter=1)).fit(X)
+        expected = "cuda" if torch.cuda.is_available() else "cpu"
+        assert vae.device_.type == expected, f"device_={vae.device_}, expected {expected}"
+        return f"device_={vae.device_}"
+
+    check("fit", fit)
+    for name, test in [
+        ("transform", transform),
+        ("inverse_transform", inverse_transform),
+        ("score", score),
+        ("sample", sample),
+        ("same_seed", same_seed),
+        ("save_load", save_load),
+    ]:
+        check(name, test if "vae" in state else _no_model)
+    check("device_auto", auto)
+    print(f"smoke: {sum(results)} of {len(results)} checks passed", flush=True)
+    return 0 if all(results) else 1
+
+
+def _no_model():
+    raise RuntimeError("no fitted model: fit failed")
+
+
+def _assert_numpy(array, shape):
+    import numpy as np
+
+    assert isinstance(array, np.ndarray), type(array)
+    assert array.shape == shape, array.shape
+    assert np.isfinite(array).all(), "non-finite values"
+
+
+# Header and main --------------------------------------------------------------
+
+
+def header(device):
+    import torch
+
+    if torch.cuda.is_available():
+        gpu = f"{torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)"
+    else:
+        gpu = "none (CUDA not available)"
+    versions = []
+    for package in ("numpy", "scikit-learn", "skorch", "pytest-xdist"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} missing")
+    lines = [
+        f"GPU: {gpu}; driver {_driver() or 'unknown'}",
+        f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}, cuDNN "
+        f"{torch.backends.cudnn.version() if torch.cuda.is_available() else 'none'}; "
+        f"Python {sys.version.split()[0]}; " + ", ".join(versions),
+        f"--device {device}; {os.cpu_count()} CPU cores; commit {_commit() or 'unknown'}; "
+        + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    ]
+    return lines
+
+
+def _driver():
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        found = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip().splitlines()[0] if found.returncode == 0 and found.stdout.strip() else None
+
+
+def _commit():
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="results/device_check", help="folder for the logs and summary.md")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="small sizes and a few tests: under 2 minutes")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds for all steps together (default 330; --quick 110)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pytest-xdist workers for the suite (default min(8, cores); --quick 0: serial)",
+    )
+    parser.add_argument("--steps", nargs="+", default=None, help="only these steps (as the table names them)")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.smoke:
+        sys.exit(smoke(args.device))
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    budget = args.budget if args.budget is not None else (110.0 if args.quick else 330.0)
+    deadline = time.monotonic() + budget
+    lines = header(args.device)
+    print("\n".join(lines), flush=True)
+    table = []
+    for name, command, limit, summarise in steps(args):
+        if args.steps and name not in args.steps:
+            continue
+        log_path = out / (name.replace(" ", "_") + ".log")
+        extra_env = {} if "pytest" in command else {"PYTHONWARNINGS": "ignore"}
+        if "-n" in command:  # pytest-xdist workers: one torch thread each
+            extra_env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        left = deadline - time.monotonic()
+        if left < 5:
+            table.append((name, "skip", 0.0, f"no time left in the {budget:.0f} s budget"))
+            continue
+        limit = min(limit, left)
+        print(f"[{name}] limit {limit:.0f} s, log {log_path}", flush=True)
+        code, seconds = run_step(command, limit, log_path, extra_env)
+        status, figure = summarise(code, log_path.read_text(errors="replace"))
+        if code is None:
+            status = "fail"
+            figure = f"timed out at {limit:.0f} s" + (f"; {figure}" if figure else "")
+        elif status == "fail" and not figure:
+            figure = f"exit code {code}; see {log_path.name}"
+        table.append((name, status, seconds, figure))
+    lines += ["", "| step | status | seconds | key figure |", "|---|---|---|---|"]
+    lines += [f"| {name} | {status} | {seconds:.1f} | {figure} |" for name, status, seconds, figure in table]
+    total = sum(seconds for _, _, seconds, _ in table)
+    lines += ["", f"{total:.0f} s in all; logs in {out}"]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines), flush=True)
+    sys.exit(1 if any(status == "fail" for _, status, _, _ in table) else 0)
+
+
+if __name__ == "__main__":
+    main()
