@@ -1,5 +1,5 @@
 # Two commands do everything, set-up included:
-#   make demo   creates .venv, installs the package, runs the examples (digits, brains, brain maps and report, sprites, Dask search)
+#   make demo   creates .venv, installs the package, runs the examples (digits, brains, brain maps and report, real activation maps, sprites, Dask search)
 #   make test   creates .venv, installs the package with its extras, runs every test
 #   make docs   also installs the doc extra, builds doc/_build/html (examples run, warnings
 #               are errors), checks its links offline and screenshots pages in Chromium
@@ -30,6 +30,7 @@ demo: $(VENV)/.installed
 	$(PY) examples/plot_digits_vs_pca.py
 	$(PY) examples/plot_brain_population.py
 	$(PY) examples/plot_brain_latent_maps.py
+	$(PY) examples/plot_real_activation_maps.py
 	$(PY) examples/plot_sprites_disentanglement.py
 	$(PY) examples/plot_grid_search_on_dask.py
 
