@@ -11,7 +11,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.utils import noop
@@ -32,6 +32,7 @@ from ._training import (
     train,
 )
 from ._validation import (
+    NumberInterval,
     check_hidden_layer_sizes,
     check_init,
     check_input_lr_scale,
@@ -317,22 +318,22 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     """
 
     _parameter_constraints: dict = {
-        "beta": [Interval(Real, 0, None, closed="left")],
+        "beta": [NumberInterval(Real, 0, None, closed="left")],
         "default_dist": [StrOptions(set(DISTRIBUTIONS))],
         "device": [str, torch.device],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "input_lr_scale": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
-        "beta_warmup": [Interval(Real, 0, 1, closed="both")],
+        "n_components": [NumberInterval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", NumberInterval(Integral, 1, None, closed="left")],
+        "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [NumberInterval(Real, 0, None, closed="neither")],
+        "input_lr_scale": [StrOptions({"auto"}), NumberInterval(Real, 0, None, closed="neither")],
+        "beta_warmup": [NumberInterval(Real, 0, 1, closed="both")],
         "standardize": [StrOptions({"auto", "global"}), "boolean"],
         "init": [StrOptions({"auto", "pca", "random"})],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [NumberInterval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [NumberInterval(Integral, 1, None, closed="left")],
+        "tol": [NumberInterval(Real, 0, None, closed="left")],
         "encoder": [nn.Module, None],
         "decoder": [nn.Module, None],
         "callbacks": [list, None],
@@ -759,7 +760,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 finally:
                     self._rng_state_ = current_rng_state()
         finally:
-            self.n_iter_ = len(net.history)
+            # No history yet when the net failed to initialise (a callback's
+            # initialize() raised, say): 0 epochs, and the user's error is
+            # the one raised.
+            history = getattr(net, "history", None)
+            self.n_iter_ = 0 if history is None else len(history)
 
     def _training_device(self):
         device = resolve_device(self.device)

@@ -6,7 +6,25 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 from torch import nn
+
+
+class NumberInterval(Interval):
+    """scikit-learn's ``Interval``, refusing booleans.
+
+    ``True`` is an ``Integral`` in Python, so ``Interval(Real, 0, None)``
+    takes ``beta=True``; a number parameter set to a boolean is a mistake
+    (a flag passed in the wrong place), better refused by the parameter
+    validation than read as 1 or failing deep inside ``fit``.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+    def __str__(self):
+        return super().__str__().replace(" in the range", " (not a bool) in the range", 1)
+
 
 _DEVICE_GRAMMAR = '"auto", "cpu", "cuda", "cuda:N" (N a GPU index) or a torch.device'
 

@@ -12,6 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback, EpochScoring, PrintLog
 from torch import nn
 
 from sklearn_betavae import BetaVAETransformer
@@ -583,3 +584,35 @@ def test_long_doubles_beyond_float64_are_refused(fitted, digits):
         with pytest.raises(ValueError, match="beyond float64's range"):
             method(X)
     assert np.isfinite(fitted.transform(X[1:])).all()  # longdoubles in range are fine
+
+
+@pytest.mark.parametrize("name", ["beta", "n_components", "max_iter", "batch_size",
+                                  "learning_rate_init", "beta_warmup", "tol", "n_iter_no_change"])
+def test_number_parameters_refuse_booleans_up_front(digits, name):
+    # True is an int in Python: accepted by Interval, it failed deep in fit.
+    vae = BetaVAETransformer(**{**FAST_PARAMS, name: True})
+    with pytest.raises(ValueError, match=rf"'{name}' parameter .*\(not a bool\) in the range .*Got True"):
+        vae.fit(digits)
+    assert not [attr for attr in vars(vae) if attr.endswith("_")]
+
+
+class _FailingCallback(Callback):
+    def initialize(self):
+        raise RuntimeError("my callback cannot start")
+
+
+@pytest.mark.parametrize(
+    "callbacks, error, match",
+    [
+        ([_FailingCallback()], RuntimeError, "my callback cannot start"),
+        ([("same", PrintLog()), ("same", PrintLog())], ValueError, "same"),
+        ([EpochScoring], TypeError, "scoring"),
+    ],
+)
+def test_errors_while_the_net_starts_are_the_users_own(digits, callbacks, error, match):
+    # They were masked by "object of type 'NoneType' has no len()" (no history yet).
+    vae = BetaVAETransformer(**FAST_PARAMS, callbacks=callbacks)
+    with pytest.raises(error, match=match):
+        vae.fit(digits)
+    with pytest.raises(NotFittedError):
+        vae.transform(digits)
