@@ -188,7 +188,9 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
     completeness is ``1 - H_L(R_.j / sum_i R_ij)`` (base L, the number of
     latents), and the completeness score their mean weighted by each factor's
     share of the total importance, as ``disentanglement_lib`` does. Entropies
-    get 1e-11 added to every importance, as in ``disentanglement_lib``.
+    get 1e-11 added to every importance, as in ``disentanglement_lib``, once
+    the importances are scaled to sum to the number of factors (as gradient
+    boosting's do), so that no score depends on the importances' scale.
 
     ``model="gradient_boosting"`` follows ``disentanglement_lib``: a
     ``GradientBoostingClassifier()`` with default settings per factor, the
@@ -281,8 +283,14 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
             else:  # 1 - NRMSE, 0 when no better than the mean (or not finite)
                 error = np.sqrt(np.mean((predicted - y) ** 2))
                 informativeness[k, j] = 1.0 - error if error < 1.0 else 0.0
+    # The entropies' 1e-11 floor is taken relative to the importances' scale
+    # (their total made the number of factors, what gradient boosting's sum
+    # to): coefficients, which scale with 1 / the codes' scale, would
+    # otherwise drown in it, scoring a perfect code 0 at 1e-12.
+    total = importances.sum()
+    relative = importances * factors.shape[1] / total if total > 0 else importances
     return Bunch(
-        disentanglement=_weighted_purity(importances), completeness=_weighted_purity(importances.T),
+        disentanglement=_weighted_purity(relative), completeness=_weighted_purity(relative.T),
         informativeness=float(informativeness[0].mean()),
         informativeness_train=float(informativeness[1].mean()), importances=importances,
     )
@@ -309,7 +317,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     ``continuous_factors=True``
         S_ij is the R^2 of a linear regression of factor j on latent i, the
         squared Pearson correlation, on all samples (the paper's score for
-        continuous factors); 0 for a constant latent or factor.
+        continuous factors); 0 for a constant latent or factor (a latent
+        whose variance is below 1e-12 of its largest square counts as
+        constant: the score does not change when a code is rescaled).
     ``continuous_factors=False`` (``disentanglement_lib``'s setting for
         dSprites)
         S_ij is the test accuracy of ``LinearSVC(C=0.01,
@@ -361,14 +371,17 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     if continuous_factors:
         # R^2 does not change with scale: computed on columns divided by their
         # largest magnitude, so that no square overflows, even near float64's
-        # range; a latent counts as constant below a variance of 1e-12.
+        # range. A latent counts as constant below a variance of 1e-12 of its
+        # squared largest magnitude (a spread of 1e-6 of its values, rounding
+        # noise for float32 codes): relative, so that dividing a code by a
+        # constant does not change its score (an absolute cut-off scored a
+        # perfect code 0 once divided by 1e7).
         Z_scale, y_scale = _max_magnitude(Z), _max_magnitude(factors)
         Zc, yc = Z / Z_scale, factors / y_scale
         Zc, yc = Zc - Zc.mean(axis=0), yc - yc.mean(axis=0)
         Z_var, y_var = np.mean(Zc**2, axis=0), np.mean(yc**2, axis=0)
         covariance = Zc.T @ yc / len(Z)
-        with np.errstate(over="ignore"):  # Z_scale**2 may overflow: then no threshold
-            usable = np.outer(Z_var > 1e-12 / Z_scale**2, y_var > 0)
+        usable = np.outer(Z_var > _CONSTANT_RELATIVE_VARIANCE, y_var > 0)
         np.divide(covariance**2, np.outer(Z_var, y_var), out=scores, where=usable)
     else:
         if np.abs(Z).max() > _MAX_SVC_CODE:
@@ -597,6 +610,9 @@ def _bins(column, n_bins):
     return np.digitize(column, edges[1:-1])
 
 
+# Variance, relative to the squared largest magnitude, below which sap_score
+# counts a latent as constant.
+_CONSTANT_RELATIVE_VARIANCE = 1e-12
 # liblinear's solver never returned on codes of 1e100 (1e50 took one iteration).
 _MAX_SVC_CODE = 1e30
 _MAX_IMAGES = 8192  # images rendered and encoded at once by the sampled scores

@@ -522,3 +522,36 @@ def test_brain_latent_maps_are_images_peaking_at_the_atrophies(brain_pipeline):
         peak = np.unravel_index(np.argmax(volume), volume.shape)
         millimetres = maps.affine[:3, :3] @ np.array(peak) + maps.affine[:3, 3]
         assert np.linalg.norm(millimetres - np.array(centre)) < 10.0, name
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-7, 1.0, 1e7, 1e30])
+def test_continuous_sap_does_not_change_with_the_codes_scale(scale):
+    # The constant-latent cut-off was an absolute variance of 1e-12: a perfect
+    # code scored 0.9998, the same code divided by 1e7 scored 0.
+    factors = np.random.RandomState(0).uniform(size=(300, 2))
+    reference = sap_score(factors[:, ::-1], factors, continuous_factors=True)
+    assert reference > 0.99
+    assert sap_score(factors[:, ::-1] * scale, factors, continuous_factors=True) == pytest.approx(
+        reference, rel=1e-9)
+    # A latent constant up to rounding is still constant, at any scale.
+    offset = np.column_stack([factors[:, 1], 1.0 + 1e-9 * factors[:, 0]]) * scale
+    assert sap_score(offset, factors, continuous_factors=True) == pytest.approx(
+        sap_score(np.column_stack([factors[:, 1], np.ones(300)]), factors, continuous_factors=True))
+
+
+def test_dci_does_not_depend_on_the_importances_scale(classes):
+    from sklearn.tree import DecisionTreeClassifier
+
+    class TinyImportances(DecisionTreeClassifier):
+        """Importances scaled as the coefficients of codes a trillion times larger."""
+
+        @property
+        def feature_importances_(self):
+            return super().feature_importances_ * 1e-12
+
+    Z = _codes(classes)["perfect"]
+    tiny = dci(Z, classes, model=TinyImportances(random_state=0), random_state=0)
+    tree = dci(Z, classes, model=DecisionTreeClassifier(random_state=0), random_state=0)
+    assert tree.disentanglement > 0.95
+    assert tiny.disentanglement == pytest.approx(tree.disentanglement, abs=1e-9)
+    assert tiny.completeness == pytest.approx(tree.completeness, abs=1e-9)
