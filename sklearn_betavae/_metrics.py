@@ -215,8 +215,11 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         At least two latents.
     factors : array-like of shape (n_samples, n_factors)
         At least two factors: discrete classes (e.g. ``make_sprites(...).factor_classes``) for a
-        classifier; any values for a regressor. Each must vary in the
-        training split.
+        classifier, where a float column with at most half as many distinct
+        values as samples (dSprites' latent values, such as ten levels k / 9)
+        has each distinct value taken as a class, and one with more is
+        refused as continuous; any values for a regressor. Each must vary in
+        the training split.
     model : {"gradient_boosting", "lasso"} or estimator, default="gradient_boosting"
     test_size : float, default=1/3
         Share of the samples held out for informativeness
@@ -254,6 +257,8 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         model = (GradientBoostingClassifier(random_state=seed) if model == "gradient_boosting"
                  else Lasso(alpha=0.02, random_state=seed))
     classify = is_classifier(model)
+    if classify:
+        factors = _factor_classes(factors, "dci", 'or model="lasso" for continuous factors')
     Z_train, Z_test, y_train, y_test = train_test_split(Z, factors, test_size=test_size, random_state=rng)
     for j, column in enumerate(y_train.T):
         if np.ptp(column) == 0:
@@ -338,7 +343,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
         magnitude (liblinear, behind ``LinearSVC``, never converges on much
         larger ones).
     factors : array-like of shape (n_samples, n_factors)
-        Discrete classes when ``continuous_factors=False``.
+        Discrete classes when ``continuous_factors=False``: floats with at
+        most half as many distinct values as samples have each value taken
+        as a class, more are refused as continuous.
     continuous_factors : bool, default=False
         Which of the two variants above: True for continuous factors
         (squared correlations), False for discrete classes (a classifier).
@@ -384,6 +391,7 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
         usable = np.outer(Z_var > _CONSTANT_RELATIVE_VARIANCE, y_var > 0)
         np.divide(covariance**2, np.outer(Z_var, y_var), out=scores, where=usable)
     else:
+        factors = _factor_classes(factors, "sap_score", "or continuous_factors=True")
         if np.abs(Z).max() > _MAX_SVC_CODE:
             raise ValueError(
                 f"sap_score with discrete factors fits a LinearSVC to each latent, whose solver "
@@ -595,6 +603,31 @@ def _codes_and_factors(Z, factors):
     if len(Z) < 2:
         raise ValueError("Scores need at least two samples.")
     return Z, factors
+
+
+def _factor_classes(factors, function, alternative):
+    """Factors as classes for a classifier: a column of non-integer floats
+    with few distinct values (dSprites' ten levels k / 9, say) becomes the
+    index of each value among them, which scikit-learn's classifiers would
+    otherwise refuse as "continuous"; one with more distinct values than half
+    the samples looks continuous and is refused, naming ``function``'s
+    ``factors``. Integer-valued columns are classes already."""
+    columns = []
+    for j, column in enumerate(factors.T):
+        if np.array_equal(column, np.round(column)):
+            columns.append(column)
+            continue
+        values, classes = np.unique(column, return_inverse=True)
+        if len(values) > len(column) / 2:
+            raise ValueError(
+                f"{function}'s factors column {j} holds {len(values)} distinct non-integer "
+                f"values among {len(column)} samples, so it looks continuous, but {function} "
+                "scores it with a classifier here, which needs classes: pass the factors' "
+                "classes (e.g. make_sprites(...).factor_classes, or "
+                f"np.unique(column, return_inverse=True)[1]), {alternative}."
+            )
+        columns.append(classes.astype(np.float64))
+    return np.column_stack(columns)
 
 
 def _standardised_ranks(A):

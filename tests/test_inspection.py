@@ -555,3 +555,21 @@ def test_dci_does_not_depend_on_the_importances_scale(classes):
     assert tree.disentanglement > 0.95
     assert tiny.disentanglement == pytest.approx(tree.disentanglement, abs=1e-9)
     assert tiny.completeness == pytest.approx(tree.completeness, abs=1e-9)
+
+
+def test_classifier_scores_take_float_coded_discrete_factors_as_classes(classes):
+    # dSprites ships its latent values as floats (ten levels k / 9): scikit-learn's
+    # classifiers refused them as "continuous".
+    levels = classes / 9.0
+    Z = _codes(classes)["perfect"]
+    as_floats = dci(Z, levels, random_state=0)
+    as_classes = dci(Z, classes, random_state=0)
+    for name in ("disentanglement", "completeness", "informativeness", "informativeness_train"):
+        assert as_floats[name] == pytest.approx(as_classes[name], abs=1e-12)
+    assert sap_score(Z, levels, random_state=0) == sap_score(Z, classes, random_state=0)
+    continuous = np.random.RandomState(0).uniform(size=classes.shape)
+    with pytest.raises(ValueError, match=r"dci's factors column 0 holds .* looks continuous.*lasso"):
+        dci(Z, continuous, random_state=0)
+    with pytest.raises(ValueError, match=r"sap_score's factors column 0 .*continuous_factors=True"):
+        sap_score(Z, continuous, random_state=0)
+    assert dci(Z, continuous, model="lasso", random_state=0).informativeness >= 0.0
