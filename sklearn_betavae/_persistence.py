@@ -48,8 +48,7 @@ def write_model_file(path, document, tensors):
     file gets here. A symbolic link is written through: its target is
     replaced (or created) and the link stays.
     """
-    # realpath follows every link, also a dangling one, to where the file goes.
-    path = Path(os.path.realpath(path))
+    path = link_target(path)
     text = json.dumps(document, sort_keys=True, default=_json_default)
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
     metadata = {
@@ -61,18 +60,34 @@ def write_model_file(path, document, tensors):
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
-        # mkstemp makes the file private (0600): give it the mode of the file
-        # it replaces, or else the mode any new file gets here, since model
-        # files are meant to be shared.
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        replace_keeping_mode(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def link_target(path):
+    """Where writing ``path`` puts the file: ``realpath`` follows every
+    symbolic link, also a dangling one, so that a link is written through
+    (its target replaced or created) and stays a link."""
+    return Path(os.path.realpath(path))
+
+
+def replace_keeping_mode(temporary, path):
+    """Rename the finished ``temporary`` file (from ``mkstemp``, next to
+    ``path``) over ``path``, with the permissions ``path`` has, or those any
+    new file gets here (the umask's).
+
+    ``mkstemp`` makes files private (0600); model files and study memmaps
+    are meant to be shared, and saving over one must not change who can read
+    it. ``path`` should come from ``link_target``.
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
 
 
 def read_model_file(path, writer="BetaVAETransformer.save"):
