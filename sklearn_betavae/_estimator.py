@@ -882,9 +882,20 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_)
 
     def __setstate__(self, state):
-        super().__setstate__(state)
         # Pickled before input_lr_scale existed: trained with one learning rate.
-        vars(self).setdefault("input_lr_scale", 1.0)
+        state = {"input_lr_scale": 1.0, **state}
+        # Pickled before init (issue 15): such a model unpickled and
+        # transformed, then repr, clone, save and fit failed on the missing
+        # attribute. Refused here, when it is loaded, rather than later.
+        missing = sorted(set(self._get_param_names()) - set(state))
+        if missing:
+            raise ValueError(
+                "This pickle holds a BetaVAETransformer from an older sklearn_betavae, "
+                f"before its parameter(s) {', '.join(missing)} existed; such models cannot "
+                "be loaded any more. Refit it with this version (and save it with "
+                "BetaVAETransformer.save, a file format that is checked on loading)."
+            )
+        super().__setstate__(state)
         if "_architecture_" in state:
             # Pickled before the built-in MLPs had a linear path.
             self._architecture_.setdefault("linear_path", False)

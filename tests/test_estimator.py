@@ -1,3 +1,5 @@
+import copy
+import io
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -125,6 +127,28 @@ def test_pickle_and_joblib_round_trips(digits, dumps, loads, early_stopping, tmp
         restored = loads(dumps(fitted))
     assert np.array_equal(restored.transform(digits), fitted.transform(digits))
     assert restored.score(digits) == fitted.score(digits)
+
+
+@pytest.mark.parametrize("loads", [pickle.loads, lambda data: joblib.load(io.BytesIO(data))])
+def test_a_pickle_from_before_init_is_refused_when_loaded(fitted, digits, loads):
+    # It unpickled and transformed, then repr, clone, save and fit raised
+    # AttributeError: ... 'init'.
+    old = copy.deepcopy(fitted)
+    del old.init
+    if loads is pickle.loads:
+        data = pickle.dumps(old)
+    else:
+        buffer = io.BytesIO()
+        joblib.dump(old, buffer)
+        data = buffer.getvalue()
+    with pytest.raises(ValueError, match=r"before its parameter\(s\) init existed.*Refit it"):
+        loads(data)
+    # One from before input_lr_scale alone (it came after init) still loads.
+    newer = copy.deepcopy(fitted)
+    del newer.input_lr_scale
+    revived = pickle.loads(pickle.dumps(newer))
+    assert revived.input_lr_scale == 1.0 and revived.init == fitted.init
+    np.testing.assert_array_equal(revived.transform(digits), fitted.transform(digits))
 
 
 def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch):
