@@ -182,12 +182,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Relative improvement of the validation loss that counts as progress.
     encoder : torch.nn.Module or None, default=None
         Your own encoder, mapping a float32 batch ``(batch, n_features)`` to a
-        pair ``(mu, logvar)`` of shape ``(batch, n_components)`` each. It is
-        deep-copied in ``fit``; your instance is never trained.
+        pair ``(mu, logvar)`` of shape ``(batch, n_components)`` each, with
+        float32 weights (``module.float()``; float64 modules are refused). It
+        is deep-copied in ``fit``; your instance is never trained.
     decoder : torch.nn.Module or None, default=None
         Your own decoder, mapping ``(batch, n_components)`` codes to
         ``(batch, n_features)``: the mean (normal, laplace) or the success
-        probability (bernoulli). Deep-copied in ``fit``.
+        probability (bernoulli), with float32 weights. Deep-copied in ``fit``.
     callbacks : list or None, default=None
         Extra skorch callbacks (instances, classes or ``(name, callback)``
         pairs): for instance ``Checkpoint(use_safetensors=True,

@@ -640,3 +640,47 @@ def test_errors_while_the_net_starts_are_the_users_own(digits, callbacks, error,
         vae.fit(digits)
     with pytest.raises(NotFittedError):
         vae.transform(digits)
+
+
+@pytest.fixture
+def float64_default():
+    """torch's global default dtype float64, as in many scientific notebooks."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_torchs_global_default_dtype_changes_nothing(digits, float64_default, tmp_path):
+    # Every fit died on "mat1 and mat2 must have the same dtype", and load
+    # refused a valid file.
+    reference = BetaVAETransformer(**FAST_PARAMS)
+    torch.set_default_dtype(torch.float32)
+    reference.fit(digits)
+    torch.set_default_dtype(torch.float64)
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    assert {p.dtype for p in vae.net_.module_.parameters()} == {torch.float32}
+    np.testing.assert_array_equal(vae.transform(digits), reference.transform(digits))
+    assert vae.score(digits) == reference.score(digits)
+    reference.save(tmp_path / "vae.safetensors")
+    loaded = BetaVAETransformer.load(tmp_path / "vae.safetensors")
+    np.testing.assert_array_equal(loaded.transform(digits), reference.transform(digits))
+    loaded.set_params(warm_start=True, max_iter=1).fit(digits)
+    assert loaded.n_iter_ == 4
+    # A module the user builds now is float64: the error says why and what to do.
+    with pytest.raises(ValueError, match=r"encoder has float64 weights \(torch's default dtype is "
+                       r"torch.float64.*trains in float32.*encoder=module.float\(\)"):
+        BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3)).fit(digits)
+    BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3).float()).fit(digits)
+
+
+def test_float64_user_modules_are_refused_saying_batches_are_float32(digits):
+    # They passed the output check (probed in their own dtype), then training
+    # died on torch's bare dtype error.
+    for name, module in (("encoder", LinearEncoder(64, 3).double()),
+                         ("decoder", nn.Linear(3, 64).double())):
+        vae = BetaVAETransformer(**FAST_PARAMS, **{name: module})
+        with pytest.raises(ValueError, match=rf"{name} has float64 weights; .*float32, the dtype "
+                           rf"of its batches.*{name}=module.float\(\)"):
+            vae.fit(digits)
+        assert not [attr for attr in vars(vae) if attr.endswith("_")]
+    BetaVAETransformer(**FAST_PARAMS, decoder=nn.Linear(3, 64).double().float()).fit(digits)
