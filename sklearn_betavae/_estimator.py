@@ -26,6 +26,7 @@ from ._persistence import load_estimator, save_estimator
 from ._training import (
     build_net,
     configure_training,
+    outside_inference_mode,
     private_rng,
     reads_input_separately,
     seed_state,
@@ -396,6 +397,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @outside_inference_mode
     def fit(self, X, y=None):
         """Train the beta-VAE on X.
 
@@ -429,6 +431,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             If interrupted before the first epoch ends (the estimator is left
             unfitted). Later, an interrupt ends training with a warning and
             keeps the epochs completed.
+
+        Notes
+        -----
+        ``fit`` trains inside ``torch.no_grad()`` and
+        ``torch.inference_mode()`` blocks alike: it switches them off for
+        its duration.
         """
         # Parameter checks first: a refit that fails on them changes nothing.
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
@@ -651,6 +659,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return self
 
     @classmethod
+    @outside_inference_mode
     def load(cls, path, device=None, *, encoder=None, decoder=None):
         """Load an estimator written by ``save``.
 

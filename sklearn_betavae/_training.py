@@ -9,7 +9,7 @@ swallows) rolls back to the end of the last completed epoch, with a warning.
 """
 
 from contextlib import contextmanager
-from functools import partial
+from functools import partial, wraps
 
 import torch
 from skorch.dataset import ValidSplit
@@ -19,6 +19,26 @@ from ._loss import BetaVAELoss
 from ._modules import MLPEncoder, VAEModule
 from ._net import BetaVAENet
 from ._validation import check_user_module
+
+
+def outside_inference_mode(function):
+    """Run ``function`` with ``torch.inference_mode`` off, whatever the caller's mode.
+
+    Inside ``torch.inference_mode()`` no tensor made can ever take part in
+    autograd, unlike ``torch.no_grad()``, which skorch's training step
+    overrides: ``fit`` died on "element 0 of tensors does not require grad",
+    and the tensors it had made (Adam's state, the weights of a model loaded
+    there) broke every later warm start ("Inplace update to inference tensor
+    outside InferenceMode"). Training and loading therefore switch the mode
+    off for their duration, and restore the caller's after.
+    """
+
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def fused_adam(params, **kwargs):
