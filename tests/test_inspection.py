@@ -573,3 +573,17 @@ def test_classifier_scores_take_float_coded_discrete_factors_as_classes(classes)
     with pytest.raises(ValueError, match=r"sap_score's factors column 0 .*continuous_factors=True"):
         sap_score(Z, continuous, random_state=0)
     assert dci(Z, continuous, model="lasso", random_state=0).informativeness >= 0.0
+
+
+def test_latent_maps_after_an_offset_step_are_changes_not_points(digits):
+    # make_pipeline(StandardScaler(), BetaVAETransformer()), the README's
+    # pipeline: the scaler's inverse_transform added its mean_ to every map.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), BetaVAETransformer(**FAST_PARAMS)).fit(digits)
+    scaler, vae = pipe[0], pipe[-1]
+    result = latent_maps(pipe, digits)
+    expected = latent_maps(vae).maps[result.latents] * scaler.scale_
+    np.testing.assert_allclose(result.maps, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    assert np.abs(result.maps).max() < np.abs(scaler.mean_).max()
