@@ -193,7 +193,7 @@ def load_pipeline(path, device=None, *, memory=None):
         raise ValueError(f"{str(path)!r} is not a pipeline file written by save_pipeline.")
     try:
         return _rebuild_pipeline(path, document, tensors, device, memory)
-    except (KeyError, TypeError, AttributeError, IndexError) as error:
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError) as error:
         raise ValueError(
             f"{str(path)!r} does not have the structure of a saved pipeline "
             f"({type(error).__name__}: {error})."
