@@ -78,8 +78,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     Parameters
     ----------
     beta : float, default=4.0
-        Weight of the KL term. ``1`` is a plain VAE; larger values trade
-        reconstruction for more independent latents.
+        Weight of the KL term; larger values trade reconstruction for more
+        independent latents. The normal decoder's reconstruction loss is the
+        sum of squared errors, twice the unit-variance Gaussian negative
+        log-likelihood, so there ``beta = 2`` is the plain VAE whose ELBO
+        ``score`` reports (and the default 4 weighs the KL twice as much as
+        that ELBO does); with the laplace and bernoulli decoders ``beta = 1``
+        is (see :class:`BetaVAELoss`).
     default_dist : {"normal", "laplace", "bernoulli"}, default="normal"
         Decoder distribution: squared-error, absolute-error or binary
         cross-entropy reconstruction. ``"bernoulli"`` needs X in [0, 1].
