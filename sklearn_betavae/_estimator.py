@@ -31,6 +31,7 @@ from ._training import (
     reads_input_separately,
     seed_state,
     train,
+    without_inference_tensors,
 )
 from ._validation import (
     NumberInterval,
@@ -748,7 +749,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 "warm_start=False to fit a new network."
             )
         # The first fit's split, so that no validation row is ever trained on.
-        configure_training(self.net_, **settings)
+        configure_training(without_inference_tensors(self.net_), **settings)
         self._train(X, self._rng_state_)
 
     def _train(self, X, rng_state, pca_seed=None):

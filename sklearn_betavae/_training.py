@@ -41,6 +41,38 @@ def outside_inference_mode(function):
     return wrapper
 
 
+def without_inference_tensors(net):
+    """Replace the inference tensors of a fitted net (its weights, buffers
+    and Adam's state) by ordinary copies, in place; returns ``net``.
+
+    A model unpickled inside ``torch.inference_mode()`` holds them (torch
+    makes every tensor there one), and no later training could update them
+    ("Inplace update to inference tensor outside InferenceMode"). New
+    parameters replace such ones in the module and in the optimizer.
+    """
+    replaced = {}
+    with torch.inference_mode(False):
+        for module in net.module_.modules():
+            for name, tensor in list(module._parameters.items()):
+                if tensor is not None and tensor.is_inference():
+                    replaced[tensor] = module._parameters[name] = torch.nn.Parameter(
+                        tensor.detach().clone(), requires_grad=tensor.requires_grad)
+            for name, tensor in list(module._buffers.items()):
+                if tensor is not None and tensor.is_inference():
+                    module._buffers[name] = tensor.clone()
+        optimizer = net.optimizer_
+        for group in optimizer.param_groups:
+            group["params"] = [replaced.get(param, param) for param in group["params"]]
+        states = list(optimizer.state.items())
+        optimizer.state.clear()
+        for param, state in states:
+            optimizer.state[replaced.get(param, param)] = {
+                key: value.clone() if isinstance(value, torch.Tensor) and value.is_inference() else value
+                for key, value in state.items()
+            }
+    return net
+
+
 def fused_adam(params, **kwargs):
     """``torch.optim.Adam`` with its fused kernels where this torch has them.
 

@@ -437,3 +437,17 @@ def test_fit_and_load_work_inside_inference_mode(digits, tmp_path):
     loaded.set_params(warm_start=True, max_iter=2).fit(digits)
     assert loaded.n_iter_ == 5
     np.testing.assert_array_equal(loaded.transform(digits), vae.transform(digits))
+
+
+def test_a_model_unpickled_inside_inference_mode_trains_on(digits):
+    # Its tensors were inference tensors: every later warm start failed on
+    # "Inplace update to inference tensor outside InferenceMode".
+    import pickle
+
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    data = pickle.dumps(vae)
+    with torch.inference_mode():
+        revived = pickle.loads(data)
+    vae.set_params(warm_start=True, max_iter=2).fit(digits)
+    revived.set_params(warm_start=True, max_iter=2).fit(digits)
+    np.testing.assert_array_equal(revived.transform(digits), vae.transform(digits))
