@@ -17,9 +17,10 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import validate_params
 
 from ._persistence import link_target, replace_keeping_mode
+from ._validation import NumberInterval
 
 # Masker settings that treat the images as one series: cleaning chunk by
 # chunk would give other values than cleaning all of them at once.
@@ -31,7 +32,7 @@ _ACROSS_IMAGES = ("standardize", "detrend", "low_pass", "high_pass")
         "imgs": "no_validation",
         "masker": [object],
         "path": [str, os.PathLike],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left")],
         "dtype": "no_validation",
         "verbose": ["verbose"],
     },

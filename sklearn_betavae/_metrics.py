@@ -22,8 +22,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted
+
+from ._validation import NumberInterval
 
 
 @validate_params({"Z": ["array-like"], "factors": ["array-like"]}, prefer_skip_nested_validation=True)
@@ -92,8 +94,8 @@ def best_match_scores(Z, factors):
 
 
 @validate_params(
-    {"Z": ["array-like"], "factors": ["array-like"], "n_bins": [Interval(Integral, 2, None, closed="left")],
-     "discretize_factors": ["boolean"]},
+    {"Z": ["array-like"], "factors": ["array-like"],
+     "n_bins": [NumberInterval(Integral, 2, None, closed="left")], "discretize_factors": ["boolean"]},
     prefer_skip_nested_validation=True,
 )
 def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
@@ -152,8 +154,6 @@ def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
     Z, factors = _codes_and_factors(Z, factors)
     if Z.shape[1] < 2:
         raise ValueError(f"The MIG needs at least two latents; Z has {Z.shape[1]}.")
-    if isinstance(n_bins, bool):
-        raise ValueError(f"n_bins must be an integer of at least 2; got {n_bins!r}.")
     latents = [_bins(column, n_bins) for column in Z.T]
     gaps = []
     for column in factors.T:
@@ -171,7 +171,7 @@ def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
         "Z": ["array-like"],
         "factors": ["array-like"],
         "model": [StrOptions({"gradient_boosting", "lasso"}), HasMethods(["fit", "predict"])],
-        "test_size": [Interval(Real, 0, 1, closed="neither")],
+        "test_size": [NumberInterval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -306,7 +306,7 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         "Z": ["array-like"],
         "factors": ["array-like"],
         "continuous_factors": ["boolean"],
-        "test_size": [Interval(Real, 0, 1, closed="neither")],
+        "test_size": [NumberInterval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -413,9 +413,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
 
 @validate_params(
     {
-        "n_train": [Interval(Integral, 1, None, closed="left")],
-        "n_eval": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "n_train": [NumberInterval(Integral, 1, None, closed="left")],
+        "n_eval": [NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -505,11 +505,11 @@ def beta_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_si
 
 @validate_params(
     {
-        "n_train": [Interval(Integral, 1, None, closed="left")],
-        "n_eval": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "n_variance_estimate": [Interval(Integral, 2, None, closed="left")],
-        "collapsed_std": [Interval(Real, 0, None, closed="left")],
+        "n_train": [NumberInterval(Integral, 1, None, closed="left")],
+        "n_eval": [NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 2, None, closed="left")],
+        "n_variance_estimate": [NumberInterval(Integral, 2, None, closed="left")],
+        "collapsed_std": [NumberInterval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
