@@ -11,7 +11,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.utils import noop
@@ -26,12 +26,15 @@ from ._persistence import load_estimator, save_estimator
 from ._training import (
     build_net,
     configure_training,
+    outside_inference_mode,
     private_rng,
     reads_input_separately,
     seed_state,
     train,
+    without_inference_tensors,
 )
 from ._validation import (
+    NumberInterval,
     check_hidden_layer_sizes,
     check_init,
     check_input_lr_scale,
@@ -76,8 +79,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     Parameters
     ----------
     beta : float, default=4.0
-        Weight of the KL term. ``1`` is a plain VAE; larger values trade
-        reconstruction for more independent latents.
+        Weight of the KL term; larger values trade reconstruction for more
+        independent latents. The normal decoder's reconstruction loss is the
+        sum of squared errors, twice the unit-variance Gaussian negative
+        log-likelihood, so there ``beta = 2`` is the plain VAE whose ELBO
+        ``score`` reports (and the default 4 weighs the KL twice as much as
+        that ELBO does); with the laplace and bernoulli decoders ``beta = 1``
+        is (see :class:`BetaVAELoss`).
     default_dist : {"normal", "laplace", "bernoulli"}, default="normal"
         Decoder distribution: squared-error, absolute-error or binary
         cross-entropy reconstruction. ``"bernoulli"`` needs X in [0, 1].
@@ -181,12 +189,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Relative improvement of the validation loss that counts as progress.
     encoder : torch.nn.Module or None, default=None
         Your own encoder, mapping a float32 batch ``(batch, n_features)`` to a
-        pair ``(mu, logvar)`` of shape ``(batch, n_components)`` each. It is
-        deep-copied in ``fit``; your instance is never trained.
+        pair ``(mu, logvar)`` of shape ``(batch, n_components)`` each, with
+        float32 weights (``module.float()``; float64 modules are refused). It
+        is deep-copied in ``fit``; your instance is never trained.
     decoder : torch.nn.Module or None, default=None
         Your own decoder, mapping ``(batch, n_components)`` codes to
         ``(batch, n_features)``: the mean (normal, laplace) or the success
-        probability (bernoulli). Deep-copied in ``fit``.
+        probability (bernoulli), with float32 weights. Deep-copied in ``fit``.
     callbacks : list or None, default=None
         Extra skorch callbacks (instances, classes or ``(name, callback)``
         pairs): for instance ``Checkpoint(use_safetensors=True,
@@ -317,22 +326,22 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     """
 
     _parameter_constraints: dict = {
-        "beta": [Interval(Real, 0, None, closed="left")],
+        "beta": [NumberInterval(Real, 0, None, closed="left")],
         "default_dist": [StrOptions(set(DISTRIBUTIONS))],
         "device": [str, torch.device],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "input_lr_scale": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
-        "beta_warmup": [Interval(Real, 0, 1, closed="both")],
+        "n_components": [NumberInterval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", NumberInterval(Integral, 1, None, closed="left")],
+        "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [NumberInterval(Real, 0, None, closed="neither")],
+        "input_lr_scale": [StrOptions({"auto"}), NumberInterval(Real, 0, None, closed="neither")],
+        "beta_warmup": [NumberInterval(Real, 0, 1, closed="both")],
         "standardize": [StrOptions({"auto", "global"}), "boolean"],
         "init": [StrOptions({"auto", "pca", "random"})],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [NumberInterval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [NumberInterval(Integral, 1, None, closed="left")],
+        "tol": [NumberInterval(Real, 0, None, closed="left")],
         "encoder": [nn.Module, None],
         "decoder": [nn.Module, None],
         "callbacks": [list, None],
@@ -394,6 +403,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @outside_inference_mode
     def fit(self, X, y=None):
         """Train the beta-VAE on X.
 
@@ -427,6 +437,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             If interrupted before the first epoch ends (the estimator is left
             unfitted). Later, an interrupt ends training with a warning and
             keeps the epochs completed.
+
+        Notes
+        -----
+        ``fit`` trains inside ``torch.no_grad()`` and
+        ``torch.inference_mode()`` blocks alike: it switches them off for
+        its duration.
         """
         # Parameter checks first: a refit that fails on them changes nothing.
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
@@ -649,6 +665,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return self
 
     @classmethod
+    @outside_inference_mode
     def load(cls, path, device=None, *, encoder=None, decoder=None):
         """Load an estimator written by ``save``.
 
@@ -732,7 +749,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 "warm_start=False to fit a new network."
             )
         # The first fit's split, so that no validation row is ever trained on.
-        configure_training(self.net_, **settings)
+        configure_training(without_inference_tensors(self.net_), **settings)
         self._train(X, self._rng_state_)
 
     def _train(self, X, rng_state, pca_seed=None):
@@ -759,7 +776,11 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 finally:
                     self._rng_state_ = current_rng_state()
         finally:
-            self.n_iter_ = len(net.history)
+            # No history yet when the net failed to initialise (a callback's
+            # initialize() raised, say): 0 epochs, and the user's error is
+            # the one raised.
+            history = getattr(net, "history", None)
+            self.n_iter_ = 0 if history is None else len(history)
 
     def _training_device(self):
         device = resolve_device(self.device)
@@ -877,9 +898,20 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_)
 
     def __setstate__(self, state):
-        super().__setstate__(state)
         # Pickled before input_lr_scale existed: trained with one learning rate.
-        vars(self).setdefault("input_lr_scale", 1.0)
+        state = {"input_lr_scale": 1.0, **state}
+        # Pickled before init (issue 15): such a model unpickled and
+        # transformed, then repr, clone, save and fit failed on the missing
+        # attribute. Refused here, when it is loaded, rather than later.
+        missing = sorted(set(self._get_param_names()) - set(state))
+        if missing:
+            raise ValueError(
+                "This pickle holds a BetaVAETransformer from an older sklearn_betavae, "
+                f"before its parameter(s) {', '.join(missing)} existed; such models cannot "
+                "be loaded any more. Refit it with this version (and save it with "
+                "BetaVAETransformer.save, a file format that is checked on loading)."
+            )
+        super().__setstate__(state)
         if "_architecture_" in state:
             # Pickled before the built-in MLPs had a linear path.
             self._architecture_.setdefault("linear_path", False)

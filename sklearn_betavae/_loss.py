@@ -92,12 +92,30 @@ def _bernoulli_cross_entropy(p, data, reduction):
 class BetaVAELoss:
     """The beta-VAE loss: reconstruction plus ``beta`` times the KL divergence.
 
-    ``loss = rec_loss + beta * kl_loss`` where ``rec_loss`` is the negative
-    log-likelihood of the data under the decoder (up to constants) summed over
-    every element and divided by the batch size only (per image, not per
-    pixel), and ``kl_loss`` is KL(q(z|x) || N(0, I)) summed over latent
-    dimensions and averaged over the batch. ``beta = 1`` gives the VAE loss;
-    ``beta > 1`` favours statistically independent latents over reconstruction.
+    ``loss = rec_loss + beta * kl_loss`` where ``rec_loss`` is a
+    reconstruction error summed over every element and divided by the batch
+    size only (per image, not per pixel), and ``kl_loss`` is KL(q(z|x) ||
+    N(0, I)) summed over latent dimensions and averaged over the batch.
+
+    ``rec_loss`` is, per distribution (nidl's convention, kept here):
+
+    - ``"normal"``: the sum of squared errors, which is *twice* the negative
+      log-likelihood of a unit-variance Gaussian (less its constant,
+      ``n_features / 2 * log(2 pi)`` per image). So ``loss`` is twice the
+      negative ELBO of that unit-variance model with the KL weighted by
+      ``beta / 2``: ``beta = 2`` is the plain VAE whose ELBO
+      ``BetaVAETransformer.score`` reports, and ``beta = 4`` weighs the KL as
+      ``beta = 2`` would on that ELBO. (Equivalently, ``loss`` is ``beta``
+      times the negative ELBO of a Gaussian of variance ``beta / 2``, which
+      is why the PCA start's noise variance is ``beta / 2``.)
+    - ``"laplace"``: the sum of absolute errors, the negative log-likelihood
+      of a unit-scale Laplace less ``n_features * log 2``; ``beta = 1`` is
+      the plain VAE.
+    - ``"bernoulli"``: the summed binary cross-entropy, the negative
+      log-likelihood itself; ``beta = 1`` is the plain VAE.
+
+    Larger values of ``beta`` favour statistically independent latents over
+    reconstruction.
 
     Parameters
     ----------
@@ -124,6 +142,14 @@ class BetaVAELoss:
     >>> losses = BetaVAELoss(beta=4.0)(x, x + 1.0, q)
     >>> {name: round(value.item(), 3) for name, value in losses.items()}
     {'loss': 2.0, 'rec_loss': 2.0, 'kl_loss': 0.0}
+
+    For ``"normal"``, ``rec_loss`` is twice the unit-variance Gaussian
+    negative log-likelihood per image, less its constant:
+
+    >>> import math
+    >>> nll = -Normal(x + 1.0, 1.0).log_prob(x).sum().item() / len(x)
+    >>> round(2 * (nll - x.shape[1] / 2 * math.log(2 * math.pi)), 3)
+    2.0
     """
 
     def __init__(self, beta=4.0, default_dist="normal"):
@@ -134,7 +160,11 @@ class BetaVAELoss:
         self.default_dist = default_dist
 
     def reconstruction_loss(self, p, data):
-        """Per-image reconstruction loss (negative log-likelihood up to constants).
+        """Per-image reconstruction loss.
+
+        The negative log-likelihood of the data less its constant, except
+        for a Normal: twice that (the sum of squared errors; see the class
+        docstring).
 
         Parameters
         ----------

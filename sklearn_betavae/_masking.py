@@ -17,7 +17,10 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import validate_params
+
+from ._persistence import link_target, replace_keeping_mode
+from ._validation import NumberInterval
 
 # Masker settings that treat the images as one series: cleaning chunk by
 # chunk would give other values than cleaning all of them at once.
@@ -29,7 +32,7 @@ _ACROSS_IMAGES = ("standardize", "detrend", "low_pass", "high_pass")
         "imgs": "no_validation",
         "masker": [object],
         "path": [str, os.PathLike],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 1, None, closed="left")],
         "dtype": "no_validation",
         "verbose": ["verbose"],
     },
@@ -60,6 +63,9 @@ def mask_to_memmap(imgs, masker, path, *, batch_size=64, dtype=np.float32, verbo
         The ``.npy`` file to write (``np.load(path, mmap_mode="r")`` opens
         it again later). It is written to a temporary file next to it and
         renamed when complete, so an interrupted run leaves no partial file.
+        An existing file keeps its permissions and a new one gets those the
+        umask gives; a symbolic link is written through (its target is
+        replaced and the link kept), as ``BetaVAETransformer.save`` does.
     batch_size : int, default=64
         Subjects masked at a time.
     dtype : numpy dtype, default=np.float32
@@ -91,7 +97,7 @@ def mask_to_memmap(imgs, masker, path, *, batch_size=64, dtype=np.float32, verbo
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating-point type; got {dtype}.")
     chunks, n_subjects = _image_chunks(imgs, batch_size)
-    path = Path(path)
+    path = link_target(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
     os.close(handle)
     started, done, out = time.perf_counter(), 0, None
@@ -113,7 +119,7 @@ def mask_to_memmap(imgs, masker, path, *, batch_size=64, dtype=np.float32, verbo
                       f"({time.perf_counter() - started:.1f} s)")
         out.flush()
         del out
-        os.replace(temporary, path)
+        replace_keeping_mode(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

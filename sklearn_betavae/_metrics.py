@@ -22,8 +22,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted
+
+from ._validation import NumberInterval
 
 
 @validate_params({"Z": ["array-like"], "factors": ["array-like"]}, prefer_skip_nested_validation=True)
@@ -92,8 +94,8 @@ def best_match_scores(Z, factors):
 
 
 @validate_params(
-    {"Z": ["array-like"], "factors": ["array-like"], "n_bins": [Interval(Integral, 2, None, closed="left")],
-     "discretize_factors": ["boolean"]},
+    {"Z": ["array-like"], "factors": ["array-like"],
+     "n_bins": [NumberInterval(Integral, 2, None, closed="left")], "discretize_factors": ["boolean"]},
     prefer_skip_nested_validation=True,
 )
 def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
@@ -152,8 +154,6 @@ def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
     Z, factors = _codes_and_factors(Z, factors)
     if Z.shape[1] < 2:
         raise ValueError(f"The MIG needs at least two latents; Z has {Z.shape[1]}.")
-    if isinstance(n_bins, bool):
-        raise ValueError(f"n_bins must be an integer of at least 2; got {n_bins!r}.")
     latents = [_bins(column, n_bins) for column in Z.T]
     gaps = []
     for column in factors.T:
@@ -171,7 +171,7 @@ def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
         "Z": ["array-like"],
         "factors": ["array-like"],
         "model": [StrOptions({"gradient_boosting", "lasso"}), HasMethods(["fit", "predict"])],
-        "test_size": [Interval(Real, 0, 1, closed="neither")],
+        "test_size": [NumberInterval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -188,7 +188,9 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
     completeness is ``1 - H_L(R_.j / sum_i R_ij)`` (base L, the number of
     latents), and the completeness score their mean weighted by each factor's
     share of the total importance, as ``disentanglement_lib`` does. Entropies
-    get 1e-11 added to every importance, as in ``disentanglement_lib``.
+    get 1e-11 added to every importance, as in ``disentanglement_lib``, once
+    the importances are scaled to sum to the number of factors (as gradient
+    boosting's do), so that no score depends on the importances' scale.
 
     ``model="gradient_boosting"`` follows ``disentanglement_lib``: a
     ``GradientBoostingClassifier()`` with default settings per factor, the
@@ -213,8 +215,11 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         At least two latents.
     factors : array-like of shape (n_samples, n_factors)
         At least two factors: discrete classes (e.g. ``make_sprites(...).factor_classes``) for a
-        classifier; any values for a regressor. Each must vary in the
-        training split.
+        classifier, where a float column with at most half as many distinct
+        values as samples (dSprites' latent values, such as ten levels k / 9)
+        has each distinct value taken as a class, and one with more is
+        refused as continuous; any values for a regressor. Each must vary in
+        the training split.
     model : {"gradient_boosting", "lasso"} or estimator, default="gradient_boosting"
     test_size : float, default=1/3
         Share of the samples held out for informativeness
@@ -252,6 +257,8 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         model = (GradientBoostingClassifier(random_state=seed) if model == "gradient_boosting"
                  else Lasso(alpha=0.02, random_state=seed))
     classify = is_classifier(model)
+    if classify:
+        factors = _factor_classes(factors, "dci", 'or model="lasso" for continuous factors')
     Z_train, Z_test, y_train, y_test = train_test_split(Z, factors, test_size=test_size, random_state=rng)
     for j, column in enumerate(y_train.T):
         if np.ptp(column) == 0:
@@ -281,8 +288,14 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
             else:  # 1 - NRMSE, 0 when no better than the mean (or not finite)
                 error = np.sqrt(np.mean((predicted - y) ** 2))
                 informativeness[k, j] = 1.0 - error if error < 1.0 else 0.0
+    # The entropies' 1e-11 floor is taken relative to the importances' scale
+    # (their total made the number of factors, what gradient boosting's sum
+    # to): coefficients, which scale with 1 / the codes' scale, would
+    # otherwise drown in it, scoring a perfect code 0 at 1e-12.
+    total = importances.sum()
+    relative = importances * factors.shape[1] / total if total > 0 else importances
     return Bunch(
-        disentanglement=_weighted_purity(importances), completeness=_weighted_purity(importances.T),
+        disentanglement=_weighted_purity(relative), completeness=_weighted_purity(relative.T),
         informativeness=float(informativeness[0].mean()),
         informativeness_train=float(informativeness[1].mean()), importances=importances,
     )
@@ -293,7 +306,7 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         "Z": ["array-like"],
         "factors": ["array-like"],
         "continuous_factors": ["boolean"],
-        "test_size": [Interval(Real, 0, 1, closed="neither")],
+        "test_size": [NumberInterval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -309,7 +322,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     ``continuous_factors=True``
         S_ij is the R^2 of a linear regression of factor j on latent i, the
         squared Pearson correlation, on all samples (the paper's score for
-        continuous factors); 0 for a constant latent or factor.
+        continuous factors); 0 for a constant latent or factor (a latent
+        whose variance is below 1e-12 of its largest square counts as
+        constant: the score does not change when a code is rescaled).
     ``continuous_factors=False`` (``disentanglement_lib``'s setting for
         dSprites)
         S_ij is the test accuracy of ``LinearSVC(C=0.01,
@@ -328,7 +343,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
         magnitude (liblinear, behind ``LinearSVC``, never converges on much
         larger ones).
     factors : array-like of shape (n_samples, n_factors)
-        Discrete classes when ``continuous_factors=False``.
+        Discrete classes when ``continuous_factors=False``: floats with at
+        most half as many distinct values as samples have each value taken
+        as a class, more are refused as continuous.
     continuous_factors : bool, default=False
         Which of the two variants above: True for continuous factors
         (squared correlations), False for discrete classes (a classifier).
@@ -361,16 +378,20 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     if continuous_factors:
         # R^2 does not change with scale: computed on columns divided by their
         # largest magnitude, so that no square overflows, even near float64's
-        # range; a latent counts as constant below a variance of 1e-12.
+        # range. A latent counts as constant below a variance of 1e-12 of its
+        # squared largest magnitude (a spread of 1e-6 of its values, rounding
+        # noise for float32 codes): relative, so that dividing a code by a
+        # constant does not change its score (an absolute cut-off scored a
+        # perfect code 0 once divided by 1e7).
         Z_scale, y_scale = _max_magnitude(Z), _max_magnitude(factors)
         Zc, yc = Z / Z_scale, factors / y_scale
         Zc, yc = Zc - Zc.mean(axis=0), yc - yc.mean(axis=0)
         Z_var, y_var = np.mean(Zc**2, axis=0), np.mean(yc**2, axis=0)
         covariance = Zc.T @ yc / len(Z)
-        with np.errstate(over="ignore"):  # Z_scale**2 may overflow: then no threshold
-            usable = np.outer(Z_var > 1e-12 / Z_scale**2, y_var > 0)
+        usable = np.outer(Z_var > _CONSTANT_RELATIVE_VARIANCE, y_var > 0)
         np.divide(covariance**2, np.outer(Z_var, y_var), out=scores, where=usable)
     else:
+        factors = _factor_classes(factors, "sap_score", "or continuous_factors=True")
         if np.abs(Z).max() > _MAX_SVC_CODE:
             raise ValueError(
                 f"sap_score with discrete factors fits a LinearSVC to each latent, whose solver "
@@ -392,9 +413,9 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
 
 @validate_params(
     {
-        "n_train": [Interval(Integral, 1, None, closed="left")],
-        "n_eval": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "n_train": [NumberInterval(Integral, 1, None, closed="left")],
+        "n_eval": [NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -484,11 +505,11 @@ def beta_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_si
 
 @validate_params(
     {
-        "n_train": [Interval(Integral, 1, None, closed="left")],
-        "n_eval": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "n_variance_estimate": [Interval(Integral, 2, None, closed="left")],
-        "collapsed_std": [Interval(Real, 0, None, closed="left")],
+        "n_train": [NumberInterval(Integral, 1, None, closed="left")],
+        "n_eval": [NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [NumberInterval(Integral, 2, None, closed="left")],
+        "n_variance_estimate": [NumberInterval(Integral, 2, None, closed="left")],
+        "collapsed_std": [NumberInterval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -584,6 +605,31 @@ def _codes_and_factors(Z, factors):
     return Z, factors
 
 
+def _factor_classes(factors, function, alternative):
+    """Factors as classes for a classifier: a column of non-integer floats
+    with few distinct values (dSprites' ten levels k / 9, say) becomes the
+    index of each value among them, which scikit-learn's classifiers would
+    otherwise refuse as "continuous"; one with more distinct values than half
+    the samples looks continuous and is refused, naming ``function``'s
+    ``factors``. Integer-valued columns are classes already."""
+    columns = []
+    for j, column in enumerate(factors.T):
+        if np.array_equal(column, np.round(column)):
+            columns.append(column)
+            continue
+        values, classes = np.unique(column, return_inverse=True)
+        if len(values) > len(column) / 2:
+            raise ValueError(
+                f"{function}'s factors column {j} holds {len(values)} distinct non-integer "
+                f"values among {len(column)} samples, so it looks continuous, but {function} "
+                "scores it with a classifier here, which needs classes: pass the factors' "
+                "classes (e.g. make_sprites(...).factor_classes, or "
+                f"np.unique(column, return_inverse=True)[1]), {alternative}."
+            )
+        columns.append(classes.astype(np.float64))
+    return np.column_stack(columns)
+
+
 def _standardised_ranks(A):
     ranks = np.apply_along_axis(rankdata, 0, A)
     spread = ranks.std(axis=0)
@@ -597,6 +643,9 @@ def _bins(column, n_bins):
     return np.digitize(column, edges[1:-1])
 
 
+# Variance, relative to the squared largest magnitude, below which sap_score
+# counts a latent as constant.
+_CONSTANT_RELATIVE_VARIANCE = 1e-12
 # liblinear's solver never returned on codes of 1e100 (1e50 took one iteration).
 _MAX_SVC_CODE = 1e30
 _MAX_IMAGES = 8192  # images rendered and encoded at once by the sampled scores

@@ -5,12 +5,23 @@ from torch import nn
 
 from ._loss import posterior_std
 
+# The network's precision, whatever torch's global default dtype: batches are
+# float32, and with torch.set_default_dtype(torch.float64) (set in many
+# scientific notebooks, and by GPyTorch and BoTorch users) float64 layers
+# failed every fit on "mat1 and mat2 must have the same dtype", and load
+# refused valid files.
+DTYPE = torch.float32
+
+
+def _linear(n_in, n_out):
+    return nn.Linear(n_in, n_out, dtype=DTYPE)
+
 
 def _mlp(sizes):
     """Linear layers with ReLU between them (none after the last)."""
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers += [_linear(n_in, n_out), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
 
@@ -40,9 +51,9 @@ class MLPEncoder(nn.Module):
         super().__init__()
         sizes = (n_features, *hidden_layer_sizes)
         self.body = nn.Sequential(_mlp(sizes), nn.ReLU()) if hidden_layer_sizes else nn.Identity()
-        self.head = nn.Linear(sizes[-1], 2 * n_components)
+        self.head = _linear(sizes[-1], 2 * n_components)
         self.linear = (
-            nn.Linear(n_features, 2 * n_components) if linear_path and hidden_layer_sizes else None
+            _linear(n_features, 2 * n_components) if linear_path and hidden_layer_sizes else None
         )
 
     def forward(self, x):
@@ -108,7 +119,7 @@ class MLPDecoder(nn.Module):
             layers.append(nn.Sigmoid())
         self.body = nn.Sequential(*layers)
         self.linear = (
-            nn.Linear(n_components, n_features) if linear_path and hidden_layer_sizes else None
+            _linear(n_components, n_features) if linear_path and hidden_layer_sizes else None
         )
 
     def forward(self, z):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import numbers
 import os
+import re
 import stat
 import tempfile
 import warnings
@@ -27,6 +28,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from skorch.history import History
 
+from ._file_checks import (
+    check_architecture,
+    check_arrays,
+    check_device_name,
+    check_fitted_fields,
+    check_output_config,
+)
 from ._training import build_net, reads_input_separately
 from ._validation import (
     check_module_outputs,
@@ -48,8 +56,7 @@ def write_model_file(path, document, tensors):
     file gets here. A symbolic link is written through: its target is
     replaced (or created) and the link stays.
     """
-    # realpath follows every link, also a dangling one, to where the file goes.
-    path = Path(os.path.realpath(path))
+    path = link_target(path)
     text = json.dumps(document, sort_keys=True, default=_json_default)
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
     metadata = {
@@ -61,18 +68,34 @@ def write_model_file(path, document, tensors):
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
-        # mkstemp makes the file private (0600): give it the mode of the file
-        # it replaces, or else the mode any new file gets here, since model
-        # files are meant to be shared.
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        replace_keeping_mode(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def link_target(path):
+    """Where writing ``path`` puts the file: ``realpath`` follows every
+    symbolic link, also a dangling one, so that a link is written through
+    (its target replaced or created) and stays a link."""
+    return Path(os.path.realpath(path))
+
+
+def replace_keeping_mode(temporary, path):
+    """Rename the finished ``temporary`` file (from ``mkstemp``, next to
+    ``path``) over ``path``, with the permissions ``path`` has, or those any
+    new file gets here (the umask's).
+
+    ``mkstemp`` makes files private (0600); model files and study memmaps
+    are meant to be shared, and saving over one must not change who can read
+    it. ``path`` should come from ``link_target``.
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
 
 
 def read_model_file(path, writer="BetaVAETransformer.save"):
@@ -96,7 +119,8 @@ def read_model_file(path, writer="BetaVAETransformer.save"):
             f"{writer} (it has no sklearn_betavae metadata)."
         )
     version = metadata[_PREFIX + "format"]
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
+    # ASCII digits only: "²" is a digit to str.isdigit, not to int().
+    if not re.fullmatch(r"[0-9]+", version) or int(version) > FORMAT_VERSION:
         raise ValueError(
             f"{str(path)!r} has model format version {version!r}, newer than the "
             f"version {FORMAT_VERSION} this sklearn_betavae reads; upgrade sklearn_betavae."
@@ -107,7 +131,13 @@ def read_model_file(path, writer="BetaVAETransformer.save"):
             f"The contents of {str(path)!r} do not match their checksum: the file is "
             "corrupted or was modified after it was saved."
         )
-    return json.loads(text), tensors
+    try:
+        return json.loads(text), tensors
+    except (ValueError, RecursionError) as error:  # not JSON, or nested past Python's stack
+        raise ValueError(
+            f"{str(path)!r} holds a document that is not valid JSON, or too deeply nested "
+            f"({type(error).__name__}): it was not written by {writer}."
+        ) from None
 
 
 def _umask():
@@ -298,7 +328,13 @@ def estimator_from_state(cls, path, document, tensors, device=None, encoder=None
     ``path`` names the file they were read from, in error messages."""
     try:
         return _rebuild(cls, path, document, tensors, device, encoder, decoder)
-    except (KeyError, TypeError, AttributeError) as error:
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        # From a check that does not know the file (a parameter's validation):
+        # every malformed file is a ValueError naming it.
+        raise ValueError(f"{str(path)!r} holds an invalid saved model: {error}") from error
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError) as error:
         # The checksum guards against accidents, not against a file written
         # to look valid: its structure is checked all the same.
         raise ValueError(
@@ -326,21 +362,18 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         params["device"] = device
         target = resolve_device(device)
     else:
+        check_device_name(path, fitted["device_"])
         target = _saved_device(fitted["device_"], path)
         params["device"] = usable_device_param(params["device"])
     estimator = cls(**params)
     estimator._validate_params()
+    check_architecture(path, fitted["architecture_"], fitted["default_dist_"])
     architecture = dict(fitted["architecture_"])
     architecture["hidden_layer_sizes"] = tuple(architecture["hidden_layer_sizes"])
     # Files written before the built-in MLPs had a linear path.
     architecture.setdefault("linear_path", False)
-    if not isinstance(architecture["linear_path"], bool):
-        raise ValueError(
-            f"{str(path)!r} holds an invalid architecture_['linear_path'] "
-            f"({architecture['linear_path']!r}); it must be true or false."
-        )
     n_features = fitted["n_features_in_"]
-    _check_fitted_fields(path, fitted)
+    check_fitted_fields(path, fitted)
 
     net = build_net(
         architecture,
@@ -363,7 +396,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         raise ValueError(
             f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
         ) from error
-    _check_arrays(path, tensors, net, n_features)
+    check_arrays(path, tensors, net, n_features)
     check_module_outputs(net.module_, n_features, architecture["n_components"], architecture["default_dist"])
     mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
     history = History(join_history(path, document["history"], tensors))
@@ -380,77 +413,9 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
 
     arrays = {"mean": mean, "scale": scale, "rng_state": tensors["rng_state"].numpy()}
     estimator._set_fitted_state(net, target, {**fitted, "architecture_": architecture}, arrays)
+    check_output_config(path, document["output_config"])
     estimator.set_output(**document["output_config"])
     return estimator
-
-
-def _check_fitted_fields(path, fitted):
-    """The JSON's fitted scalars have the types and ranges a fit gives them."""
-    def integer(value, low):
-        return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-    for name, low in (("n_features_in_", 1), ("n_iter_", 0), ("warmup_epochs", 0), ("split_seed_", 0)):
-        if not integer(fitted[name], low):
-            raise ValueError(
-                f"{str(path)!r} holds {name} = {fitted[name]!r}; a saved model has an "
-                f"integer of at least {low}."
-            )
-    names = fitted["feature_names_in_"]
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise ValueError(f"{str(path)!r} holds feature_names_in_ that are not a list of strings.")
-
-
-def _check_arrays(path, tensors, net, n_features):
-    """Refuse arrays that no fit produces, naming the field: the checksum
-    guards against accidents, not against a file written to look valid.
-
-    The module's weights are checked for dtype here, for shape by
-    ``load_state_dict`` and for finiteness after it. Adam's state may hold
-    inf (its second moments overflow on a finite divergence, with finite
-    weights) but never NaN.
-    """
-    def check(field, value, shape, dtype):
-        if value.dtype != dtype:
-            raise ValueError(
-                f"{str(path)!r} holds {field} of dtype {value.dtype}; a saved model has {dtype}."
-            )
-        if shape is not None and tuple(value.shape) != tuple(shape):
-            raise ValueError(
-                f"{str(path)!r} holds {field} of shape {tuple(value.shape)}; a saved model "
-                f"has shape {tuple(shape)}."
-            )
-
-    for name, field in (("mean", "mean_"), ("scale", "scale_")):
-        check(field, tensors[name], (n_features,), torch.float64)
-    if not torch.isfinite(tensors["mean"]).all():
-        raise ValueError(f"{str(path)!r} holds a mean_ that is not finite.")
-    if not ((tensors["scale"] > 0) & torch.isfinite(tensors["scale"])).all():
-        raise ValueError(
-            f"{str(path)!r} holds a scale_ that is not positive and finite everywhere "
-            f"(min {tensors['scale'].min().item():g}, max {tensors['scale'].max().item():g})."
-        )
-    check("rng_state", tensors["rng_state"], torch.random.get_rng_state().shape, torch.uint8)
-    module_state = net.module_.state_dict()
-    params = [param for group in net.optimizer_.param_groups for param in group["params"]]
-    for name, value in tensors.items():
-        if name.startswith("module.") and name[len("module."):] in module_state:
-            check(name, value, None, module_state[name[len("module."):]].dtype)
-        elif name.startswith("optimizer."):
-            index, _, key = name[len("optimizer."):].partition(".")
-            if not (index.isdigit() and int(index) < len(params)):
-                raise ValueError(
-                    f"{str(path)!r} holds {name}, optimizer state for a parameter the "
-                    f"network does not have (it has {len(params)})."
-                )
-            param = params[int(index)]
-            if key == "step":
-                check(name, value, (), value.dtype if value.is_floating_point() else torch.float32)
-                if not (torch.isfinite(value) and value >= 0):
-                    raise ValueError(f"{str(path)!r} holds {name} = {value.item()}, not a step count.")
-            else:
-                check(name, value, param.shape, param.dtype)
-                if torch.isnan(value).any():
-                    raise ValueError(f"{str(path)!r} holds {name} with NaN values.")
 
 
 def _tag(value):

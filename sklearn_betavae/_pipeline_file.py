@@ -26,6 +26,7 @@ from ._persistence import (
     read_model_file,
     write_model_file,
 )
+from ._training import outside_inference_mode
 
 _MASKER = "nilearn.maskers.NiftiMasker"
 _ESTIMATOR = "sklearn_betavae.BetaVAETransformer"
@@ -127,6 +128,7 @@ def save_pipeline(pipeline, path):
     write_model_file(path, document, tensors)
 
 
+@outside_inference_mode
 def load_pipeline(path, device=None, *, memory=None):
     """Load a pipeline written by ``save_pipeline``.
 
@@ -191,7 +193,7 @@ def load_pipeline(path, device=None, *, memory=None):
         raise ValueError(f"{str(path)!r} is not a pipeline file written by save_pipeline.")
     try:
         return _rebuild_pipeline(path, document, tensors, device, memory)
-    except (KeyError, TypeError, AttributeError, IndexError) as error:
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError) as error:
         raise ValueError(
             f"{str(path)!r} does not have the structure of a saved pipeline "
             f"({type(error).__name__}: {error})."

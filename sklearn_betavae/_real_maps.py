@@ -13,7 +13,9 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import Bunch
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import validate_params
+
+from ._validation import NumberInterval
 
 _PEAKS_FILE = "nback_flanker_peaks.csv.gz"
 _TASKS = ("n-back", "flanker")
@@ -53,8 +55,8 @@ this package (``sklearn_betavae/data/NIMARE_LICENSE.txt``).
 
 @validate_params(
     {
-        "resolution": [Interval(Integral, 1, None, closed="left")],
-        "fwhm": [Interval(Real, 0, None, closed="neither")],
+        "resolution": [NumberInterval(Integral, 1, None, closed="left")],
+        "fwhm": [NumberInterval(Real, 0, None, closed="neither")],
         "return_images": ["boolean"],
     },
     prefer_skip_nested_validation=True,

@@ -9,7 +9,7 @@ swallows) rolls back to the end of the last completed epoch, with a warning.
 """
 
 from contextlib import contextmanager
-from functools import partial
+from functools import partial, wraps
 
 import torch
 from skorch.dataset import ValidSplit
@@ -19,6 +19,58 @@ from ._loss import BetaVAELoss
 from ._modules import MLPEncoder, VAEModule
 from ._net import BetaVAENet
 from ._validation import check_user_module
+
+
+def outside_inference_mode(function):
+    """Run ``function`` with ``torch.inference_mode`` off, whatever the caller's mode.
+
+    Inside ``torch.inference_mode()`` no tensor made can ever take part in
+    autograd, unlike ``torch.no_grad()``, which skorch's training step
+    overrides: ``fit`` died on "element 0 of tensors does not require grad",
+    and the tensors it had made (Adam's state, the weights of a model loaded
+    there) broke every later warm start ("Inplace update to inference tensor
+    outside InferenceMode"). Training and loading therefore switch the mode
+    off for their duration, and restore the caller's after.
+    """
+
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def without_inference_tensors(net):
+    """Replace the inference tensors of a fitted net (its weights, buffers
+    and Adam's state) by ordinary copies, in place; returns ``net``.
+
+    A model unpickled inside ``torch.inference_mode()`` holds them (torch
+    makes every tensor there one), and no later training could update them
+    ("Inplace update to inference tensor outside InferenceMode"). New
+    parameters replace such ones in the module and in the optimizer.
+    """
+    replaced = {}
+    with torch.inference_mode(False):
+        for module in net.module_.modules():
+            for name, tensor in list(module._parameters.items()):
+                if tensor is not None and tensor.is_inference():
+                    replaced[tensor] = module._parameters[name] = torch.nn.Parameter(
+                        tensor.detach().clone(), requires_grad=tensor.requires_grad)
+            for name, tensor in list(module._buffers.items()):
+                if tensor is not None and tensor.is_inference():
+                    module._buffers[name] = tensor.clone()
+        optimizer = net.optimizer_
+        for group in optimizer.param_groups:
+            group["params"] = [replaced.get(param, param) for param in group["params"]]
+        states = list(optimizer.state.items())
+        optimizer.state.clear()
+        for param, state in states:
+            optimizer.state[replaced.get(param, param)] = {
+                key: value.clone() if isinstance(value, torch.Tensor) and value.is_inference() else value
+                for key, value in state.items()
+            }
+    return net
 
 
 def fused_adam(params, **kwargs):

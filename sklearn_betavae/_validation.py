@@ -6,7 +6,25 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 from torch import nn
+
+
+class NumberInterval(Interval):
+    """scikit-learn's ``Interval``, refusing booleans.
+
+    ``True`` is an ``Integral`` in Python, so ``Interval(Real, 0, None)``
+    takes ``beta=True``; a number parameter set to a boolean is a mistake
+    (a flag passed in the wrong place), better refused by the parameter
+    validation than read as 1 or failing deep inside ``fit``.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+    def __str__(self):
+        return super().__str__().replace(" in the range", " (not a bool) in the range", 1)
+
 
 _DEVICE_GRAMMAR = '"auto", "cpu", "cuda", "cuda:N" (N a GPU index) or a torch.device'
 
@@ -86,9 +104,26 @@ def check_unit_interval(X, default_dist):
 
 
 def check_user_module(module, name):
-    """A private copy of a user's encoder or decoder, so theirs is never trained."""
+    """A private copy of a user's encoder or decoder, so theirs is never trained.
+
+    Its floating-point weights must be float32, the dtype of the batches:
+    a float64 module passed the output check (which probes it in its own
+    dtype) and then failed in training on torch's bare dtype error.
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"{name} must be None or a torch.nn.Module; got {type(module).__name__}.")
+    dtypes = sorted({str(tensor.dtype).removeprefix("torch.")
+                     for tensor in [*module.parameters(), *module.buffers()]
+                     if tensor.is_floating_point() and tensor.dtype != torch.float32})
+    if dtypes:
+        why = ""
+        if torch.get_default_dtype() != torch.float32:
+            why = (f" (torch's default dtype is {torch.get_default_dtype()} here, set by "
+                   "torch.set_default_dtype, so modules built now take it)")
+        raise ValueError(
+            f"{name} has {', '.join(dtypes)} weights{why}; BetaVAETransformer trains in float32, "
+            f"the dtype of its batches, so its modules must be float32: pass {name}=module.float()."
+        )
     return copy.deepcopy(module)
 
 

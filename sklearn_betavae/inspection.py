@@ -155,8 +155,10 @@ def latent_maps(estimator, X=None):
     ----------
     estimator : BetaVAETransformer or Pipeline ending in one
         Fitted. A pipeline's earlier steps turn the maps back with their
-        ``inverse_transform``, which suits steps that are linear without
-        an offset, such as a ``NiftiMasker``.
+        ``inverse_transform``, as the difference between the map's and that
+        of zero, so that an offset (a ``StandardScaler``'s mean) cancels:
+        exact for steps that are linear up to an offset, such as a scaler
+        or a ``NiftiMasker``.
     X : array-like, list of images or None, default=None
         Data in the estimator's input space (images for a brain pipeline).
         Given, the latents are ordered by their mean KL from the prior on
@@ -210,8 +212,28 @@ def _latent_maps(vae, preceding, kl):
     kl = None if kl is None else kl[latents]
     maps = maps[latents]
     if preceding is not None:
-        maps = preceding.inverse_transform(maps)
+        maps = _through_steps(preceding, maps)
     return Bunch(maps=maps, latents=latents, kl=kl)
+
+
+def _through_steps(preceding, maps):
+    """``maps`` taken back through the ``preceding`` steps, as differences
+    ``inverse_transform(map) - inverse_transform(0)``.
+
+    A map is a change, not a point: a step with an offset (a
+    ``StandardScaler`` adds its ``mean_``) would add it to every map, which
+    then looked like the mean image. The offset cancels in the difference,
+    which is exact for steps that are linear up to an offset, such as a
+    scaler or a ``NiftiMasker`` (whose ``inverse_transform(0)`` is 0, so its
+    maps are bit for bit its ``inverse_transform`` of them). An image result
+    (after a masker) is differenced volume by volume.
+    """
+    out = preceding.inverse_transform(np.vstack([np.zeros((1, maps.shape[1])), maps]))
+    if hasattr(out, "get_fdata") and hasattr(out, "affine"):  # a nibabel image
+        data = out.get_fdata()
+        return type(out)(data[..., 1:] - data[..., :1], out.affine, out.header)
+    out = np.asarray(out)
+    return out[1:] - out[:1]
 
 
 def _check_values(values):

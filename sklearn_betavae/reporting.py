@@ -21,8 +21,9 @@ from importlib import metadata
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import validate_params
 
+from ._validation import NumberInterval
 from .inspection import _latent_maps, _split_pipeline, latent_kl
 from .plotting import _draw_latent_maps, plot_latent_traversals, plot_training_curves
 
@@ -112,8 +113,8 @@ class BetaVAEReport:
 
 
 @validate_params(
-    {"X": "no_validation", "title": [str, None], "n_traversals": [Interval(Integral, 1, None, closed="left")],
-     "verbose": ["verbose"]},
+    {"X": "no_validation", "title": [str, None],
+     "n_traversals": [NumberInterval(Integral, 1, None, closed="left")], "verbose": ["verbose"]},
     prefer_skip_nested_validation=True,
 )
 def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0):

@@ -112,3 +112,18 @@ def test_screenshots_skip_with_a_reason_without_chromium(monkeypatch, capsys, tm
     monkeypatch.setattr(screenshots, "find_browser", lambda: None)
     assert screenshots.main(["--build", str(tmp_path), "--out", str(tmp_path / "png")]) == 0
     assert "SKIPPED, no Chromium found" in capsys.readouterr().out
+
+
+def test_the_guide_says_which_beta_is_the_plain_vae():
+    """Issue 37: the guide said beta = 1 is a plain VAE, which holds for the
+    laplace and bernoulli decoders, not for "normal" (squared error, twice
+    the unit-variance negative log-likelihood: beta = 2 there)."""
+    from sklearn_betavae import BetaVAETransformer
+
+    for page in ("estimator.md", "choosing.md"):
+        text = " ".join((DOC / "user_guide" / page).read_text(encoding="utf-8").split())
+        assert "1 is a plain VAE" not in text and "`beta = 1` is a plain VAE;" not in text
+        assert "*twice*" in text and "beta = 2" in text.replace("`", ""), page
+    doc = " ".join(BetaVAETransformer.__doc__.split())
+    assert "``1`` is a plain VAE" not in doc
+    assert "there ``beta = 2`` is the plain VAE whose ELBO ``score`` reports" in doc

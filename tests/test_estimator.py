@@ -1,3 +1,5 @@
+import copy
+import io
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback, EpochScoring, PrintLog
 from torch import nn
 
 from sklearn_betavae import BetaVAETransformer
@@ -124,6 +127,28 @@ def test_pickle_and_joblib_round_trips(digits, dumps, loads, early_stopping, tmp
         restored = loads(dumps(fitted))
     assert np.array_equal(restored.transform(digits), fitted.transform(digits))
     assert restored.score(digits) == fitted.score(digits)
+
+
+@pytest.mark.parametrize("loads", [pickle.loads, lambda data: joblib.load(io.BytesIO(data))])
+def test_a_pickle_from_before_init_is_refused_when_loaded(fitted, digits, loads):
+    # It unpickled and transformed, then repr, clone, save and fit raised
+    # AttributeError: ... 'init'.
+    old = copy.deepcopy(fitted)
+    del old.init
+    if loads is pickle.loads:
+        data = pickle.dumps(old)
+    else:
+        buffer = io.BytesIO()
+        joblib.dump(old, buffer)
+        data = buffer.getvalue()
+    with pytest.raises(ValueError, match=r"before its parameter\(s\) init existed.*Refit it"):
+        loads(data)
+    # One from before input_lr_scale alone (it came after init) still loads.
+    newer = copy.deepcopy(fitted)
+    del newer.input_lr_scale
+    revived = pickle.loads(pickle.dumps(newer))
+    assert revived.input_lr_scale == 1.0 and revived.init == fitted.init
+    np.testing.assert_array_equal(revived.transform(digits), fitted.transform(digits))
 
 
 def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch):
@@ -583,3 +608,79 @@ def test_long_doubles_beyond_float64_are_refused(fitted, digits):
         with pytest.raises(ValueError, match="beyond float64's range"):
             method(X)
     assert np.isfinite(fitted.transform(X[1:])).all()  # longdoubles in range are fine
+
+
+@pytest.mark.parametrize("name", ["beta", "n_components", "max_iter", "batch_size",
+                                  "learning_rate_init", "beta_warmup", "tol", "n_iter_no_change"])
+def test_number_parameters_refuse_booleans_up_front(digits, name):
+    # True is an int in Python: accepted by Interval, it failed deep in fit.
+    vae = BetaVAETransformer(**{**FAST_PARAMS, name: True})
+    with pytest.raises(ValueError, match=rf"'{name}' parameter .*\(not a bool\) in the range .*Got True"):
+        vae.fit(digits)
+    assert not [attr for attr in vars(vae) if attr.endswith("_")]
+
+
+class _FailingCallback(Callback):
+    def initialize(self):
+        raise RuntimeError("my callback cannot start")
+
+
+@pytest.mark.parametrize(
+    "callbacks, error, match",
+    [
+        ([_FailingCallback()], RuntimeError, "my callback cannot start"),
+        ([("same", PrintLog()), ("same", PrintLog())], ValueError, "same"),
+        ([EpochScoring], TypeError, "scoring"),
+    ],
+)
+def test_errors_while_the_net_starts_are_the_users_own(digits, callbacks, error, match):
+    # They were masked by "object of type 'NoneType' has no len()" (no history yet).
+    vae = BetaVAETransformer(**FAST_PARAMS, callbacks=callbacks)
+    with pytest.raises(error, match=match):
+        vae.fit(digits)
+    with pytest.raises(NotFittedError):
+        vae.transform(digits)
+
+
+@pytest.fixture
+def float64_default():
+    """torch's global default dtype float64, as in many scientific notebooks."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_torchs_global_default_dtype_changes_nothing(digits, float64_default, tmp_path):
+    # Every fit died on "mat1 and mat2 must have the same dtype", and load
+    # refused a valid file.
+    reference = BetaVAETransformer(**FAST_PARAMS)
+    torch.set_default_dtype(torch.float32)
+    reference.fit(digits)
+    torch.set_default_dtype(torch.float64)
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    assert {p.dtype for p in vae.net_.module_.parameters()} == {torch.float32}
+    np.testing.assert_array_equal(vae.transform(digits), reference.transform(digits))
+    assert vae.score(digits) == reference.score(digits)
+    reference.save(tmp_path / "vae.safetensors")
+    loaded = BetaVAETransformer.load(tmp_path / "vae.safetensors")
+    np.testing.assert_array_equal(loaded.transform(digits), reference.transform(digits))
+    loaded.set_params(warm_start=True, max_iter=1).fit(digits)
+    assert loaded.n_iter_ == 4
+    # A module the user builds now is float64: the error says why and what to do.
+    with pytest.raises(ValueError, match=r"encoder has float64 weights \(torch's default dtype is "
+                       r"torch.float64.*trains in float32.*encoder=module.float\(\)"):
+        BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3)).fit(digits)
+    BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3).float()).fit(digits)
+
+
+def test_float64_user_modules_are_refused_saying_batches_are_float32(digits):
+    # They passed the output check (probed in their own dtype), then training
+    # died on torch's bare dtype error.
+    for name, module in (("encoder", LinearEncoder(64, 3).double()),
+                         ("decoder", nn.Linear(3, 64).double())):
+        vae = BetaVAETransformer(**FAST_PARAMS, **{name: module})
+        with pytest.raises(ValueError, match=rf"{name} has float64 weights; .*float32, the dtype "
+                           rf"of its batches.*{name}=module.float\(\)"):
+            vae.fit(digits)
+        assert not [attr for attr in vars(vae) if attr.endswith("_")]
+    BetaVAETransformer(**FAST_PARAMS, decoder=nn.Linear(3, 64).double().float()).fit(digits)

@@ -522,3 +522,68 @@ def test_brain_latent_maps_are_images_peaking_at_the_atrophies(brain_pipeline):
         peak = np.unravel_index(np.argmax(volume), volume.shape)
         millimetres = maps.affine[:3, :3] @ np.array(peak) + maps.affine[:3, 3]
         assert np.linalg.norm(millimetres - np.array(centre)) < 10.0, name
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-7, 1.0, 1e7, 1e30])
+def test_continuous_sap_does_not_change_with_the_codes_scale(scale):
+    # The constant-latent cut-off was an absolute variance of 1e-12: a perfect
+    # code scored 0.9998, the same code divided by 1e7 scored 0.
+    factors = np.random.RandomState(0).uniform(size=(300, 2))
+    reference = sap_score(factors[:, ::-1], factors, continuous_factors=True)
+    assert reference > 0.99
+    assert sap_score(factors[:, ::-1] * scale, factors, continuous_factors=True) == pytest.approx(
+        reference, rel=1e-9)
+    # A latent constant up to rounding is still constant, at any scale.
+    offset = np.column_stack([factors[:, 1], 1.0 + 1e-9 * factors[:, 0]]) * scale
+    assert sap_score(offset, factors, continuous_factors=True) == pytest.approx(
+        sap_score(np.column_stack([factors[:, 1], np.ones(300)]), factors, continuous_factors=True))
+
+
+def test_dci_does_not_depend_on_the_importances_scale(classes):
+    from sklearn.tree import DecisionTreeClassifier
+
+    class TinyImportances(DecisionTreeClassifier):
+        """Importances scaled as the coefficients of codes a trillion times larger."""
+
+        @property
+        def feature_importances_(self):
+            return super().feature_importances_ * 1e-12
+
+    Z = _codes(classes)["perfect"]
+    tiny = dci(Z, classes, model=TinyImportances(random_state=0), random_state=0)
+    tree = dci(Z, classes, model=DecisionTreeClassifier(random_state=0), random_state=0)
+    assert tree.disentanglement > 0.95
+    assert tiny.disentanglement == pytest.approx(tree.disentanglement, abs=1e-9)
+    assert tiny.completeness == pytest.approx(tree.completeness, abs=1e-9)
+
+
+def test_classifier_scores_take_float_coded_discrete_factors_as_classes(classes):
+    # dSprites ships its latent values as floats (ten levels k / 9): scikit-learn's
+    # classifiers refused them as "continuous".
+    levels = classes / 9.0
+    Z = _codes(classes)["perfect"]
+    as_floats = dci(Z, levels, random_state=0)
+    as_classes = dci(Z, classes, random_state=0)
+    for name in ("disentanglement", "completeness", "informativeness", "informativeness_train"):
+        assert as_floats[name] == pytest.approx(as_classes[name], abs=1e-12)
+    assert sap_score(Z, levels, random_state=0) == sap_score(Z, classes, random_state=0)
+    continuous = np.random.RandomState(0).uniform(size=classes.shape)
+    with pytest.raises(ValueError, match=r"dci's factors column 0 holds .* looks continuous.*lasso"):
+        dci(Z, continuous, random_state=0)
+    with pytest.raises(ValueError, match=r"sap_score's factors column 0 .*continuous_factors=True"):
+        sap_score(Z, continuous, random_state=0)
+    assert dci(Z, continuous, model="lasso", random_state=0).informativeness >= 0.0
+
+
+def test_latent_maps_after_an_offset_step_are_changes_not_points(digits):
+    # make_pipeline(StandardScaler(), BetaVAETransformer()), the README's
+    # pipeline: the scaler's inverse_transform added its mean_ to every map.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), BetaVAETransformer(**FAST_PARAMS)).fit(digits)
+    scaler, vae = pipe[0], pipe[-1]
+    result = latent_maps(pipe, digits)
+    expected = latent_maps(vae).maps[result.latents] * scaler.scale_
+    np.testing.assert_allclose(result.maps, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    assert np.abs(result.maps).max() < np.abs(scaler.mean_).max()

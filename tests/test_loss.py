@@ -172,3 +172,33 @@ def test_unit_log_likelihood_is_the_distributions_own(dist):
     reference = log_likelihood_per_sample(x.double(), decoder_distribution(output.double(), dist))
     assert fast.dtype == torch.float64
     torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dist, plain_beta, constant_per_feature", [
+    ("normal", 2.0, 0.5 * math.log(2 * math.pi)),  # squared error: twice the NLL
+    ("laplace", 1.0, math.log(2.0)),
+    ("bernoulli", 1.0, 0.0),
+])
+def test_which_beta_trains_on_the_elbo_that_score_reports(dist, plain_beta, constant_per_feature):
+    """The docstring said rec_loss is "the negative log-likelihood (up to
+    constants)" and beta = 1 the VAE loss; for "normal" it is twice it, so
+    there beta = 2 is the plain VAE: its loss is twice the negative
+    unit-variance ELBO (score's) less a constant, and beta = 1 is not."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 4, generator=generator, dtype=torch.float64)
+    output = torch.rand(5, 4, generator=generator, dtype=torch.float64)
+    q = Normal(torch.randn(5, 3, generator=generator, dtype=torch.float64),
+               torch.rand(5, 3, generator=generator, dtype=torch.float64) + 0.5)
+    p = {"normal": Normal(output, 1.0), "laplace": Laplace(output, 1.0),
+         "bernoulli": Bernoulli(probs=output)}[dist]
+    elbo = (log_likelihood_per_sample(x, p) - kl_per_sample(q)).mean().item()
+    factor = 2.0 if dist == "normal" else 1.0
+    constant = x.shape[1] * constant_per_feature
+    loss = BetaVAELoss(beta=plain_beta, default_dist=dist)(x, output, q)["loss"].item()
+    assert loss == pytest.approx(factor * (-elbo - constant), rel=1e-12)
+    if dist == "normal":
+        beta_one = BetaVAELoss(beta=1.0)(x, output, q)["loss"].item()
+        assert beta_one != pytest.approx(factor * (-elbo - constant), rel=1e-3)
+    doc = " ".join(BetaVAELoss.__doc__.split())
+    assert "*twice* the negative log-likelihood of a unit-variance Gaussian" in doc
+    assert "``beta = 2`` is the plain VAE whose ELBO ``BetaVAETransformer.score`` reports" in doc

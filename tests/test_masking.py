@@ -109,3 +109,30 @@ def test_bad_arguments_are_refused_and_leave_no_file(study, tmp_path):
     with pytest.raises(Exception, match="missing.nii"):
         mask_to_memmap(broken, masker, path, batch_size=5)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_file_keeps_its_mode_honours_the_umask_and_writes_through_links(study, tmp_path):
+    # It was always 0600 (mkstemp's mode), and a link became a regular file.
+    population, masker, _ = study
+    path = tmp_path / "study.npy"
+    old_mask = os.umask(0o022)
+    try:
+        mask_to_memmap(population.images, masker, path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.chmod(path, 0o640)
+        mask_to_memmap(population.images, masker, path)
+        assert path.stat().st_mode & 0o777 == 0o640
+        link = tmp_path / "latest.npy"
+        link.symlink_to(path)
+        X = mask_to_memmap(population.images[:5], masker, link)
+        assert link.is_symlink() and os.readlink(link) == str(path)
+        assert path.stat().st_mode & 0o777 == 0o640
+        assert np.load(path).shape == X.shape == (5, masker.n_elements_)
+        dangling = tmp_path / "next.npy"
+        dangling.symlink_to(tmp_path / "run8.npy")
+        mask_to_memmap(population.images[:3], masker, dangling)
+        assert dangling.is_symlink() and np.load(tmp_path / "run8.npy").shape[0] == 3
+        assert (tmp_path / "run8.npy").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old_mask)
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]

@@ -203,6 +203,74 @@ def test_malformed_documents_are_value_errors(saved, tmp_path):
             BetaVAETransformer.load(variant(edit, name + ".safetensors"))
 
 
+def _architecture(**changes):
+    return lambda d, t: d["fitted"]["architecture_"].update(changes)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Each loaded before: "laplace" on a normal network even made score use
+    # the Laplace likelihood.
+    (lambda d, t: d["fitted"].update(default_dist_="poisson"), r"default_dist_ = 'poisson'.*'normal'"),
+    (lambda d, t: d["fitted"].update(default_dist_="laplace"), r"default_dist_ = 'laplace'.*'normal'"),
+    (_architecture(default_dist="poisson"), r"architecture_\['default_dist'\] = 'poisson'"),
+    (_architecture(standardize="bogus"), r"architecture_\['standardize'\] = 'bogus'"),
+    (_architecture(standardize="auto"), r"architecture_\['standardize'\] = 'auto'"),
+    (_architecture(standardize=1), r"architecture_\['standardize'\] = 1;"),
+    (_architecture(linear_path="yes"), r"architecture_\['linear_path'\] = 'yes'"),
+    (_architecture(n_components=True), r"architecture_\['n_components'\] = True"),
+    (_architecture(hidden_layer_sizes=[16, 0]), r"architecture_\['hidden_layer_sizes'\] = \[16, 0\]"),
+    (_architecture(extra=1), r"architecture_ = .*a mapping of"),
+    (lambda d, t: d["fitted"].update(device_="tpu:0"), r"device_ = 'tpu:0'"),
+    (lambda d, t: d["fitted"].update(split_seed_=2**40), r"split_seed_ = 1099511627776.*from 0 to"),
+    (lambda d, t: d["output_config"].update(transform="excel"), r"output_config = \{'transform': 'excel'\}"),
+    (lambda d, t: d["params"].update(beta=True), r"holds an invalid saved model.*'beta'"),
+])
+def test_crafted_fields_are_refused_naming_the_file(saved, tmp_path, edit, message):
+    """A re-signed file holding a value no fit produces: a ValueError naming the file."""
+    document, tensors = read_model_file(saved)
+    edit(document, tensors)
+    path = tmp_path / "crafted.safetensors"
+    write_model_file(path, document, tensors)
+    with pytest.raises(ValueError, match=message) as raised:
+        BetaVAETransformer.load(path)
+    assert str(path) in str(raised.value)
+
+
+def _signed(path, version, text, tensors=None):
+    """A file with this format field and document, and a valid checksum."""
+    tensors = tensors or {"w": torch.zeros(1)}
+    metadata = {"sklearn_betavae.format": version, "sklearn_betavae.document": text,
+                "sklearn_betavae.sha256": _persistence._digest(version, text, tensors)}
+    save_file(tensors, path, metadata=metadata)
+    return path
+
+
+def test_malformed_metadata_is_a_value_error_naming_the_file(tmp_path):
+    # A nested document raised RecursionError, and "²" (a digit to isdigit)
+    # int()'s bare error, without the file's name.
+    from sklearn_betavae import load_pipeline
+
+    files = [
+        (_signed(tmp_path / "deep.safetensors", "2", "[" * 100_000 + "]" * 100_000), "too deeply nested"),
+        (_signed(tmp_path / "text.safetensors", "2", "{not json"), "not valid JSON"),
+        (_signed(tmp_path / "power.safetensors", "²", "{}"), "format version '²'"),
+        (_signed(tmp_path / "list.safetensors", "2", "[1, 2]"), "structure of a saved"),
+    ]
+    for path, message in files:
+        with pytest.raises(ValueError, match=message) as raised:
+            BetaVAETransformer.load(path)
+        assert str(path) in str(raised.value)
+        with pytest.raises(ValueError) as raised:
+            load_pipeline(path)
+        assert str(path) in str(raised.value)
+    # Nested just within what json parses: the tags are unwound without error.
+    depth = 900
+    text = '{"params": {"hidden_layer_sizes": ' + '{"tuple": [' * depth + "1" + "]}" * depth + "}}"
+    with pytest.raises(ValueError, match="not valid JSON|structure of a saved") as raised:
+        BetaVAETransformer.load(_signed(tmp_path / "tags.safetensors", "2", text))
+    assert "tags.safetensors" in str(raised.value)
+
+
 def _first(prefix, tensors):
     return next(name for name in sorted(tensors) if name.startswith(prefix))
 

@@ -417,3 +417,37 @@ def test_the_default_input_rate_keeps_wide_low_rank_fits_at_pcas_error():
             assert max(losses[1:]) < 1.02 * min(losses)  # no spike
     assert errors["auto"] < 1.01
     assert errors["auto"] < errors[1.0]
+
+
+def test_fit_and_load_work_inside_inference_mode(digits, tmp_path):
+    # fit died on "element 0 of tensors does not require grad", and left a
+    # warm-started model (or one loaded there) unable to train ever after.
+    expected = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    with torch.inference_mode():
+        vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+        assert torch.is_inference_mode_enabled()  # the caller's mode is restored
+    np.testing.assert_array_equal(vae.transform(digits), expected.transform(digits))
+    with torch.inference_mode():
+        vae.set_params(warm_start=True, max_iter=1).fit(digits)
+    vae.fit(digits)
+    assert vae.n_iter_ == 5
+    expected.save(tmp_path / "vae.safetensors")
+    with torch.inference_mode():
+        loaded = BetaVAETransformer.load(tmp_path / "vae.safetensors")
+    loaded.set_params(warm_start=True, max_iter=2).fit(digits)
+    assert loaded.n_iter_ == 5
+    np.testing.assert_array_equal(loaded.transform(digits), vae.transform(digits))
+
+
+def test_a_model_unpickled_inside_inference_mode_trains_on(digits):
+    # Its tensors were inference tensors: every later warm start failed on
+    # "Inplace update to inference tensor outside InferenceMode".
+    import pickle
+
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(digits)
+    data = pickle.dumps(vae)
+    with torch.inference_mode():
+        revived = pickle.loads(data)
+    vae.set_params(warm_start=True, max_iter=2).fit(digits)
+    revived.set_params(warm_start=True, max_iter=2).fit(digits)
+    np.testing.assert_array_equal(revived.transform(digits), vae.transform(digits))
