@@ -52,6 +52,10 @@ LEVERS = {
     "beta=8": {"beta": 8.0},
     "beta_warmup=0": {"beta_warmup": 0.0},
     "max_iter=600": {"max_iter": 600},
+    # Issue 32: a short budget for few, wide rows.
+    "max_iter=10": {"max_iter": 10},
+    "max_iter=20": {"max_iter": 20},
+    "max_iter=200": {"max_iter": 200},
     "hidden=(512,256)": {"hidden_layer_sizes": (512, 256)},
     "hidden=(64,)": {"hidden_layer_sizes": (64,)},
     "standardize=False": {"standardize": False},

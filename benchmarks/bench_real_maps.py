@@ -89,6 +89,7 @@ LEVERS = {
     "hidden=() (linear)": lambda: {"hidden_layer_sizes": ()},
     "max_iter=50": lambda: {"max_iter": 50},
     "max_iter=20": lambda: {"max_iter": 20},
+    "max_iter=200 (the default before auto)": lambda: {"max_iter": 200},
     "beta=1": lambda: {"beta": 1.0},
     "beta=16": lambda: {"beta": 16.0},
     "input_lr_scale=1": lambda: {"input_lr_scale": 1.0},
