@@ -114,8 +114,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         first 10 epochs and then memorises the training rows: on 717 real
         activation maps and on simulated populations of 300 and 1,000
         subjects held-out R^2 fell below PCA's after 10-30 epochs (at 200
-        epochs by 0.03-0.20), while 10 epochs kept it within 0.001 of PCA's
-        or ahead (+0.004 to +0.009 on the real maps). On digits (more rows
+        epochs by 0.03-0.20), while 10 epochs kept it within 0.004 of PCA's
+        or ahead (+0.003 to +0.009 on the real maps). On digits (more rows
         than features) 200 epochs are needed to come back to PCA's held-out
         R^2 from the per-feature scaling. Set an integer (or search it with
         ``GridSearchCV``) when your held-out data say otherwise.

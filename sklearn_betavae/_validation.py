@@ -251,7 +251,7 @@ def input_lr_factor(input_lr_scale, n_features, encoder):
 # wide rows"): with fewer rows than features the MLP path begins to memorise
 # the training rows after 10-30 epochs (held-out R^2 falls below PCA's on
 # real activation maps and every simulated population of 300 to 1,000
-# subjects), and 10 epochs kept every such set within 0.001 of PCA's
+# subjects), and 10 epochs kept every such set within 0.004 of PCA's
 # held-out R^2 or ahead; with more rows than features (digits) 200 epochs
 # are needed to get back to PCA from per-feature scaling.
 AUTO_MAX_ITER = 200

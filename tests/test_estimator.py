@@ -229,7 +229,7 @@ def test_max_iter_auto_is_10_epochs_on_few_wide_rows_and_200_otherwise():
 def test_defaults_are_level_with_pca_on_held_out_real_maps():
     # Issue 32: on the real activation maps (537 training maps of 8,656
     # voxels) 200 epochs fell below PCA's held-out R^2 (by 0.1 on this
-    # split); the "auto" budget was within 0.001 of PCA or ahead on all 5
+    # split); the "auto" budget was ahead of PCA on all 5
     # grouped splits at 10 and 20 latents and at 4 mm.
     from sklearn.model_selection import GroupShuffleSplit
 
