@@ -30,16 +30,17 @@ def _table(summary):
 @pytest.mark.slow
 def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     """The GPU check's own code, at small sizes: every step passes (the gpu
-    tests skip without CUDA) and writes its log and the summary."""
-    start = time.perf_counter()
+    tests skip without CUDA) and writes its log and the summary. A budget
+    well above --quick's 110 s, so that a loaded machine tests the code, not
+    its speed (the speed is the script's own report, never a unit test's)."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--budget", "600",
+         "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         cwd=ROOT,
     )
-    seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stdout + result.stderr
     table = _table((tmp_path / "summary.md").read_text())
     expected = ["gpu tests", "smoke", "inference", "train b1024", "train b128", "test suite"]
@@ -51,7 +52,6 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     assert "estimator" in table["train b128"][1] and "skorch default" in table["train b128"][1]
     assert "transform" in table["inference"][1]
     assert f"torch {torch.__version__}" in result.stdout
-    assert seconds < 120, seconds  # --quick's budget, 110 s for the steps together
 
 
 def test_a_hanging_step_is_killed_and_the_check_goes_on(device_check, monkeypatch, tmp_path):
