@@ -728,14 +728,15 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
         architecture["standardize"] = resolve_standardize(architecture["standardize"], X.shape[1])
         self.mean_, self.scale_ = standardisation(X, architecture["standardize"])
+        settings = self._training_settings(X.shape[0], X.shape[1], split_seed=seed)
         self.net_ = build_net(
             architecture,
             n_features=X.shape[1],
             encoder=self.encoder,
             decoder=self.decoder,
-            warmup_epochs=int(round(self.beta_warmup * resolve_max_iter(self.max_iter, *X.shape))),
+            warmup_epochs=int(round(self.beta_warmup * settings["max_epochs"])),
             device=device,
-            training=self._training_settings(X.shape[0], X.shape[1], split_seed=seed),
+            training=settings,
             accelerator=self.accelerator,
         )
         self.device_ = device

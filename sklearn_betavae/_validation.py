@@ -247,13 +247,13 @@ def input_lr_factor(input_lr_scale, n_features, encoder):
     return 1.0 if encoder is not None else min(1.0, INPUT_LR_REFERENCE_WIDTH / n_features)
 
 
-# max_iter="auto" (issue 32, benchmarks/README.md "A training budget for few,
-# wide rows"): with fewer rows than features the MLP path begins to memorise
-# the training rows after 10-30 epochs (held-out R^2 falls below PCA's on
-# real activation maps and every simulated population of 300 to 1,000
-# subjects), and 10 epochs kept every such set within 0.004 of PCA's
-# held-out R^2 or ahead; with more rows than features (digits) 200 epochs
-# are needed to get back to PCA from per-feature scaling.
+# max_iter="auto" (issue 32; benchmarks/README.md, "Issue 32: real maps, and
+# a training budget for few, wide rows"): with fewer rows than features the
+# MLP path begins to memorise the training rows after 10-30 epochs (held-out
+# R^2 falls below PCA's on real activation maps and every simulated
+# population of 300 to 1,000 subjects), and 10 epochs kept every such set
+# within 0.004 of PCA's held-out R^2 or ahead; with more rows than features
+# (digits) 200 epochs are needed to get back to PCA from per-feature scaling.
 AUTO_MAX_ITER = 200
 AUTO_MAX_ITER_WIDE = 10
 
