@@ -36,7 +36,7 @@ LEVERS = {
     "defaults": {},
     "beta_warmup=0": {"beta_warmup": 0.0},
     "standardize=False": {"standardize": False},
-    # The same digits in [0, 1] units: standardisation makes the defaults
+    # The same digits in [0, 1] units: standardization makes the defaults
     # independent of the units, which raw training is not.
     "X/16, standardize=False": {"standardize": False, "unit_scale": 16.0},
     "init=random": {"init": "random"},

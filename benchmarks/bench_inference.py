@@ -12,7 +12,7 @@ values do not matter here, only their shapes) and PCA with as many
 components, then times on ``--n-query`` new rows, in one process:
 
 - ``transform`` against ``PCA.transform`` and against the floor, a plain
-  float32 pass of the same encoder written here (standardise, encode, copy
+  float32 pass of the same encoder written here (standardize, encode, copy
   back);
 - ``inverse_transform`` against ``PCA.inverse_transform`` and one plain
   decoder pass;
@@ -91,7 +91,7 @@ def _timed(fn, device, repeats):
 
 def _plain_passes(vae, inputs, device, encode, n_decoder_passes):
     """What a PyTorch user writes, in float32 on the whole input at once:
-    standardise and encode (``encode``; else ``inputs`` are codes), then
+    standardize and encode (``encode``; else ``inputs`` are codes), then
     ``n_decoder_passes`` decoder passes, and back to NumPy."""
     module = vae.net_.module_.eval()
     mean = torch.as_tensor(vae.mean_, dtype=torch.float32, device=device)

@@ -50,7 +50,7 @@ from skorch.dataset import Dataset as SkorchDataset
 from torch.utils.data import DataLoader
 
 from sklearn_betavae import BetaVAETransformer
-from sklearn_betavae._data import standardisation
+from sklearn_betavae._data import standardization
 from sklearn_betavae._loss import BetaVAELoss
 from sklearn_betavae._modules import VAEModule
 from sklearn_betavae._net import BetaVAENet
@@ -150,8 +150,8 @@ def estimator_run(X, X_test, args, device, accelerator=None):
 
 
 def plain_loop_run(X, X_test, args, device):
-    """What a PyTorch user writes: standardise, put the data on the device, loop."""
-    mean, scale = standardisation(X, True)
+    """What a PyTorch user writes: standardize, put the data on the device, loop."""
+    mean, scale = standardization(X, True)
     data = torch.as_tensor(((X - mean) / scale).astype(np.float32), device=device)
     torch.manual_seed(0)
     module = VAEModule(X.shape[1], args.n_components, args.hidden, "normal").to(device)
@@ -182,7 +182,7 @@ def plain_loop_run(X, X_test, args, device):
 
 def skorch_default_run(X, X_test, args, device):
     """The same skorch net, fed through skorch's default Dataset and DataLoader."""
-    mean, scale = standardisation(X, True)
+    mean, scale = standardization(X, True)
     data = ((X - mean) / scale).astype(np.float32)
     torch.manual_seed(0)
     net = BetaVAENet(

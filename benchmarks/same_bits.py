@@ -2,7 +2,7 @@
 
 Fits BetaVAETransformer in several configurations (each fit path: the PCA
 start, the random start, each decoder, early stopping, a warm start, your
-own modules, per-feature and global standardisation, float32 input) with a
+own modules, per-feature and global standardization, float32 input) with a
 fixed ``random_state`` on the CPU, and stores the codes, reconstructions,
 ELBOs and training losses. Run it with ``--save DIR`` before a change and
 with ``--compare DIR`` after: every array must be equal, bit for bit.

@@ -39,7 +39,7 @@ X_train, X_test = train_test_split(X, test_size=0.25, random_state=0)
 # Gaussian negative log-likelihood, so beta = 1 weighs the KL half as much as
 # the ELBO that ``score`` reports (beta = 2 would be that plain VAE), and
 # beta = 4 twice as much.
-# The estimator standardises each pixel inside ``fit`` and undoes it on the
+# The estimator standardizes each pixel inside ``fit`` and undoes it on the
 # way out, so the reconstructions below are in pixel units.
 models = {"PCA": PCA(N_COMPONENTS)}
 for beta in (1.0, 4.0):

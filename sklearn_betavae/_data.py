@@ -21,7 +21,7 @@ CHUNK_VALUES = 2**23
 RESIDENT_SHARE = 0.5
 
 
-class Standardisation:
+class Standardization:
     """The affine map ``x -> (x - mean) / scale`` of fit, the data path and inference.
 
     One definition, in float64 arithmetic whatever the rows' dtype (a large
@@ -52,14 +52,14 @@ class Standardisation:
         return y.double() * self.scale + self.mean
 
     def chunks(self, X, dtype, device="cpu", width=1):
-        """Standardised row chunks of X, rounded to ``dtype`` (the network's).
+        """Standardized row chunks of X, rounded to ``dtype`` (the network's).
 
         The arithmetic is ``apply``'s (float64, then one rounding), so the
         values are those of ``apply(X).to(dtype)`` bit for bit, but on the
         CPU each chunk takes two passes over reused buffers (a subtraction
         that also widens X's values, a division that writes ``dtype``)
         instead of a float64 copy and two new float64 arrays; without
-        standardisation (mean 0, scale 1: the same bits) a float32 X is not
+        standardization (mean 0, scale 1: the same bits) a float32 X is not
         copied at all. A chunk's buffer is reused for the next one: use each
         chunk before taking the next. Chunked as ``iter_chunks``.
         """
@@ -109,7 +109,7 @@ class RowDataset(Dataset):
     y : None
         Present for skorch's ``dataset(X, y)`` call; must be None.
     mean, scale : array-like of shape (n_features,) or None, default=None
-        When given, every batch is standardised on the fly as
+        When given, every batch is standardized on the fly as
         ``(batch - mean) / scale``, so X itself is never copied to do it.
     device : str or torch.device, default="cpu"
         Where batches go. On a CUDA device the rows are moved there once if
@@ -123,25 +123,25 @@ class RowDataset(Dataset):
             raise ValueError("RowDataset holds no targets; y must be None.")
         self.device = with_index(torch.device(device))
         self.X = _resident(_shared_tensor(X), self.device)
-        self.standardisation = None if mean is None else Standardisation(mean, scale, self.device)
+        self.standardization = None if mean is None else Standardization(mean, scale, self.device)
 
     def __len__(self):
         return len(self.X)
 
     def __getitem__(self, index):
-        return self.standardise(self.X[index].to(self.device)), None
+        return self.standardize(self.X[index].to(self.device)), None
 
     def __getitems__(self, indices):
         # A DataLoader fetches a whole batch with one fancy-index through this
         # (not one row at a time), and collates nothing.
         return self[torch.as_tensor(indices, dtype=torch.long)]
 
-    def standardise(self, batch):
+    def standardize(self, batch):
         """``(batch - mean) / scale`` (in float64, returned in the rows' dtype)
-        when the dataset standardises, else batch."""
-        if self.standardisation is None:
+        when the dataset standardizes, else batch."""
+        if self.standardization is None:
             return batch
-        return self.standardisation.apply(batch).to(batch.dtype)
+        return self.standardization.apply(batch).to(batch.dtype)
 
 
 def with_index(device):
@@ -188,7 +188,7 @@ class SliceLoader:
     """Iterate over mini-batches ``(X[batch_rows], None)`` of a ``RowDataset``.
 
     A drop-in ``iterator_train`` / ``iterator_valid`` for skorch. Batches are
-    on the dataset's device and standardised when the dataset does so.
+    on the dataset's device and standardized when the dataset does so.
 
     Parameters
     ----------
@@ -229,7 +229,7 @@ class SliceLoader:
             stop = min(start + self.batch_size, n_rows)
             which = slice(start, stop) if order is None else order[start:stop]
             batch = rows[which] if streamer is None else streamer(which)
-            yield self.dataset.standardise(batch), None
+            yield self.dataset.standardize(batch), None
 
 
 class _PinnedStreamer:
@@ -282,8 +282,8 @@ def _row_chunks(X, width=1):
     return (slice(start, start + step) for start in range(0, X.shape[0], step))
 
 
-def standardisation(X, standardize):
-    """Per-feature (mean, scale) in float64; zeros and ones when not standardising.
+def standardization(X, standardize):
+    """Per-feature (mean, scale) in float64; zeros and ones when not standardizing.
 
     With ``standardize="global"`` every feature's scale is the root mean
     feature variance (one number), so that features keep their relative
@@ -303,7 +303,7 @@ def standardisation(X, standardize):
         scale = np.sqrt(squares / n_samples)
     if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
         raise ValueError(
-            "X has values too large to standardise in float64 (largest magnitude "
+            "X has values too large to standardize in float64 (largest magnitude "
             f"{max(-X.min(), X.max()):.3g}); divide X by a constant first."
         )
     if standardize == "global":
@@ -326,8 +326,8 @@ def standardisation(X, standardize):
 def training_dataset(X, mean, scale, standardize, device):
     """The ``RowDataset`` to train on, making at most one copy of X.
 
-    A C-ordered float32 X is used as it is (standardised batch by batch).
-    Any other X is converted once to C-ordered float32, standardised on the
+    A C-ordered float32 X is used as it is (standardized batch by batch).
+    Any other X is converted once to C-ordered float32, standardized on the
     way in float64 arithmetic, chunk by chunk (so large offsets keep their
     precision and no float64 copy is made).
     """
@@ -335,10 +335,10 @@ def training_dataset(X, mean, scale, standardize, device):
         return RowDataset(X, mean=mean if standardize else None,
                           scale=scale if standardize else None, device=device)
     rows = np.empty(X.shape, dtype=np.float32)
-    standardisation = Standardisation(mean, scale)
+    standardization = Standardization(mean, scale)
     with np.errstate(over="ignore"):
         for chunk in _row_chunks(X):
-            rows[chunk] = standardisation.apply(X[chunk]) if standardize else X[chunk]
+            rows[chunk] = standardization.apply(X[chunk]) if standardize else X[chunk]
     _check_float32_range(rows, standardize, original=X)
     return RowDataset(rows, device=device)
 

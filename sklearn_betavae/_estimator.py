@@ -17,7 +17,7 @@ from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.utils import noop
 from torch import nn
 
-from ._data import standardisation, training_dataset
+from ._data import standardization, training_dataset
 from ._distributed import accelerator_device, is_main_process, main_process_print, shared_seed
 from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
@@ -71,7 +71,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     Scale matters for a VAE: its reconstruction loss is a sum over features
     with unit observation variance, so on data with a small spread the KL term
     dominates and latents collapse. With ``standardize="auto"`` (the default)
-    the normal and laplace decoders therefore train on standardised data:
+    the normal and laplace decoders therefore train on standardized data:
     each feature z-scored for tabular data, and, from 1,000 features on
     (masked brain images, pixels), all features divided by one common scale,
     which keeps PCA's geometry. ``inverse_transform``, ``sample`` and
@@ -172,7 +172,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         How a new network starts. ``"pca"`` (as ``TSNE(init="pca")``)
         starts the built-in network at the optimum of this loss for a linear
         model, probabilistic PCA with noise variance ``beta / 2`` (see
-        Notes), from the PCA of the standardised training rows (the
+        Notes), from the PCA of the standardized training rows (the
         early-stopping validation rows left out; scikit-learn's ``PCA`` when
         they take one chunk of about 8 million values, else computed chunk
         by chunk without a copy of X: exactly up to 2,896 features,
@@ -217,7 +217,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     warm_start : bool, default=False
         If True and the estimator is fitted, ``fit`` trains the fitted network
         for ``max_iter`` more epochs (continuing Adam's state, the random
-        stream, the KL warm-up schedule and the standardisation of the first
+        stream, the KL warm-up schedule and the standardization of the first
         fit) instead of starting anew. ``beta``, ``learning_rate_init``,
         ``batch_size``, ``max_iter``, early stopping, ``callbacks`` and
         ``verbose`` may change between fits; ``n_components``,
@@ -268,10 +268,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if ``default_dist`` is changed with ``set_params``).
     mean_ : ndarray of shape (n_features_in_,)
         Per-feature mean removed before training (zeros without
-        standardisation).
+        standardization).
     scale_ : ndarray of shape (n_features_in_,)
         Per-feature scale divided out before training (ones without
-        standardisation; constant features get 1).
+        standardization; constant features get 1).
     n_iter_ : int
         Number of epochs run, over all warm-started fits.
     n_features_in_ : int
@@ -292,7 +292,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     negative ELBO of a Gaussian likelihood with noise variance
     ``s2 = beta / 2``. For a linear decoder its optimum is probabilistic PCA
     with that noise variance: with ``lambda_i`` and ``u_i`` the covariance
-    eigenvalues and eigenvectors of the standardised training rows, the
+    eigenvalues and eigenvectors of the standardized training rows, the
     decoder column of latent i is ``sqrt(lambda_i - s2) * u_i``, the
     posterior mean ``sqrt(lambda_i - s2) / lambda_i * u_i^T (x - m)`` and the
     posterior log-variance ``log(s2 / lambda_i)``; a component with
@@ -312,7 +312,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     ``transform``, ``inverse_transform`` and ``score_samples`` run the fitted
     network itself (no copy of its weights) in chunks, in float32 as it was
-    trained, with the standardisation, likelihood and KL in float64: results
+    trained, with the standardization, likelihood and KL in float64: results
     agree to the network's float32 rounding (about 1e-7 of the output's
     magnitude, not bit for bit) however rows are batched, and a
     ``numpy.memmap`` is never loaded whole. ``transform`` returns float64 whatever the input
@@ -420,9 +420,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data, never modified. A C-ordered float32 array (or
-            memmap) is trained on in place, standardised batch by batch: no
+            memmap) is trained on in place, standardized batch by batch: no
             copy. Any other X is converted once to a C-ordered float32 array
-            (standardised on the way, in float64 arithmetic); the statistics
+            (standardized on the way, in float64 arithmetic); the statistics
             and the conversion work in row chunks of about 8 million values,
             so no other full-size temporary is made.
         y : None
@@ -557,7 +557,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """Evidence lower bound (ELBO) of each sample, in the input's units.
 
         ``E_q[log p(x | z)] - KL(q(z|x) || N(0, I))`` with every normalising
-        constant, including the Jacobian of the standardisation. The
+        constant, including the Jacobian of the standardization. The
         expectation is a Monte Carlo average over 16 codes
         ``z = mu + sigma * eps`` with 8 fixed antithetic pairs ``+-eps``, the
         same for every sample and every call: the value is deterministic,
@@ -727,7 +727,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             seed = shared_seed(self.accelerator, seed)
 
         architecture["standardize"] = resolve_standardize(architecture["standardize"], X.shape[1])
-        self.mean_, self.scale_ = standardisation(X, architecture["standardize"])
+        self.mean_, self.scale_ = standardization(X, architecture["standardize"])
         settings = self._training_settings(X.shape[0], X.shape[1], split_seed=seed)
         self.net_ = build_net(
             architecture,

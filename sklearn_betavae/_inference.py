@@ -4,8 +4,8 @@ The network runs in the precision it was trained in (float32), on the
 fitted module itself: no copy of the weights is made, so a call costs what
 a plain PyTorch pass costs (``benchmarks/bench_inference.py``), also on a
 GPU, where float64 runs 30-60 times slower. Everything around the network
-is computed in float64: the standardisation on the way in (rounded once to
-the network's dtype, in reused buffers: ``Standardisation.chunks``) and
+is computed in float64: the standardization on the way in (rounded once to
+the network's dtype, in reused buffers: ``Standardization.chunks``) and
 out, the sums of the log-likelihood, the KL term and the outputs. Results
 therefore depend on how rows are chunked only through the network's
 float32 rounding (about 1e-7 of the values; measured in
@@ -22,7 +22,7 @@ at once.
 import numpy as np
 import torch
 
-from ._data import Standardisation, iter_chunks
+from ._data import Standardization, iter_chunks
 from ._loss import (
     kl_per_latent,
     kl_per_sample,
@@ -40,7 +40,7 @@ def elbo_noise(n_components, n_pairs=8):
 
 
 class FittedModel:
-    """A fitted VAE module with its standardisation, for NumPy in, NumPy out.
+    """A fitted VAE module with its standardization, for NumPy in, NumPy out.
 
     Parameters
     ----------
@@ -48,7 +48,7 @@ class FittedModel:
         Used as it is (never copied or modified); it must be in evaluation
         mode, as ``fit`` leaves it.
     mean, scale : ndarray of shape (n_features,)
-        The standardisation the module was trained behind.
+        The standardization the module was trained behind.
     default_dist : str
     device : torch.device
     """
@@ -60,17 +60,17 @@ class FittedModel:
         # The widest layer, from the parameters' shapes (a Linear's weight
         # is out x in): chunk rows times it bounds the activations.
         self.width = max((max(p.shape) for p in parameters), default=1)
-        self.standardisation = Standardisation(mean, scale, device)
+        self.standardization = Standardization(mean, scale, device)
         self.default_dist = default_dist
         self.device = device
 
     def map_chunks(self, X, fn):
-        """Apply ``fn`` to row chunks of X, standardised and in the network's
+        """Apply ``fn`` to row chunks of X, standardized and in the network's
         dtype, and concatenate its outputs on the CPU."""
         # Filled chunk by chunk: concatenating would hold the output twice.
         result, start = None, 0
         with torch.inference_mode():
-            for chunk in self.standardisation.chunks(X, self.dtype, self.device, self.width):
+            for chunk in self.standardization.chunks(X, self.dtype, self.device, self.width):
                 values = fn(chunk).cpu().numpy()
                 if result is None:
                     result = np.empty((X.shape[0], *values.shape[1:]), dtype=values.dtype)
@@ -79,7 +79,7 @@ class FittedModel:
         return result
 
     def encoder(self, x):
-        """(mu, logvar), in float64, of standardised rows in the network's dtype."""
+        """(mu, logvar), in float64, of standardized rows in the network's dtype."""
         mu, logvar = self.module.encoder(x.to(self.dtype))
         return mu.double(), logvar.double()
 
@@ -90,7 +90,7 @@ class FittedModel:
     def decode(self, Z):
         """Decoder outputs of codes Z, in the input's units (ValueError where
         they overflow)."""
-        result = np.empty((Z.shape[0], self.standardisation.mean_array.size))
+        result = np.empty((Z.shape[0], self.standardization.mean_array.size))
         start = 0
         with torch.inference_mode():
             for z in iter_chunks(Z, torch.float64, self.device, width=self.width):
@@ -98,9 +98,9 @@ class FittedModel:
                 rows = result[start:start + len(output)]
                 if output.device.type == "cpu":
                     # Straight into the result: no float64 copy of the output.
-                    self.standardisation.invert_into(output, rows)
+                    self.standardization.invert_into(output, rows)
                 else:
-                    rows[:] = self.standardisation.invert(output).cpu().numpy()
+                    rows[:] = self.standardization.invert(output).cpu().numpy()
                 start += len(output)
         return _finite(result, "inverse_transform", _FAR_CODES)
 
@@ -113,10 +113,10 @@ class FittedModel:
     def elbo(self, X):
         """Monte Carlo ELBO of each row over fixed antithetic draws (see
         ``BetaVAETransformer.score_samples``); -inf where it overflows."""
-        log_jacobian = self.standardisation.log_jacobian()
+        log_jacobian = self.standardization.log_jacobian()
 
         def bound(x):
-            # x is standardised once, for the encoder and the likelihood, both
+            # x is standardized once, for the encoder and the likelihood, both
             # in the network's dtype (the likelihood summed in float64).
             mu, logvar = self.encoder(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)

@@ -59,7 +59,7 @@ def factor_correlations(Z, factors):
            [1.  , 0.08]])
     """
     Z, factors = _codes_and_factors(Z, factors)
-    ranks = [_standardised_ranks(a) for a in (Z, factors)]
+    ranks = [_standardized_ranks(a) for a in (Z, factors)]
     return np.clip(np.abs(ranks[0].T @ ranks[1] / len(Z)), 0.0, 1.0)  # rounding can pass 1
 
 
@@ -197,10 +197,10 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
     factors taken as class labels, importances its
     ``feature_importances_``, informativeness the mean test accuracy
     (the paper's informativeness is a prediction error instead).
-    ``model="lasso"`` follows the paper: codes and factors standardised on
+    ``model="lasso"`` follows the paper: codes and factors standardized on
     the training split, ``Lasso(alpha=0.02)`` per factor (the alpha is our
     choice), importances the absolute weights, and informativeness ``1 -
-    NRMSE``, the root mean squared test error of the standardised factor
+    NRMSE``, the root mean squared test error of the standardized factor
     (the paper's error, turned so that higher is better: 1 is perfect, 0 no
     better than the mean; worse, or predictions that overflow, also score
     0). Any scikit-learn classifier or regressor can be given instead
@@ -264,9 +264,9 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
         if np.ptp(column) == 0:
             raise ValueError(f"factors column {j} takes a single value in the training split; "
                              "every factor must vary.")
-    if not classify:  # standardise codes and factors on the training split, as the paper
-        Z_train, Z_test = _standardised(Z_train, Z_test)
-        y_train, y_test = _standardised(y_train, y_test)
+    if not classify:  # standardize codes and factors on the training split, as the paper
+        Z_train, Z_test = _standardized(Z_train, Z_test)
+        y_train, y_test = _standardized(y_train, y_test)
     importances = np.zeros((Z.shape[1], factors.shape[1]))
     informativeness = np.zeros((2, factors.shape[1]))
     for j in range(factors.shape[1]):
@@ -630,7 +630,7 @@ def _factor_classes(factors, function, alternative):
     return np.column_stack(columns)
 
 
-def _standardised_ranks(A):
+def _standardized_ranks(A):
     ranks = np.apply_along_axis(rankdata, 0, A)
     spread = ranks.std(axis=0)
     centred = ranks - ranks.mean(axis=0)
@@ -712,8 +712,8 @@ def _max_magnitude(A):
     return _nonzero(np.abs(A).max(axis=0))
 
 
-def _standardised(train, test):
-    """``train`` and ``test`` standardised with the mean and standard deviation
+def _standardized(train, test):
+    """``train`` and ``test`` standardized with the mean and standard deviation
     of ``train`` (a constant column is only centred), both computed after
     dividing by ``train``'s largest magnitudes, so that they cannot overflow."""
     scale = _max_magnitude(train)

@@ -79,7 +79,7 @@ def ppca_solution(eigenvalues, beta, floor=0.0):
 
 
 def training_rows(net, dataset):
-    """A callable giving, at each call, the standardised rows ``net`` trains
+    """A callable giving, at each call, the standardized rows ``net`` trains
     on (its validation split left out) as float32 NumPy chunks, in order,
     and their number."""
     train_part, _ = net.get_split_datasets(dataset)
@@ -93,7 +93,7 @@ def training_rows(net, dataset):
                 rows = base.X[start:start + step]
             else:
                 rows = base.X[indices[start:start + step].to(base.X.device)]
-            yield base.standardise(rows.to(base.device)).float().cpu().numpy()
+            yield base.standardize(rows.to(base.device)).float().cpu().numpy()
 
     return chunks, n_rows
 
@@ -181,7 +181,7 @@ def pca_start(net, dataset, beta, random_state, log=None):
     net : BetaVAENet
         Initialised, with the built-in encoder and decoder.
     dataset : RowDataset
-        The standardised training data, as ``fit`` passes it to skorch.
+        The standardized training data, as ``fit`` passes it to skorch.
     beta : float
     random_state : int
         Seeds the randomized PCA solver.
@@ -207,7 +207,7 @@ def pca_start(net, dataset, beta, random_state, log=None):
     if not all(np.isfinite(a).all() for a in (mean, components, eigenvalues)):
         raise ValueError(
             'init="pca": the PCA of the training rows is not finite (the values are '
-            'too large); rescale X, standardise it (standardize="auto") or use init="random".'
+            'too large); rescale X, standardize it (standardize="auto") or use init="random".'
         )
     # As numpy's matrix_rank: singular values below the largest times
     # max(n, d) times float32's epsilon (the rows' precision) are rounding.

@@ -182,7 +182,7 @@ GLOBAL_SCALE_MIN_FEATURES = 1000
 
 
 def check_standardize(standardize, default_dist):
-    """How to standardise: True (per feature), "global", False, or "auto"
+    """How to standardize: True (per feature), "global", False, or "auto"
     when that depends on the number of features (see ``resolve_standardize``);
     "auto" is False for Bernoulli data."""
     if standardize == "auto":

@@ -7,7 +7,7 @@ from sklearn_betavae._data import (
     RowDataset,
     SliceLoader,
     iter_chunks,
-    standardisation,
+    standardization,
     training_dataset,
 )
 from tests.conftest import requires_cuda
@@ -65,33 +65,33 @@ def test_iter_chunks_reads_a_memmap_in_pieces(tmp_path, monkeypatch):
     assert np.array_equal(torch.cat(chunks).numpy(), X)
 
 
-def test_standardisation_keeps_constant_features_finite():
-    from sklearn_betavae._data import standardisation
+def test_standardization_keeps_constant_features_finite():
+    from sklearn_betavae._data import standardization
 
     X = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 0.0]], dtype=np.float32)
-    mean, scale = standardisation(X, True)
+    mean, scale = standardization(X, True)
     np.testing.assert_allclose(mean, [2.0, 5.0, 0.0])
     np.testing.assert_allclose(scale, [1.0, 1.0, 1.0])  # std 1, then two constants
     assert mean.dtype == scale.dtype == np.float64
-    mean, scale = standardisation(X, False)
+    mean, scale = standardization(X, False)
     assert not mean.any() and np.all(scale == 1)
 
 
-def test_standardisation_refuses_values_that_overflow_float64_statistics():
+def test_standardization_refuses_values_that_overflow_float64_statistics():
     X = np.array([[1e200, 0.0], [-1e200, 1.0]])
-    with pytest.raises(ValueError, match="too large to standardise.*1e\\+200"):
-        standardisation(X, True)
-    mean, scale = standardisation(X / 1e170, True)
+    with pytest.raises(ValueError, match="too large to standardize.*1e\\+200"):
+        standardization(X, True)
+    mean, scale = standardization(X / 1e170, True)
     assert np.isfinite(scale).all()
 
 
-def test_global_standardisation_refuses_a_scale_that_overflows():
+def test_global_standardization_refuses_a_scale_that_overflows():
     # Each feature's variance (6.4e307) is finite; their sum is not.
     X = np.array([[8e153] * 10, [-8e153] * 10])
-    assert np.isfinite(standardisation(X, True)[1]).all()
+    assert np.isfinite(standardization(X, True)[1]).all()
     with pytest.raises(ValueError, match='standardize="global".*too large.*8e\\+153'):
-        standardisation(X, "global")
-    mean, scale = standardisation(X / 1e10, "global")
+        standardization(X, "global")
+    mean, scale = standardization(X / 1e10, "global")
     assert np.isfinite(scale).all()
     from sklearn_betavae import BetaVAETransformer
 
@@ -101,10 +101,10 @@ def test_global_standardisation_refuses_a_scale_that_overflows():
     assert not hasattr(vae, "scale_")
 
 
-def test_float32_c_data_are_trained_on_in_place_and_standardised_per_batch():
+def test_float32_c_data_are_trained_on_in_place_and_standardized_per_batch():
     X = np.random.RandomState(0).normal(3.0, 2.0, size=(50, 7)).astype(np.float32)
     X.setflags(write=False)  # read-only arrays (and memmaps) are shared too
-    mean, scale = standardisation(X, True)
+    mean, scale = standardization(X, True)
     dataset = training_dataset(X, mean, scale, True, "cpu")
     assert np.shares_memory(dataset.X.numpy(), X)
     batches = [batch for batch, _ in SliceLoader(dataset, batch_size=16)]
@@ -113,21 +113,21 @@ def test_float32_c_data_are_trained_on_in_place_and_standardised_per_batch():
 
 def test_other_data_are_converted_once_with_float64_precision():
     # A large offset with a small spread: float32 would lose it before
-    # standardising, float64 arithmetic on the way keeps it.
+    # standardizing, float64 arithmetic on the way keeps it.
     X = 1e6 + np.random.RandomState(0).normal(0.0, 1e-3, size=(40, 3))
-    mean, scale = standardisation(X, True)
+    mean, scale = standardization(X, True)
     dataset = training_dataset(np.asfortranarray(X), mean, scale, True, "cpu")
     rows = dataset.X.numpy()
-    assert rows.dtype == np.float32 and rows.flags.c_contiguous and dataset.standardisation is None
+    assert rows.dtype == np.float32 and rows.flags.c_contiguous and dataset.standardization is None
     np.testing.assert_allclose(rows, (X - mean) / scale, rtol=1e-6, atol=1e-6)
     assert 0.9 < rows.std(axis=0).min()
 
 
-def test_values_beyond_float32_are_refused_without_standardisation():
+def test_values_beyond_float32_are_refused_without_standardization():
     X = np.array([[1e39, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="beyond float32's range.*standardize=True"):
-        training_dataset(X, *standardisation(X, False), False, "cpu")
-    assert training_dataset(X, *standardisation(X, True), True, "cpu").X.isfinite().all()
+        training_dataset(X, *standardization(X, False), False, "cpu")
+    assert training_dataset(X, *standardization(X, True), True, "cpu").X.isfinite().all()
 
 
 @pytest.mark.parametrize("dtype, budget", [(np.float32, 0.1), (np.float64, 0.6)])
@@ -162,7 +162,7 @@ def test_batches_reach_the_gpu_resident_or_streamed(monkeypatch, share):
 
     monkeypatch.setattr(_data, "RESIDENT_SHARE", share)
     X = np.random.RandomState(0).normal(size=(100, 5)).astype(np.float32)
-    mean, scale = standardisation(X, True)
+    mean, scale = standardization(X, True)
     on_gpu = training_dataset(X, mean, scale, True, "cuda")
     assert on_gpu.X.is_cuda == (share > 0)
     on_cpu = training_dataset(X, mean, scale, True, "cpu")

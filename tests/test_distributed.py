@@ -45,7 +45,7 @@ def accelerator():
 # One process, in this one --------------------------------------------------
 
 
-def test_batch_loader_fetches_whole_standardised_batches():
+def test_batch_loader_fetches_whole_standardized_batches():
     X = np.arange(40, dtype=np.float32).reshape(10, 4)
     mean, scale = X.mean(axis=0), X.std(axis=0)
     rows = [7, 2, 5, 0, 9]

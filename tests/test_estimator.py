@@ -76,7 +76,7 @@ def test_concurrent_calls_match_sequential_ones(fitted, digits):
 
 
 def test_inverse_transform_is_in_input_units(fitted, digits):
-    # Standardisation is undone: the decoded mean code lands near the data mean.
+    # Standardization is undone: the decoded mean code lands near the data mean.
     decoded = fitted.inverse_transform(np.zeros((1, 3)))
     assert np.abs(decoded - digits.mean(0)).mean() < 2.0
     assert decoded.max() > 5  # raw pixel units (0-16), not z-scores
@@ -273,7 +273,7 @@ def test_standardize_false_trains_on_raw_values(digits):
     assert np.array_equal(vae.scale_, np.ones(64))
 
 
-def test_global_standardisation_keeps_relative_variances(digits, tmp_path):
+def test_global_standardization_keeps_relative_variances(digits, tmp_path):
     vae = BetaVAETransformer(**FAST_PARAMS, standardize="global").fit(digits)
     np.testing.assert_allclose(vae.mean_, digits.mean(axis=0))
     np.testing.assert_allclose(vae.scale_, np.sqrt(np.mean(digits.var(axis=0))))
@@ -286,7 +286,7 @@ def test_global_standardisation_keeps_relative_variances(digits, tmp_path):
         BetaVAETransformer(**FAST_PARAMS, default_dist="bernoulli", standardize="global").fit(digits / 16)
 
 
-def test_auto_standardisation_is_global_for_images_and_per_feature_for_tables():
+def test_auto_standardization_is_global_for_images_and_per_feature_for_tables():
     rng = np.random.default_rng(0)
     spreads = np.linspace(0.5, 3.0, 1000)
     images = rng.normal(size=(30, 1000)) * spreads
@@ -300,7 +300,7 @@ def test_auto_standardisation_is_global_for_images_and_per_feature_for_tables():
     assert wide.standardize == narrow.standardize == "auto"
 
 
-def test_warm_start_with_auto_standardisation_keeps_the_fitted_scaling():
+def test_warm_start_with_auto_standardization_keeps_the_fitted_scaling():
     rng = np.random.default_rng(1)
     images = rng.normal(size=(30, 1000)) * np.linspace(0.5, 3.0, 1000)
     # As a model fitted when "auto" meant per-feature scaling at any width.
@@ -447,12 +447,12 @@ def test_empty_and_one_dimensional_input(X, match):
 
 def test_values_too_large_for_training_are_refused(digits):
     vae = BetaVAETransformer(**FAST_PARAMS)
-    with pytest.raises(ValueError, match="too large to standardise"):
+    with pytest.raises(ValueError, match="too large to standardize"):
         vae.fit(digits * 1e300)
     with pytest.raises(ValueError, match="beyond float32's range"):
         vae.set_params(standardize=False).fit(digits * 1e40)
     assert not hasattr(vae, "net_")
-    # Standardised, the same magnitudes train as well as the raw pixels do.
+    # Standardized, the same magnitudes train as well as the raw pixels do.
     big = vae.set_params(standardize="auto").fit(digits * 1e40)
     np.testing.assert_allclose(
         big.transform(digits * 1e40), vae.set_params().fit(digits).transform(digits), rtol=1e-6, atol=1e-9
@@ -520,7 +520,7 @@ def test_memory_layout_does_not_change_the_model(digits):
 
 
 def test_trained_in_place_or_converted_the_model_is_the_same():
-    """float32 C-ordered X is standardised batch by batch, any other layout
+    """float32 C-ordered X is standardized batch by batch, any other layout
     converted once; both in float64, so a large offset keeps its precision
     and the two give the same bits."""
     X = (3e7 + np.random.RandomState(0).normal(0, 3, size=(60, 5))).astype(np.float32)
@@ -529,7 +529,7 @@ def test_trained_in_place_or_converted_the_model_is_the_same():
     np.testing.assert_array_equal(in_place.transform(X), converted.transform(X))
 
 
-def test_integers_are_standardised_exactly():
+def test_integers_are_standardized_exactly():
     X = 10**8 + np.random.RandomState(0).randint(0, 8, size=(50, 3))
     as_int = BetaVAETransformer(**FAST_PARAMS).fit(X)
     as_float = BetaVAETransformer(**FAST_PARAMS).fit(X.astype(np.float64))

@@ -26,14 +26,14 @@ def test_memmaps_are_read_in_chunks(fitted, digits, tmp_path, monkeypatch):
     X.flush()
     monkeypatch.setattr(_data, "CHUNK_VALUES", 64 * 50)
     seen = []
-    original = _data.Standardisation.chunks
+    original = _data.Standardization.chunks
 
     def spy(*args, **kwargs):
         for chunk in original(*args, **kwargs):
             seen.append(len(chunk))
             yield chunk
 
-    monkeypatch.setattr(_data.Standardisation, "chunks", spy)
+    monkeypatch.setattr(_data.Standardization, "chunks", spy)
     Z = _model(fitted).encode(np.memmap(path, dtype=np.float32, mode="r", shape=digits.shape))
     assert seen == [50, 50, 50, 50, 40]
     np.testing.assert_allclose(Z, fitted.transform(digits), rtol=1e-6)

@@ -112,13 +112,13 @@ def test_validation_rows_are_left_out_of_the_pca():
     X[:, 0] += np.arange(100) * 0.5  # a trend, so the two halves' means differ
     vae = BetaVAETransformer(**FAST_PARAMS, early_stopping=True, validation_fraction=0.5,
                              callbacks=[RecordStart()]).fit(X)
-    standardised = (X - vae.mean_) / vae.scale_
-    train_part, valid_part = vae.net_.get_split_datasets(np.float32(standardised))
-    train_rows = standardised[train_part.indices]
+    standardized = (X - vae.mean_) / vae.scale_
+    train_part, valid_part = vae.net_.get_split_datasets(np.float32(standardized))
+    train_rows = standardized[train_part.indices]
     # The decoder's offset is the training rows' mean, not the one over all rows (zero).
     np.testing.assert_allclose(start_weights(vae)["decoder.linear.bias"].numpy(),
                                train_rows.mean(axis=0), atol=1e-5)
-    assert abs(standardised.mean(axis=0)[0]) < 1e-9
+    assert abs(standardized.mean(axis=0)[0]) < 1e-9
     assert abs(train_rows.mean(axis=0)[0]) > 1e-3
 
 
@@ -128,7 +128,7 @@ def test_components_below_the_noise_level_start_at_the_prior():
     X[:, [0, 2]] = X[:, [1]] + 0.01 * X[:, [0, 2]]  # one strong direction, the rest noise
     vae = BetaVAETransformer(**{**FAST_PARAMS, "n_components": 4, "max_iter": 1,
                                 "learning_rate_init": 1e-12}).fit(X)
-    # Standardised: eigenvalues about 3, 1, 1, 0 against beta / 2 = 2 (beta=4).
+    # Standardized: eigenvalues about 3, 1, 1, 0 against beta / 2 = 2 (beta=4).
     _, logvar = vae.net_.module_.encoder(torch.zeros(1, 5))
     logvar = logvar.detach().numpy().ravel()
     assert logvar[0] == pytest.approx(np.log(2 / 3), abs=0.05)
@@ -191,7 +191,7 @@ def test_chunked_pca_leaves_its_chunks_alone():
     before = X.copy()
     fit_pca(lambda: iter([X[:25], X[25:]]), 50, 20, 3, 0)
     np.testing.assert_array_equal(X, before)
-    # Nor the training data, when fit trains on X in place without standardising.
+    # Nor the training data, when fit trains on X in place without standardizing.
     X_fit = np.ascontiguousarray(X)
     BetaVAETransformer(**FAST_PARAMS, standardize=False).fit(X_fit)
     np.testing.assert_array_equal(X_fit, before)
