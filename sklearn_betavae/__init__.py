@@ -7,8 +7,7 @@ from ._estimator import BetaVAETransformer
 from ._loss import BetaVAELoss
 from ._masking import mask_to_memmap
 from ._pipeline_file import load_pipeline, save_pipeline
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BetaVAELoss",

@@ -109,6 +109,8 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         places the module and the batches.
     """
 
+    accelerated = True
+
     def __init__(self, *args, accelerator, **kwargs):
         # Unwrapped in end_run instead, after the callbacks' on_train_end:
         # EarlyStopping's best weights were taken from the wrapped module.

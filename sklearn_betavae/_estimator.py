@@ -22,13 +22,14 @@ from ._distributed import accelerator_device, is_main_process, main_process_prin
 from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
 from ._pca_start import pca_start
-from ._persistence import load_estimator, save_estimator
+from ._persistence import FORMAT_VERSION, load_estimator, save_estimator
 from ._training import (
+    Architecture,
+    TrainingSettings,
     build_net,
     configure_training,
     outside_inference_mode,
     private_rng,
-    reads_input_separately,
     seed_state,
     train,
     without_inference_tensors,
@@ -49,6 +50,9 @@ from ._validation import (
     resolve_standardize,
     usable_device_param,
 )
+
+# The key of the format version in a pickled estimator's state.
+_PICKLE_FORMAT_KEY = "_sklearn_betavae_format"
 
 
 def _is_progress_bar(callback):
@@ -454,47 +458,19 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         its duration.
         """
         # Parameter checks first: a refit that fails on them changes nothing.
-        hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_hidden_layer_sizes(self.hidden_layer_sizes)
         device = self._training_device()
-        standardize = check_standardize(self.standardize, self.default_dist)
+        check_standardize(self.standardize, self.default_dist)
         check_input_lr_scale(self.input_lr_scale, self.encoder)
-        architecture = {
-            "n_components": self.n_components,
-            "hidden_layer_sizes": hidden_layer_sizes,
-            "default_dist": self.default_dist,
-            "standardize": standardize,
-        }
         if self.warm_start and hasattr(self, "net_"):
-            # Models fitted before the built-in MLPs had a linear path keep none.
-            architecture["linear_path"] = self._architecture_["linear_path"]
-            if standardize == "auto" and self._architecture_["standardize"] is True:
-                # Per-feature scaling is what "auto" meant at any width before
-                # it meant "global" on wide data; such models keep training.
-                architecture["standardize"] = True
-            else:
-                architecture["standardize"] = resolve_standardize(standardize, self.n_features_in_)
-            self._check_same_architecture(architecture)
-            accelerated = getattr(self, "_accelerated_", False)
-            if (self.accelerator is not None) != accelerated:
-                raise ValueError(
-                    "warm_start=True continues training the fitted network the way it was "
-                    f"trained, {'with' if accelerated else 'without'} an accelerator; "
-                    "set warm_start=False to fit a new network."
-                )
-            if device != self.device_:
-                raise ValueError(
-                    f"warm_start=True continues training on the fitted device, {self.device_}; "
-                    f"got device={self.device!r}. To move the model, save it and load it with "
-                    "BetaVAETransformer.load(path, device=...)."
-                )
-            self._fit_more(X)
+            self._check_continuable(device)
+            self._fit(X, device)
             return self
-        architecture["linear_path"] = True
         init = check_init(self.init, self.default_dist, self.encoder, self.decoder)
         # A new fit replaces the old model whole, even when it fails.
         self._forget_fit()
         try:
-            self._fit_new(X, architecture, device, init)
+            self._fit(X, device, init)
         except BaseException:
             if not getattr(self, "n_iter_", 0):
                 self._forget_fit()
@@ -714,64 +690,54 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     # Private helpers -----------------------------------------------------
 
-    def _fit_new(self, X, architecture, device, init):
+    def _fit(self, X, device, init=None):
+        """Train on X: a new network started by ``init``, or (None) the fitted
+        one for ``max_iter`` more epochs."""
+        new = init is not None
         # Numeric dtypes as they are: float32 is trained on in place, anything
         # else is converted once, chunk by chunk, through float64.
-        X = check_numbers(validate_data(self, X, dtype="numeric"))
+        X = check_numbers(validate_data(self, X, reset=new, dtype="numeric"))
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X.shape[0])
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        if self.accelerator is not None:
-            seed = shared_seed(self.accelerator, seed)
-
-        architecture["standardize"] = resolve_standardize(architecture["standardize"], X.shape[1])
-        self.mean_, self.scale_ = standardization(X, architecture["standardize"])
-        settings = self._training_settings(X.shape[0], X.shape[1], split_seed=seed)
-        self.net_ = build_net(
-            architecture,
-            n_features=X.shape[1],
-            encoder=self.encoder,
-            decoder=self.decoder,
-            warmup_epochs=int(round(self.beta_warmup * settings["max_epochs"])),
-            device=device,
-            training=settings,
-            accelerator=self.accelerator,
-        )
-        self.device_ = device
-        self._accelerated_ = self.accelerator is not None
-        self.default_dist_ = architecture["default_dist"]
-        self._architecture_ = architecture
-        self._split_seed_ = seed
-        self._n_features_out = architecture["n_components"]
-        self._train(X, seed_state(seed), pca_seed=seed if init == "pca" else None)
-
-    def _fit_more(self, X):
-        X = self._validate_X(X)
-        if self.early_stopping:
-            check_validation_split(self.validation_fraction, X.shape[0])
-        settings = self._training_settings(X.shape[0], X.shape[1], self._split_seed_)
-        if settings["input_lr_scale"] != 1 and not reads_input_separately(self.net_.optimizer_.param_groups):
-            raise ValueError(
-                "This model was fitted before input_lr_scale existed: its optimizer has one "
-                "learning rate for all weights. Warm-start it with input_lr_scale=1, or set "
-                "warm_start=False to fit a new network."
+        if new:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            if self.accelerator is not None:
+                seed = shared_seed(self.accelerator, seed)
+            architecture = self._architecture(X.shape[1])
+            settings = self._training_settings(X.shape, split_seed=seed)
+            net = build_net(
+                architecture,
+                n_features=X.shape[1],
+                encoder=self.encoder,
+                decoder=self.decoder,
+                warmup_epochs=int(round(self.beta_warmup * settings.max_epochs)),
+                device=device,
+                accelerator=self.accelerator,
             )
-        # The first fit's split, so that no validation row is ever trained on.
-        configure_training(without_inference_tensors(self.net_), **settings)
-        self._train(X, self._rng_state_)
+            mean, scale = standardization(X, architecture.standardize)
+            self._set_fitted_state(
+                net=net, device=device, architecture=architecture, mean=mean, scale=scale,
+                split_seed=seed, rng_state=seed_state(seed).numpy(), n_iter=0,
+            )
+        else:
+            # The first fit's split, so that no validation row is ever trained on.
+            settings = self._training_settings(X.shape, split_seed=self._split_seed_)
+            without_inference_tensors(self.net_)
+        configure_training(self.net_, settings)
+        self._train(X, pca_seed=self._split_seed_ if init == "pca" else None)
 
-    def _train(self, X, rng_state, pca_seed=None):
-        """Train ``net_`` on X (initialising it first if new) from ``rng_state``;
-        a new net starts at the pPCA solution when ``pca_seed`` (seeding the
-        PCA solver) is given."""
+    def _train(self, X, pca_seed=None):
+        """Train ``net_`` on X (initialising it first if new) from the fitted
+        random state; a new net starts at the pPCA solution when ``pca_seed``
+        (seeding the PCA solver) is given."""
         X_train = training_dataset(
-            X, self.mean_, self.scale_, self._architecture_["standardize"], self.device_
+            X, self.mean_, self.scale_, self._architecture_.standardize, self.device_
         )
         net = self.net_
         try:
-            with private_rng(net, rng_state, self.device_) as current_rng_state:
+            with private_rng(net, self._rng_state_, self.device_) as current_rng_state:
                 try:
                     if not net.initialized_:
                         net.initialize()
@@ -798,21 +764,46 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             return device
         return accelerator_device(self.accelerator, self.device, device)
 
-    def _check_same_architecture(self, architecture):
-        for name, value in architecture.items():
-            fitted = self._architecture_[name]
+    def _architecture(self, n_features):
+        """The ``Architecture`` the parameters describe, for ``n_features``."""
+        standardize = check_standardize(self.standardize, self.default_dist)
+        return Architecture(
+            n_components=self.n_components,
+            hidden_layer_sizes=check_hidden_layer_sizes(self.hidden_layer_sizes),
+            default_dist=self.default_dist,
+            standardize=resolve_standardize(standardize, n_features),
+        )
+
+    def _check_continuable(self, device):
+        """Refuse a warm start that cannot continue the fitted network."""
+        architecture = self._architecture(self.n_features_in_)
+        for name, fitted in vars(self._architecture_).items():
+            value = getattr(architecture, name)
             if value != fitted:
                 raise ValueError(
                     f"warm_start=True continues training the fitted network, so {name} "
                     f"must stay {fitted!r}; got {value!r}. Set warm_start=False to fit "
                     "a new network."
                 )
+        accelerated = self.net_.accelerated
+        if (self.accelerator is not None) != accelerated:
+            raise ValueError(
+                "warm_start=True continues training the fitted network the way it was "
+                f"trained, {'with' if accelerated else 'without'} an accelerator; "
+                "set warm_start=False to fit a new network."
+            )
+        if device != self.device_:
+            raise ValueError(
+                f"warm_start=True continues training on the fitted device, {self.device_}; "
+                f"got device={self.device!r}. To move the model, save it and load it with "
+                "BetaVAETransformer.load(path, device=...)."
+            )
 
-    def _training_settings(self, n_samples, n_features, split_seed):
-        """What ``configure_training`` needs from the current parameters."""
-        return dict(
+    def _training_settings(self, shape, split_seed):
+        """The ``TrainingSettings`` of a run on data of ``shape``."""
+        n_samples, n_features = shape
+        return TrainingSettings(
             beta=self.beta,
-            default_dist=self.default_dist,
             lr=self.learning_rate_init,
             input_lr_scale=input_lr_factor(self.input_lr_scale, n_features, self.encoder),
             max_epochs=resolve_max_iter(self.max_iter, n_samples, n_features),
@@ -851,39 +842,40 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return main_process_print(self.accelerator)
 
     def _get_fitted_state(self):
-        """What fit learned besides the network, for ``save`` and ``save_pipeline``.
+        """What fit learned besides the network, for ``save`` and
+        ``save_pipeline``: the keywords of ``_set_fitted_state`` but ``net``
+        and ``device`` (the network's weights, Adam's state and the history
+        are the net's own), plus ``feature_names_in``."""
+        return dict(
+            architecture=self._architecture_,
+            mean=self.mean_,
+            scale=self.scale_,
+            split_seed=self._split_seed_,
+            rng_state=self._rng_state_,
+            n_iter=self.n_iter_,
+            n_features_in=self.n_features_in_,
+            feature_names_in=getattr(self, "feature_names_in_", None),
+        )
 
-        Returns ``(scalars, arrays)``: JSON-able values and float64 / uint8
-        NumPy arrays, which ``_set_fitted_state`` takes back. The network's
-        weights, Adam's state and the history are the net's own.
-        """
-        names = getattr(self, "feature_names_in_", None)
-        scalars = {
-            "n_features_in_": self.n_features_in_,
-            "feature_names_in_": None if names is None else list(names),
-            "n_iter_": self.n_iter_,
-            "default_dist_": self.default_dist_,
-            "device_": str(self.device_),
-            "architecture_": self._architecture_,
-            "split_seed_": self._split_seed_,
-        }
-        return scalars, {"mean": self.mean_, "scale": self.scale_, "rng_state": self._rng_state_}
-
-    def _set_fitted_state(self, net, device, scalars, arrays):
-        """Become fitted with ``net`` on ``device`` and the (checked) state
-        of ``_get_fitted_state``; returns self."""
+    def _set_fitted_state(self, *, net, device, architecture, mean, scale, split_seed, rng_state,
+                          n_iter, n_features_in=None, feature_names_in=None):
+        """Become fitted: the one place, for ``fit`` and for loading, that
+        sets the fitted attributes (``n_features_in_`` and
+        ``feature_names_in_`` when given: ``fit`` sets them in
+        ``validate_data``). Returns self."""
         self.net_ = net
         self.device_ = device
-        self.default_dist_ = scalars["default_dist_"]
-        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
-        self.n_iter_ = scalars["n_iter_"]
-        self.n_features_in_ = scalars["n_features_in_"]
-        if scalars["feature_names_in_"] is not None:
-            self.feature_names_in_ = np.asarray(scalars["feature_names_in_"], dtype=object)
-        self._architecture_ = scalars["architecture_"]
-        self._split_seed_ = scalars["split_seed_"]
-        self._rng_state_ = arrays["rng_state"]
-        self._n_features_out = self._architecture_["n_components"]
+        self._architecture_ = architecture
+        self.default_dist_ = architecture.default_dist
+        self._n_features_out = architecture.n_components
+        self.mean_, self.scale_ = mean, scale
+        self._split_seed_ = split_seed
+        self._rng_state_ = rng_state
+        self.n_iter_ = n_iter
+        if n_features_in is not None:
+            self.n_features_in_ = n_features_in
+        if feature_names_in is not None:
+            self.feature_names_in_ = np.asarray(feature_names_in, dtype=object)
         return self
 
     def _forget_fit(self):
@@ -907,24 +899,32 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             module.eval()
         return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_)
 
+    def __getstate__(self):
+        return {**super().__getstate__(), _PICKLE_FORMAT_KEY: FORMAT_VERSION}
+
     def __setstate__(self, state):
-        # Pickled before input_lr_scale existed: trained with one learning rate.
-        state = {"input_lr_scale": 1.0, **state}
-        # Pickled before init (issue 15): such a model unpickled and
-        # transformed, then repr, clone, save and fit failed on the missing
-        # attribute. Refused here, when it is loaded, rather than later.
+        state = dict(state)
+        version = state.pop(_PICKLE_FORMAT_KEY, None)
+        # Refused here, when it is loaded, rather than by a later
+        # AttributeError (an estimator pickled before a parameter existed
+        # unpickled and transformed, then repr, clone, save and fit failed).
         missing = sorted(set(self._get_param_names()) - set(state))
-        if missing:
+        if isinstance(version, int) and version > FORMAT_VERSION:
             raise ValueError(
-                "This pickle holds a BetaVAETransformer from an older sklearn_betavae, "
-                f"before its parameter(s) {', '.join(missing)} existed; such models cannot "
-                "be loaded any more. Refit it with this version (and save it with "
-                "BetaVAETransformer.save, a file format that is checked on loading)."
+                f"This pickle holds a BetaVAETransformer of format {version}, from a newer "
+                f"sklearn_betavae than this one (format {FORMAT_VERSION}); upgrade "
+                "sklearn_betavae to load it."
+            )
+        if version != FORMAT_VERSION or missing:
+            raise ValueError(
+                "This pickle holds a BetaVAETransformer from a pre-release sklearn_betavae ("
+                + ("without a format version" if version is None else f"format {version!r}")
+                + (f", before its parameter(s) {', '.join(missing)} existed" if missing else "")
+                + f"), which cannot be loaded: format {FORMAT_VERSION} began with 0.1.0. Refit "
+                "it with this version (and save it with BetaVAETransformer.save, a file format "
+                "that is checked on loading)."
             )
         super().__setstate__(state)
-        if "_architecture_" in state:
-            # Pickled before the built-in MLPs had a linear path.
-            self._architecture_.setdefault("linear_path", False)
         # skorch maps a GPU-fitted net to the CPU when CUDA is missing (with a
         # DeviceWarning); follow it, so that fit and clone work here too.
         if "net_" in state:

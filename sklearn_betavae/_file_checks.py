@@ -11,8 +11,8 @@ import torch
 
 from ._loss import DISTRIBUTIONS
 
-# What fit stores as architecture_ (files from before the linear path lack it).
-_ARCHITECTURE_KEYS = {"n_components", "hidden_layer_sizes", "default_dist", "standardize", "linear_path"}
+# What fit stores as architecture_ (``Architecture.to_json()``).
+_ARCHITECTURE_KEYS = {"n_components", "hidden_layer_sizes", "default_dist", "standardize"}
 # Seeds are drawn below this (numpy's int32 maximum).
 _MAX_SEED = 2**31 - 1
 
@@ -93,8 +93,7 @@ def check_architecture(path, architecture, default_dist):
     def refuse(field, value, expected):
         raise ValueError(f"{str(path)!r} holds {field} = {value!r}; a saved model has {expected}.")
 
-    if not isinstance(architecture, dict) or not set(architecture) <= _ARCHITECTURE_KEYS or not (
-            _ARCHITECTURE_KEYS - {"linear_path"} <= set(architecture)):
+    if not isinstance(architecture, dict) or set(architecture) != _ARCHITECTURE_KEYS:
         refuse("architecture_", architecture, f"a mapping of {sorted(_ARCHITECTURE_KEYS)}")
     n_components, sizes = architecture["n_components"], architecture["hidden_layer_sizes"]
     if not _integer(n_components, 1):
@@ -112,8 +111,6 @@ def check_architecture(path, architecture, default_dist):
                for value in allowed):
         refuse("architecture_['standardize']", standardize,
                " or ".join(map(repr, allowed)) + f" with default_dist {dist!r}")
-    if not isinstance(architecture.get("linear_path", False), bool):
-        refuse("architecture_['linear_path']", architecture["linear_path"], "true or false")
 
 
 def check_device_name(path, device):

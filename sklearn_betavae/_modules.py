@@ -28,7 +28,7 @@ def _mlp(sizes):
 class MLPEncoder(nn.Module):
     """MLP from the data to the mean and log-variance of q(z|x).
 
-    With hidden layers and ``linear_path=True`` the output is the sum of a
+    With hidden layers the output is the sum of a
     linear map of the input (``linear``) and the MLP (``body`` then
     ``head``), so that the network can start exactly at probabilistic PCA
     (``linear`` at the pPCA posterior, ``head`` at zero) and learn only the
@@ -42,19 +42,14 @@ class MLPEncoder(nn.Module):
         Widths of the hidden layers, first to last.
     n_components : int
         Latent size.
-    linear_path : bool, default=True
-        Add the linear path beside the MLP (models saved before it existed
-        have none).
     """
 
-    def __init__(self, n_features, hidden_layer_sizes, n_components, linear_path=True):
+    def __init__(self, n_features, hidden_layer_sizes, n_components):
         super().__init__()
         sizes = (n_features, *hidden_layer_sizes)
         self.body = nn.Sequential(_mlp(sizes), nn.ReLU()) if hidden_layer_sizes else nn.Identity()
         self.head = _linear(sizes[-1], 2 * n_components)
-        self.linear = (
-            _linear(n_features, 2 * n_components) if linear_path and hidden_layer_sizes else None
-        )
+        self.linear = _linear(n_features, 2 * n_components) if hidden_layer_sizes else None
 
     def forward(self, x):
         out = self.head(self.body(x))
@@ -62,12 +57,6 @@ class MLPEncoder(nn.Module):
             out = out + self.linear(x)
         mu, logvar = out.chunk(2, dim=-1)
         return mu, logvar
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        # Pickled before the linear path existed.
-        if "linear" not in self._modules:
-            self.linear = None
 
     def linear_map(self):
         """The ``nn.Linear`` from the data to ``(mu, logvar)``: the linear
@@ -80,19 +69,19 @@ class MLPEncoder(nn.Module):
         return None if self.linear is None else self.head
 
     @staticmethod
-    def input_weight_names(hidden_layer_sizes, linear_path=True):
+    def input_weight_names(hidden_layer_sizes):
         """Names (in this module) of the weights that read the input: the
         first hidden layer's and the linear path's, or ``head``'s without
         hidden layers. Each has one column per feature."""
         if not hidden_layer_sizes:
             return ["head.weight"]
-        return ["body.0.0.weight", *(["linear.weight"] if linear_path else [])]
+        return ["body.0.0.weight", "linear.weight"]
 
 
 class MLPDecoder(nn.Module):
     """MLP from a latent code to the decoder's mean or success probability.
 
-    As the encoder, with hidden layers and ``linear_path=True`` it adds a
+    As the encoder, with hidden layers it adds a
     linear map of the code (``linear``) to the MLP (``body``), before the
     sigmoid of the Bernoulli decoder.
 
@@ -107,20 +96,15 @@ class MLPDecoder(nn.Module):
         Output size.
     default_dist : {"normal", "laplace", "bernoulli"}
         ``"bernoulli"`` ends in a sigmoid, so the output is a probability.
-    linear_path : bool, default=True
-        Add the linear path beside the MLP.
     """
 
-    def __init__(self, n_components, hidden_layer_sizes, n_features, default_dist,
-                 linear_path=True):
+    def __init__(self, n_components, hidden_layer_sizes, n_features, default_dist):
         super().__init__()
         layers = [_mlp((n_components, *hidden_layer_sizes, n_features))]
         if default_dist == "bernoulli":
             layers.append(nn.Sigmoid())
         self.body = nn.Sequential(*layers)
-        self.linear = (
-            _linear(n_components, n_features) if linear_path and hidden_layer_sizes else None
-        )
+        self.linear = _linear(n_components, n_features) if hidden_layer_sizes else None
 
     def forward(self, z):
         if self.linear is None:
@@ -128,12 +112,6 @@ class MLPDecoder(nn.Module):
         mlp, *sigmoid = self.body
         out = mlp(z) + self.linear(z)
         return sigmoid[0](out) if sigmoid else out
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        # Pickled before the linear path existed.
-        if "linear" not in self._modules:
-            self.linear = None
 
     def linear_map(self):
         """The ``nn.Linear`` from codes to the output (before any sigmoid)."""
@@ -169,22 +147,19 @@ class VAEModule(nn.Module):
     encoder, decoder : nn.Module or None, default=None
         Replace the built-in MLPs. The encoder maps a batch of data to
         ``(mu, logvar)``; the decoder maps codes to the decoder output.
-    linear_path : bool, default=True
-        Give the built-in MLPs a linear path beside their hidden layers.
     """
 
     def __init__(
         self, n_features, n_components, hidden_layer_sizes, default_dist, encoder=None,
-        decoder=None, linear_path=True,
+        decoder=None,
     ):
         super().__init__()
         hidden = tuple(hidden_layer_sizes)
         self.encoder = (
-            MLPEncoder(n_features, hidden, n_components, linear_path)
-            if encoder is None else encoder
+            MLPEncoder(n_features, hidden, n_components) if encoder is None else encoder
         )
         self.decoder = (
-            MLPDecoder(n_components, hidden[::-1], n_features, default_dist, linear_path)
+            MLPDecoder(n_components, hidden[::-1], n_features, default_dist)
             if decoder is None
             else decoder
         )

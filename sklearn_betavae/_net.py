@@ -62,6 +62,9 @@ class BetaVAENet(NeuralNet):
     (2, 1.0)
     """
 
+    #: Whether the net trains through an accelerator (``AcceleratedBetaVAENet``).
+    accelerated = False
+
     def initialize_module(self):
         """skorch's, but with no draw from torch's global generator.
 

@@ -35,16 +35,22 @@ from ._file_checks import (
     check_fitted_fields,
     check_output_config,
 )
-from ._training import build_net, reads_input_separately
+from ._training import Architecture, build_net
 from ._validation import (
     check_module_outputs,
     resolve_device,
     usable_device_param,
 )
+from ._version import __version__
 
-# 2: batch records of the history in tensors (1: all of it in the JSON).
-FORMAT_VERSION = 2
+# The version of the model file's layout, and of a pickled estimator's state
+# (``BetaVAETransformer.__getstate__``). Files and pickles of the package's
+# pre-releases, before version 1, are refused with a request to refit.
+FORMAT_VERSION = 1
 _PREFIX = "sklearn_betavae."
+_VERSION_KEY = _PREFIX + "format_version"
+# Where pre-release files kept their format number (1 or 2).
+_PRE_RELEASE_KEY = _PREFIX + "format"
 
 
 def write_model_file(path, document, tensors):
@@ -60,7 +66,7 @@ def write_model_file(path, document, tensors):
     text = json.dumps(document, sort_keys=True, default=_json_default)
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
     metadata = {
-        _PREFIX + "format": str(FORMAT_VERSION),
+        _VERSION_KEY: str(FORMAT_VERSION),
         _PREFIX + "document": text,
         _PREFIX + "sha256": _digest(str(FORMAT_VERSION), text, tensors),
     }
@@ -113,12 +119,19 @@ def read_model_file(path, writer="BetaVAETransformer.save"):
             f"{str(path)!r} is not a readable model file (truncated, corrupted, or not "
             f"written by {writer}): {error}"
         ) from error
-    if _PREFIX + "format" not in metadata:
+    if _VERSION_KEY not in metadata:
+        if _PRE_RELEASE_KEY in metadata:
+            raise ValueError(
+                f"{str(path)!r} was written by a pre-release sklearn_betavae (its model format "
+                f"{metadata[_PRE_RELEASE_KEY]!r} came before format {FORMAT_VERSION}, that of "
+                "0.1.0), which this version cannot load. Refit the model with this version "
+                "and save it again."
+            )
         raise ValueError(
             f"{str(path)!r} is a safetensors file but not one written by "
             f"{writer} (it has no sklearn_betavae metadata)."
         )
-    version = metadata[_PREFIX + "format"]
+    version = metadata[_VERSION_KEY]
     # ASCII digits only: "²" is a digit to str.isdigit, not to int().
     if not re.fullmatch(r"[0-9]+", version) or int(version) > FORMAT_VERSION:
         raise ValueError(
@@ -234,13 +247,12 @@ def split_history(epochs):
 
 
 def join_history(path, epochs, tensors):
-    """Inverse of ``split_history``; a format-1 history (all JSON) as it is."""
-    if _BATCHES not in tensors:
-        return epochs
-
+    """Inverse of ``split_history``."""
     def refuse(why):
         raise ValueError(f"{str(path)!r} holds a history whose batch records {why}.")
 
+    if _BATCHES not in tensors:
+        refuse(f"are missing ({_BATCHES})")
     counts = tensors[_BATCHES]
     if counts.dtype != torch.int64 or tuple(counts.shape) != (len(epochs),) or (counts < -1).any():
         refuse(f"do not match its {len(epochs)} epochs ({_BATCHES})")
@@ -295,13 +307,25 @@ def estimator_state(estimator):
         module = params[name]
         if module is not None:
             params[name] = {"custom": f"{type(module).__module__}.{type(module).__qualname__}"}
-    scalars, arrays = estimator._get_fitted_state()
+    state = estimator._get_fitted_state()
+    names = state["feature_names_in"]
+    fitted = {
+        "n_features_in_": state["n_features_in"],
+        "feature_names_in_": None if names is None else list(names),
+        "n_iter_": state["n_iter"],
+        "default_dist_": estimator.default_dist_,
+        "device_": str(estimator.device_),
+        "architecture_": state["architecture"].to_json(),
+        "split_seed_": state["split_seed"],
+        "warmup_epochs": dict(net.callbacks_)["kl_warmup"].epochs,
+    }
+    arrays = {"mean": state["mean"], "scale": state["scale"], "rng_state": state["rng_state"]}
     optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
     document = {
         "versions": _library_versions(),
         "params": {name: _tag(value) for name, value in params.items()},
         "output_config": getattr(estimator, "_sklearn_output_config", {}),
-        "fitted": {**scalars, "warmup_epochs": dict(net.callbacks_)["kl_warmup"].epochs},
+        "fitted": fitted,
         "optimizer": optimizer_document,
     }
     document["history"], history_tensors = split_history(net.history.to_list())
@@ -345,8 +369,11 @@ def estimator_from_state(cls, path, document, tensors, device=None, encoder=None
 
 def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     params = {name: _untag(value) for name, value in document["params"].items()}
-    # Saved before input_lr_scale existed: trained with one learning rate.
-    params.setdefault("input_lr_scale", 1.0)
+    if set(params) != set(cls._get_param_names()):
+        raise ValueError(
+            f"{str(path)!r} does not have the structure of a saved {cls.__name__}: it holds "
+            f"the parameters {sorted(params)}, where one has {sorted(cls._get_param_names())}."
+        )
     fitted = document["fitted"]
     for name, given in (("encoder", encoder), ("decoder", decoder)):
         saved = params[name]
@@ -368,25 +395,12 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     estimator = cls(**params)
     estimator._validate_params()
     check_architecture(path, fitted["architecture_"], fitted["default_dist_"])
-    architecture = dict(fitted["architecture_"])
-    architecture["hidden_layer_sizes"] = tuple(architecture["hidden_layer_sizes"])
-    # Files written before the built-in MLPs had a linear path.
-    architecture.setdefault("linear_path", False)
+    architecture = Architecture.from_json(fitted["architecture_"])
     n_features = fitted["n_features_in_"]
     check_fitted_fields(path, fitted)
 
-    net = build_net(
-        architecture,
-        n_features=n_features,
-        encoder=encoder,
-        decoder=decoder,
-        warmup_epochs=fitted["warmup_epochs"],
-        device=target,
-        training=estimator._training_settings(
-            n_samples=estimator.batch_size, n_features=n_features, split_seed=None
-        ),
-        input_groups=reads_input_separately(document["optimizer"]["param_groups"]),
-    )
+    net = build_net(architecture, n_features=n_features, encoder=encoder, decoder=decoder,
+                    warmup_epochs=fitted["warmup_epochs"], device=target)
     net.initialize()  # draws from a generator of its own; the weights are overwritten below
     weights = {name[len("module."):]: value for name, value in tensors.items() if name.startswith("module.")}
     try:
@@ -397,8 +411,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
             f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
         ) from error
     check_arrays(path, tensors, net, n_features)
-    check_module_outputs(net.module_, n_features, architecture["n_components"], architecture["default_dist"])
-    mean, scale = tensors["mean"].numpy(), tensors["scale"].numpy()
+    check_module_outputs(net.module_, n_features, architecture.n_components, architecture.default_dist)
     history = History(join_history(path, document["history"], tensors))
     feature_names = fitted["feature_names_in_"]
     problems = [
@@ -411,8 +424,12 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         raise ValueError(f"{str(path)!r} holds {', '.join(filter(None, problems))}.")
     net.history = history
 
-    arrays = {"mean": mean, "scale": scale, "rng_state": tensors["rng_state"].numpy()}
-    estimator._set_fitted_state(net, target, {**fitted, "architecture_": architecture}, arrays)
+    estimator._set_fitted_state(
+        net=net, device=target, architecture=architecture, mean=tensors["mean"].numpy(),
+        scale=tensors["scale"].numpy(), split_seed=fitted["split_seed_"],
+        rng_state=tensors["rng_state"].numpy(), n_iter=fitted["n_iter_"],
+        n_features_in=n_features, feature_names_in=feature_names,
+    )
     check_output_config(path, document["output_config"])
     estimator.set_output(**document["output_config"])
     return estimator
@@ -451,8 +468,6 @@ def _saved_device(saved, path):
 
 
 def _library_versions():
-    from . import __version__
-
     return {
         "sklearn_betavae": __version__,
         "torch": torch.__version__,

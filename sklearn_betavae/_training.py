@@ -9,6 +9,7 @@ swallows) rolls back to the end of the last completed epoch, with a warning.
 """
 
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from functools import partial, wraps
 
 import torch
@@ -88,29 +89,74 @@ def fused_adam(params, **kwargs):
         return torch.optim.Adam(params, **kwargs)
 
 
-def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, device, training,
-              accelerator=None, input_groups=True):
-    """An uninitialised ``BetaVAENet`` for this architecture.
+@dataclass(frozen=True)
+class Architecture:
+    """What the network is, fixed for the model's life (a warm start keeps it).
 
-    ``architecture`` holds ``n_components``, ``hidden_layer_sizes``,
-    ``default_dist`` and ``linear_path``; ``encoder`` and ``decoder`` are the user's modules
-    (deep-copied here, never trained in place) or None. ``training`` holds
-    the settings that may change between fits of one network (see
-    ``configure_training``). With an ``accelerator`` the net is an
+    Built once by ``BetaVAETransformer.fit`` from its parameters and the
+    data's width; saved in the model file as ``to_json()``.
+
+    Parameters
+    ----------
+    n_components : int
+    hidden_layer_sizes : tuple of int
+        The encoder's widths (the built-in decoder mirrors them).
+    default_dist : {"normal", "laplace", "bernoulli"}
+    standardize : bool or "global"
+        The scaling ``fit`` resolved ("auto" made concrete).
+    """
+
+    n_components: int
+    hidden_layer_sizes: tuple
+    default_dist: str
+    standardize: object
+
+    @classmethod
+    def from_json(cls, document):
+        """The inverse of ``to_json``; ``document`` must have been checked."""
+        return cls(**{**document, "hidden_layer_sizes": tuple(document["hidden_layer_sizes"])})
+
+    def to_json(self):
+        return {**asdict(self), "hidden_layer_sizes": list(self.hidden_layer_sizes)}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What one training run of a net uses: what may change between the
+    fits of one network. Built by ``BetaVAETransformer`` for each ``fit``
+    from its parameters and the data's shape; ``configure_training`` sets
+    them on the net."""
+
+    beta: float
+    lr: float
+    input_lr_scale: float
+    max_epochs: int
+    batch_size: int
+    validation_fraction: object  # None: no validation split
+    split_seed: int
+    callbacks: list
+    verbose: int
+
+
+def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, device,
+              accelerator=None):
+    """An uninitialised ``BetaVAENet`` for ``architecture`` (an ``Architecture``),
+    for a new fit and for loading a saved model alike.
+
+    ``encoder`` and ``decoder`` are the user's modules (deep-copied here,
+    never trained in place) or None. With an ``accelerator`` the net is an
     ``AcceleratedBetaVAENet``, which the accelerator places on its device.
-
     The built-in encoder's input weights get optimizer parameter groups of
     their own (skorch's ``optimizer__param_groups``, marked
-    ``reads_input``), whose learning rate is ``training["input_lr_scale"]``
-    times the others'; ``input_groups=False`` gives one group for all, as
-    models saved before the scale existed have.
+    ``reads_input``), whose learning rate ``configure_training`` sets.
+    What a training run uses is set by ``configure_training``: before it,
+    the net only holds a model (a loaded one gets its learning rates from
+    the optimizer's saved state).
     """
     groups = []
-    if encoder is None and input_groups:
-        input_lr = training["lr"] * training["input_lr_scale"]
-        names = MLPEncoder.input_weight_names(architecture["hidden_layer_sizes"],
-                                              architecture["linear_path"])
-        groups = [(f"encoder.{name}", {"lr": input_lr, "reads_input": True}) for name in names]
+    if encoder is None:
+        names = MLPEncoder.input_weight_names(architecture.hidden_layer_sizes)
+        groups = [(f"encoder.{name}", {"reads_input": True}) for name in names]
     if accelerator is None:
         net_class, loader, placement = BetaVAENet, SliceLoader, {"device": str(device)}
     else:
@@ -118,16 +164,16 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
 
         net_class, loader = AcceleratedBetaVAENet, batch_loader
         placement = {"device": None, "accelerator": accelerator}
-    net = net_class(
+    return net_class(
         module=VAEModule,
         module__n_features=n_features,
-        module__n_components=architecture["n_components"],
-        module__hidden_layer_sizes=architecture["hidden_layer_sizes"],
-        module__default_dist=architecture["default_dist"],
-        module__linear_path=architecture["linear_path"],
+        module__n_components=architecture.n_components,
+        module__hidden_layer_sizes=architecture.hidden_layer_sizes,
+        module__default_dist=architecture.default_dist,
         module__encoder=None if encoder is None else check_user_module(encoder, "encoder"),
         module__decoder=None if decoder is None else check_user_module(decoder, "decoder"),
-        criterion=None,
+        # skorch accepts criterion__* arguments only for nn.Module criteria.
+        criterion=partial(BetaVAELoss, default_dist=architecture.default_dist),
         optimizer=fused_adam,
         optimizer__param_groups=groups,
         callbacks__kl_warmup__epochs=warmup_epochs,
@@ -137,53 +183,36 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
         iterator_valid=loader,
         **placement,
     )
-    configure_training(net, **training)
-    return net
 
 
-def configure_training(
-    net,
-    *,
-    beta,
-    default_dist,
-    lr,
-    input_lr_scale,
-    max_epochs,
-    batch_size,
-    validation_fraction,
-    split_seed,
-    callbacks,
-    verbose,
-):
-    """Set what a (possibly already trained) net's next training run uses.
+def configure_training(net, settings):
+    """Set what a (new or already trained) net's next training run uses.
 
     Assigned directly rather than through ``set_params``: that would
     re-initialise the optimizer and lose Adam's state on a warm start.
-    ``input_lr_scale`` multiplies ``lr`` in the groups that read the input.
+    ``settings.input_lr_scale`` multiplies the learning rate in the groups
+    that read the input.
     """
-    # skorch accepts criterion__* arguments only for nn.Module criteria.
-    net.criterion = partial(BetaVAELoss, beta=beta, default_dist=default_dist)
-    net.lr = lr
-    net.max_epochs = max_epochs
-    net.batch_size = batch_size
+    net.criterion = partial(net.criterion.func, **{**net.criterion.keywords, "beta": settings.beta})
+    net.lr = settings.lr
+    net.max_epochs = settings.max_epochs
+    net.batch_size = settings.batch_size
     net.train_split = (
-        None if validation_fraction is None
-        else ValidSplit(validation_fraction, random_state=split_seed)
+        None if settings.validation_fraction is None
+        else ValidSplit(settings.validation_fraction, random_state=settings.split_seed)
     )
-    net.callbacks = callbacks
-    net.verbose = verbose
-    if net.initialized_:
-        net.initialize_criterion()
-        net.initialize_callbacks()
-        for group in net.optimizer_.param_groups:
-            group["lr"] = lr * input_lr_scale if group.get("reads_input") else lr
-
-
-def reads_input_separately(param_groups):
-    """Whether an optimizer's ``param_groups`` (of a live optimizer or a
-    saved ``state_dict``) have the input-weight groups (optimizers saved or
-    pickled before they existed have one group)."""
-    return any(group.get("reads_input") for group in param_groups)
+    net.callbacks = settings.callbacks
+    net.verbose = settings.verbose
+    input_lr = settings.lr * settings.input_lr_scale
+    if not net.initialized_:
+        net.optimizer__param_groups = [
+            (names, {**options, "lr": input_lr}) for names, options in net.optimizer__param_groups
+        ]
+        return
+    net.initialize_criterion()
+    net.initialize_callbacks()
+    for group in net.optimizer_.param_groups:
+        group["lr"] = input_lr if group.get("reads_input") else settings.lr
 
 
 @contextmanager

@@ -310,7 +310,7 @@ def _kl_figure(kl):
 
 
 def _versions():
-    from . import __version__
+    from ._version import __version__
 
     rows = [("python", platform.python_version())]
     for name in _VERSIONED:

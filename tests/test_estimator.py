@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -141,14 +142,32 @@ def test_a_pickle_from_before_init_is_refused_when_loaded(fitted, digits, loads)
         buffer = io.BytesIO()
         joblib.dump(old, buffer)
         data = buffer.getvalue()
-    with pytest.raises(ValueError, match=r"before its parameter\(s\) init existed.*Refit it"):
+    with pytest.raises(ValueError, match=r"pre-release.*parameter\(s\) init existed.*Refit it"):
         loads(data)
-    # One from before input_lr_scale alone (it came after init) still loads.
+    # One from before input_lr_scale alone (it came after init) once loaded
+    # with a default, through compatibility code: refused too.
     newer = copy.deepcopy(fitted)
     del newer.input_lr_scale
-    revived = pickle.loads(pickle.dumps(newer))
-    assert revived.input_lr_scale == 1.0 and revived.init == fitted.init
-    np.testing.assert_array_equal(revived.transform(digits), fitted.transform(digits))
+    with pytest.raises(ValueError, match=r"pre-release sklearn_betavae.*Refit it"):
+        pickle.loads(pickle.dumps(newer))
+
+
+def test_pickles_of_the_pre_releases_are_refused_and_newer_ones_too(fitted, digits, monkeypatch):
+    # Pre-release pickles had every parameter but no format version; those
+    # from before the linear path of the built-in MLPs loaded through
+    # compatibility code in three modules.
+    data = pickle.dumps(fitted)
+    monkeypatch.setattr(BetaVAETransformer, "__getstate__",
+                        lambda self: BaseEstimator.__getstate__(self))
+    old = pickle.dumps(fitted)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"pre-release \w+ \(without a format version\).*Refit it"):
+        pickle.loads(old)
+    state = fitted.__getstate__()
+    state["_sklearn_betavae_format"] += 1
+    with pytest.raises(ValueError, match="newer sklearn_betavae.*upgrade"):
+        BetaVAETransformer.__new__(BetaVAETransformer).__setstate__(state)
+    np.testing.assert_array_equal(pickle.loads(data).transform(digits), fitted.transform(digits))
 
 
 def test_a_model_pickled_on_cuda_loads_without_cuda(fitted, digits, monkeypatch):
@@ -300,16 +319,19 @@ def test_auto_standardization_is_global_for_images_and_per_feature_for_tables():
     assert wide.standardize == narrow.standardize == "auto"
 
 
-def test_warm_start_with_auto_standardization_keeps_the_fitted_scaling():
+def test_warm_start_keeps_the_fitted_scaling_or_refuses():
     rng = np.random.default_rng(1)
     images = rng.normal(size=(30, 1000)) * np.linspace(0.5, 3.0, 1000)
-    # As a model fitted when "auto" meant per-feature scaling at any width.
     vae = BetaVAETransformer(**FAST_PARAMS, standardize=True).fit(images)
     scale = vae.scale_.copy()
-    vae.set_params(standardize="auto", warm_start=True).fit(images)
+    vae.set_params(warm_start=True).fit(images)
     np.testing.assert_array_equal(vae.scale_, scale)
-    with pytest.raises(ValueError, match="standardize must stay True"):
-        vae.set_params(standardize="global").fit(images)
+    # "auto" is "global" at this width: it no longer continues a per-feature
+    # model (compatibility with a pre-release meaning of "auto").
+    for standardize in ("auto", "global"):
+        with pytest.raises(ValueError, match="standardize must stay True; got 'global'"):
+            vae.set_params(standardize=standardize).fit(images)
+    np.testing.assert_array_equal(vae.scale_, scale)
     # Any other fitted choice must be what "auto" means now.
     unscaled = BetaVAETransformer(**FAST_PARAMS, standardize=False).fit(images)
     with pytest.raises(ValueError, match="standardize must stay False; got 'global'"):

@@ -8,7 +8,6 @@ from skorch.callbacks import Callback, LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from sklearn_betavae import BetaVAETransformer
-from sklearn_betavae._modules import VAEModule
 from sklearn_betavae._pca_start import fit_pca, ppca_solution
 from tests.conftest import FAST_PARAMS, LinearEncoder
 
@@ -233,36 +232,3 @@ def test_pca_needs_the_builtin_normal_network(digits, unit_data):
     # "auto" falls back to a random start there.
     BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3)).fit(digits)
     BetaVAETransformer(**FAST_PARAMS, default_dist="laplace").fit(digits)
-
-
-def test_a_model_saved_before_the_linear_path_loads(digits, tmp_path):
-    old = BetaVAETransformer(**FAST_PARAMS, init="random").fit(digits)
-    old._architecture_ = {k: v for k, v in old._architecture_.items() if k != "linear_path"}
-    old.net_.module_ = VAEModule(64, 3, (16,), "normal", linear_path=False)
-    old.net_.initialize_optimizer()
-    assert not any("linear" in name for name in old.net_.module_.state_dict())
-    path = tmp_path / "old.safetensors"
-    old.save(path)
-    loaded = BetaVAETransformer.load(path)
-    np.testing.assert_array_equal(loaded.transform(digits), old.transform(digits))
-    # It trains on without a linear path, however init is set.
-    loaded.set_params(warm_start=True, max_iter=1).fit(digits)
-    assert loaded.n_iter_ == old.n_iter_ + 1
-    assert not any("linear" in name for name in loaded.net_.module_.state_dict())
-
-
-def test_modules_pickled_before_the_linear_path_still_run(digits):
-    import pickle
-
-    old = BetaVAETransformer(**FAST_PARAMS, init="random").fit(digits)
-    old.net_.module_ = VAEModule(64, 3, (16,), "normal", linear_path=False)
-    old.net_.initialize_optimizer()
-    expected = old.transform(digits)
-    # An old pickle: no linear attribute at all, no architecture key.
-    for part in (old.net_.module_.encoder, old.net_.module_.decoder):
-        del vars(part)["linear"]
-    del old._architecture_["linear_path"]
-    revived = pickle.loads(pickle.dumps(old))
-    np.testing.assert_array_equal(revived.transform(digits), expected)
-    revived.set_params(warm_start=True, max_iter=1).fit(digits)
-    assert revived.n_iter_ == old.n_iter_ + 1

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from sklearn.exceptions import NotFittedError
 from torch import nn
@@ -216,7 +217,8 @@ def _architecture(**changes):
     (_architecture(standardize="bogus"), r"architecture_\['standardize'\] = 'bogus'"),
     (_architecture(standardize="auto"), r"architecture_\['standardize'\] = 'auto'"),
     (_architecture(standardize=1), r"architecture_\['standardize'\] = 1;"),
-    (_architecture(linear_path="yes"), r"architecture_\['linear_path'\] = 'yes'"),
+    (_architecture(linear_path=True), r"architecture_ = .*a mapping of"),
+    (lambda d, t: d["params"].pop("input_lr_scale"), r"parameters.*input_lr_scale"),
     (_architecture(n_components=True), r"architecture_\['n_components'\] = True"),
     (_architecture(hidden_layer_sizes=[16, 0]), r"architecture_\['hidden_layer_sizes'\] = \[16, 0\]"),
     (_architecture(extra=1), r"architecture_ = .*a mapping of"),
@@ -239,7 +241,7 @@ def test_crafted_fields_are_refused_naming_the_file(saved, tmp_path, edit, messa
 def _signed(path, version, text, tensors=None):
     """A file with this format field and document, and a valid checksum."""
     tensors = tensors or {"w": torch.zeros(1)}
-    metadata = {"sklearn_betavae.format": version, "sklearn_betavae.document": text,
+    metadata = {"sklearn_betavae.format_version": version, "sklearn_betavae.document": text,
                 "sklearn_betavae.sha256": _persistence._digest(version, text, tensors)}
     save_file(tensors, path, metadata=metadata)
     return path
@@ -251,10 +253,10 @@ def test_malformed_metadata_is_a_value_error_naming_the_file(tmp_path):
     from sklearn_betavae import load_pipeline
 
     files = [
-        (_signed(tmp_path / "deep.safetensors", "2", "[" * 100_000 + "]" * 100_000), "too deeply nested"),
-        (_signed(tmp_path / "text.safetensors", "2", "{not json"), "not valid JSON"),
+        (_signed(tmp_path / "deep.safetensors", "1", "[" * 100_000 + "]" * 100_000), "too deeply nested"),
+        (_signed(tmp_path / "text.safetensors", "1", "{not json"), "not valid JSON"),
         (_signed(tmp_path / "power.safetensors", "²", "{}"), "format version '²'"),
-        (_signed(tmp_path / "list.safetensors", "2", "[1, 2]"), "structure of a saved"),
+        (_signed(tmp_path / "list.safetensors", "1", "[1, 2]"), "structure of a saved"),
     ]
     for path, message in files:
         with pytest.raises(ValueError, match=message) as raised:
@@ -267,7 +269,7 @@ def test_malformed_metadata_is_a_value_error_naming_the_file(tmp_path):
     depth = 900
     text = '{"params": {"hidden_layer_sizes": ' + '{"tuple": [' * depth + "1" + "]}" * depth + "}}"
     with pytest.raises(ValueError, match="not valid JSON|structure of a saved") as raised:
-        BetaVAETransformer.load(_signed(tmp_path / "tags.safetensors", "2", text))
+        BetaVAETransformer.load(_signed(tmp_path / "tags.safetensors", "1", text))
     assert "tags.safetensors" in str(raised.value)
 
 
@@ -321,15 +323,28 @@ def test_a_very_long_history_saves_and_loads(digits, tmp_path):
     np.testing.assert_array_equal(loaded.transform(digits), vae.transform(digits))
 
 
-def test_format_1_files_with_the_history_in_json_still_load(fitted, saved, tmp_path, monkeypatch):
+@pytest.mark.parametrize("old_format", ["1", "2"])
+def test_files_of_the_pre_releases_are_refused_with_a_request_to_refit(saved, tmp_path, old_format):
+    # Before version 1 the format number was kept under another key, and
+    # format "1" held the history in the JSON: such files once loaded through
+    # compatibility code, and now are refused whole.
+    with safe_open(str(saved), framework="pt") as file:
+        metadata = dict(file.metadata())
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    metadata["sklearn_betavae.format"] = old_format
+    del metadata["sklearn_betavae.format_version"]
+    save_file(tensors, tmp_path / "old.safetensors", metadata=metadata)
+    with pytest.raises(ValueError, match=rf"pre-release sklearn_betavae.*format '{old_format}'.*Refit"):
+        BetaVAETransformer.load(tmp_path / "old.safetensors")
+
+
+def test_a_history_without_its_batch_records_is_refused(fitted, saved, tmp_path):
     document, tensors = read_model_file(saved)
     document["history"] = fitted.net_.history.to_list()
     tensors = {name: value for name, value in tensors.items() if not name.startswith("history.")}
-    monkeypatch.setattr(_persistence, "FORMAT_VERSION", 1)
-    write_model_file(tmp_path / "v1.safetensors", document, tensors)
-    monkeypatch.undo()
-    loaded = BetaVAETransformer.load(tmp_path / "v1.safetensors")
-    assert loaded.net_.history.to_list() == fitted.net_.history.to_list()
+    write_model_file(tmp_path / "no_records.safetensors", document, tensors)
+    with pytest.raises(ValueError, match="batch records are missing"):
+        BetaVAETransformer.load(tmp_path / "no_records.safetensors")
 
 
 def test_edited_batch_records_are_refused(saved, tmp_path):

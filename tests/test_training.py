@@ -349,44 +349,6 @@ def test_a_scale_other_than_one_with_your_own_encoder_is_an_error_that_keeps_the
     np.testing.assert_array_equal(vae.transform(WIDE), Z)
 
 
-def _fitted_before_the_scale_existed(monkeypatch):
-    """A net with one optimizer group, as every net had before input_lr_scale."""
-    from sklearn_betavae._modules import MLPEncoder
-
-    with monkeypatch.context() as patch:
-        patch.setattr(MLPEncoder, "input_weight_names", staticmethod(lambda *args: []))
-        vae = BetaVAETransformer(**FAST_PARAMS, input_lr_scale=1.0).fit(WIDE)
-    assert len(vae.net_.optimizer_.param_groups) == 1
-    return vae
-
-
-def test_old_pickles_keep_one_learning_rate_and_warm_start(monkeypatch):
-    import pickle
-
-    old = _fitted_before_the_scale_existed(monkeypatch)
-    del old.input_lr_scale
-    vae = pickle.loads(pickle.dumps(old))
-    assert vae.get_params()["input_lr_scale"] == 1.0
-    vae.set_params(warm_start=True, max_iter=1).fit(WIDE)
-    assert vae.n_iter_ == 4
-    with pytest.raises(ValueError, match="fitted before input_lr_scale existed"):
-        vae.set_params(input_lr_scale="auto").fit(WIDE)
-    assert vae.n_iter_ == 4
-
-
-def test_old_model_files_load_with_one_learning_rate(monkeypatch, tmp_path):
-    from sklearn_betavae._persistence import read_model_file, write_model_file
-
-    _fitted_before_the_scale_existed(monkeypatch).save(tmp_path / "new.safetensors")
-    document, tensors = read_model_file(tmp_path / "new.safetensors")
-    del document["params"]["input_lr_scale"]
-    write_model_file(tmp_path / "old.safetensors", document, tensors)
-    loaded = BetaVAETransformer.load(tmp_path / "old.safetensors")
-    assert loaded.input_lr_scale == 1.0 and len(loaded.net_.optimizer_.param_groups) == 1
-    loaded.set_params(warm_start=True, max_iter=1).fit(WIDE)
-    assert loaded.n_iter_ == 4
-
-
 def test_saved_models_keep_their_input_groups(tmp_path):
     vae = BetaVAETransformer(**FAST_PARAMS).fit(WIDE)
     vae.save(tmp_path / "m.safetensors")
