@@ -105,24 +105,18 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Widths of the encoder's hidden layers; the decoder mirrors them. An
         empty tuple gives a linear encoder and decoder.
     max_iter : int or "auto", default="auto"
-        Number of epochs (passes over the training data). ``"auto"`` is 200,
-        or 10 when the training rows are fewer than the features (few, wide
-        rows, such as brain maps of a few hundred subjects). Training runs
-        exactly that many epochs unless ``early_stopping`` is True, which
-        may stop it sooner; ``tol`` and ``n_iter_no_change`` apply only to
-        that validation loss, never to the training loss. An epoch is
+        Number of epochs (passes over the training data); an epoch is
         ``ceil(n_samples / batch_size)`` Adam steps, so 300 rows at the
-        default batch size give 3 steps an epoch. Measured
-        (``benchmarks/README.md``, issue 32): with fewer rows than features
-        the network starts at PCA, gains a little held-out R^2 over the
-        first 10 epochs and then memorises the training rows: on 717 real
-        activation maps and on simulated populations of 300 and 1,000
-        subjects held-out R^2 fell below PCA's after 10-30 epochs (at 200
-        epochs by 0.03-0.20), while 10 epochs kept it within 0.004 of PCA's
-        or ahead (+0.003 to +0.009 on the real maps). On digits (more rows
-        than features) 200 epochs are needed to come back to PCA's held-out
-        R^2 from the per-feature scaling. Set an integer (or search it with
-        ``GridSearchCV``) when your held-out data say otherwise.
+        default batch size give 3 steps an epoch. Training runs exactly that
+        many epochs unless ``early_stopping`` is True, which may stop it
+        sooner; ``tol`` and ``n_iter_no_change`` apply only to that
+        validation loss, never to the training loss. ``"auto"`` is 200, or
+        10 when X has fewer rows than features (few, wide rows, such as the
+        brain maps of a few hundred subjects): with so few rows the network,
+        which starts at PCA, soon begins to memorise them, and the short
+        budget keeps its held-out fit level with PCA's. Set an integer (or
+        search it with ``GridSearchCV``) when your held-out data say
+        otherwise. Measurements: :doc:`/user_guide/training`.
     batch_size : int, default=128
         Mini-batch size, clipped to the number of training samples.
     learning_rate_init : float, default=1e-3
@@ -131,65 +125,56 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     input_lr_scale : "auto" or float, default="auto"
         Factor on ``learning_rate_init`` for the weights of the built-in
         encoder that read the input (its first hidden layer and its linear
-        path), which have one column per feature. ``"auto"`` is
-        ``min(1, 64 / n_features)``, the maximal-update rule for a layer's
-        fan-in: Adam moves every weight by about the learning rate at each
-        step, so a sample's code moves by about ``lr * sum_i |x_i|``, and the
-        scale keeps that move the size it has on 64 features (so it changes
-        nothing up to 64). ``1`` gives every weight the same rate, as fits
-        had before this option.
-        Measured (``benchmarks/README.md``): on brain populations of 3,000
-        subjects (8,656 voxels) every fit with ``1`` failed (best match
-        0.15-0.59 against PCA's 0.71-0.995) and none with ``"auto"`` (within
-        0.021 of PCA, ahead on 2 of 3 moving-lesion populations); on 5,000 rows
-        of 4,000 features ``"auto"`` removed the loss spikes of ``1``. With 300
-        subjects ``1`` recovered overlapping regions better (0.74 against
-        0.63). With your own ``encoder`` it must be ``"auto"`` (which then
-        means 1) or 1.
+        path), which have one column per feature; the other weights keep
+        ``learning_rate_init``. ``"auto"`` is ``min(1, 64 / n_features)``,
+        the maximal-update rule for a layer's fan-in: Adam moves every weight
+        by about the learning rate at each step, so a sample's code moves by
+        about ``lr * sum_i |x_i|``, and the scale keeps that move the size it
+        has on 64 features (so it changes nothing up to 64), which keeps a
+        fit on thousands of features from being thrown off its start. ``1``
+        gives every weight the same rate, as fits had before this option; a
+        float is a factor of your own. With your own ``encoder`` it must be
+        ``"auto"`` (which then means 1) or 1. Measurements:
+        :doc:`/user_guide/training`.
     beta_warmup : float, default=0.25
         Share of ``max_iter`` over which the KL weight ramps linearly up to
         ``beta``: ``beta * k / n`` at epoch k of the n warm-up epochs (KL
-        annealing). On digits at ``beta=4`` it kept 6-7 of 8 latents active
-        instead of 4 and lowered the held-out reconstruction error by 4-7%,
-        for 1.0-3.6 nats less held-out ELBO (``benchmarks/README.md``). ``0``
-        trains at full ``beta`` throughout. The recorded losses always use the
-        full ``beta``.
+        annealing), which keeps more latents in use at some cost in
+        held-out ELBO. ``0`` trains at full ``beta`` throughout. The
+        recorded losses always use the full ``beta``. Measurements:
+        :doc:`/user_guide/choosing`.
     standardize : "auto", "global" or bool, default="auto"
         How to scale X before training (undone on the way out). True
         z-scores each feature. ``"global"`` centres each feature but divides
         all of them by one number, the root mean feature variance: features
         keep the relative variances that PCA sees, so quiet ones (voxels
-        outside the regions that vary) weigh less. ``"auto"`` means False
-        for the bernoulli decoder, whose data must stay in [0, 1] (True with
-        bernoulli is an error); for the normal and laplace decoders it means
-        ``"global"`` from 1,000 features on and True below. The rule is on
-        the number of features only, so every split of a search makes the
-        same choice; ``warm_start`` also continues a model fitted when "auto"
-        meant per-feature scaling at any width. Why: on
-        simulated brain populations of 300 subjects and 8,656 voxels (5
-        populations, 3 seeds each; ``benchmarks/README.md``) the global
-        scale recovered focal amplitude factors within 0.007 of PCA's best
-        match on every fit (0.981-0.993, against 0.915-0.965 with
-        per-feature scaling), while on the 64 pixels of digits per-feature
-        scaling gives a 42 nats higher held-out ELBO.
+        outside the regions that vary) weigh less. False trains on X as
+        given. ``"auto"`` means False for the bernoulli decoder, whose data
+        must stay in [0, 1] (True or ``"global"`` with bernoulli is an
+        error); for the normal and laplace decoders it means ``"global"``
+        from 1,000 features on (images, masked brain maps, whose features
+        share one unit) and True below (tabular data, where each feature
+        has its own). The rule is on the number of features only, so every
+        split of a search makes the same choice; ``warm_start`` also
+        continues a model fitted when "auto" meant per-feature scaling at
+        any width. Measurements: :doc:`/user_guide/standardization`.
     init : {"auto", "pca", "random"}, default="auto"
         How a new network starts. ``"pca"`` (as ``TSNE(init="pca")``)
         starts the built-in network at the optimum of this loss for a linear
         model, probabilistic PCA with noise variance ``beta / 2`` (see
         Notes), from the PCA of the standardized training rows (the
-        early-stopping validation rows left out; scikit-learn's ``PCA`` when
-        they take one chunk of about 8 million values, else computed chunk
-        by chunk without a copy of X: exactly up to 2,896 features,
-        by randomized subspace iteration beyond). Components whose variance
-        is below ``beta / 2`` start switched off, at the prior. The encoder
-        and decoder each have a linear path beside the MLP, and the MLP's
-        last layer starts at zero, so training begins at pPCA and learns
-        what the nonlinear part adds. ``"random"`` starts the same
-        network from PyTorch's default initialisation. ``"auto"`` is
-        ``"pca"`` for the built-in normal decoder and ``"random"`` otherwise
-        (the laplace and bernoulli losses have no closed-form linear
-        optimum; ``"pca"`` with them, or with your own ``encoder`` or
-        ``decoder``, is an error). ``warm_start`` never re-initialises.
+        early-stopping validation rows left out), computed without a copy
+        of X. Components whose variance is below ``beta / 2`` start
+        switched off, at the prior. The encoder and decoder each have a
+        linear path beside the MLP, and the MLP's last layer starts at zero,
+        so training begins at pPCA and learns what the nonlinear part adds.
+        ``"random"`` starts the same network from PyTorch's default
+        initialisation. ``"auto"`` is ``"pca"`` for the built-in normal
+        decoder and ``"random"`` otherwise (the laplace and bernoulli losses
+        have no closed-form linear optimum; ``"pca"`` with them, or with
+        your own ``encoder`` or ``decoder``, is an error). ``warm_start``
+        never re-initialises. How the PCA is computed:
+        :doc:`/user_guide/estimator`.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data and stop when
         its loss has not improved by ``tol`` (relative) for
