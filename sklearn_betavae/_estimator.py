@@ -155,9 +155,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         from 1,000 features on (images, masked brain maps, whose features
         share one unit) and True below (tabular data, where each feature
         has its own). The rule is on the number of features only, so every
-        split of a search makes the same choice; ``warm_start`` also
-        continues a model fitted when "auto" meant per-feature scaling at
-        any width. Measurements: :doc:`/user_guide/standardization`.
+        split of a search makes the same choice. Measurements:
+        :doc:`/user_guide/standardization`.
     init : {"auto", "pca", "random"}, default="auto"
         How a new network starts. ``"pca"`` (as ``TSNE(init="pca")``)
         starts the built-in network at the optimum of this loss for a linear

@@ -18,6 +18,7 @@ import re
 import stat
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,13 @@ def _json_default(value):
     )
 
 
+def _not_storable(name, value):
+    raise TypeError(
+        f"Cannot save the parameter {name!r}: it holds a {type(value).__name__} ({value!r}), "
+        "which a model file cannot hold (it holds only tensors and JSON)."
+    )
+
+
 def flatten_optimizer_state(state_dict):
     """Split an optimizer ``state_dict`` into JSON and tensors named ``optimizer.*``."""
     tensors, scalars = {}, {}
@@ -323,7 +331,8 @@ def estimator_state(estimator):
     optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
     document = {
         "versions": _library_versions(),
-        "params": {name: _tag(value) for name, value in params.items()},
+        "params": {name: to_json(value, partial(_not_storable, name))
+                   for name, value in params.items()},
         "output_config": getattr(estimator, "_sklearn_output_config", {}),
         "fitted": fitted,
         "optimizer": optimizer_document,
@@ -368,7 +377,7 @@ def estimator_from_state(cls, path, document, tensors, device=None, encoder=None
 
 
 def _rebuild(cls, path, document, tensors, device, encoder, decoder):
-    params = {name: _untag(value) for name, value in document["params"].items()}
+    params = {name: from_json(value) for name, value in document["params"].items()}
     if set(params) != set(cls._get_param_names()):
         raise ValueError(
             f"{str(path)!r} does not have the structure of a saved {cls.__name__}: it holds "
@@ -435,23 +444,52 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     return estimator
 
 
-def _tag(value):
-    """JSON for a parameter value, keeping tuples and torch devices distinct."""
+def to_json(value, refuse):
+    """JSON for a parameter value (of the estimator or of a masker), the one
+    codec of model and pipeline files: every JSON object is a tag, so tuples,
+    dicts, numeric arrays, numpy dtypes and torch devices come back as they
+    were. ``refuse(value)`` raises for anything else."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, list):
+        return [to_json(item, refuse) for item in value]
     if isinstance(value, tuple):
-        return {"tuple": [_tag(item) for item in value]}
+        return {"tuple": [to_json(item, refuse) for item in value]}
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {"dict": {key: to_json(item, refuse) for key, item in value.items()}}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return {"array": value.tolist(), "dtype": value.dtype.name}
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return {"dtype": np.dtype(value).name, "type": isinstance(value, type)}
     if isinstance(value, torch.device):
         return {"torch.device": str(value)}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    refuse(value)
 
 
-def _untag(value):
-    if isinstance(value, dict) and set(value) == {"tuple"}:
-        return tuple(_untag(item) for item in value["tuple"])
-    if isinstance(value, dict) and set(value) == {"torch.device"}:
+def from_json(value):
+    """The inverse of ``to_json``; TypeError for an object that is no tag."""
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"tuple"}:
+        return tuple(from_json(item) for item in value["tuple"])
+    if set(value) == {"dict"}:
+        return {key: from_json(item) for key, item in value["dict"].items()}
+    if set(value) == {"array", "dtype"}:
+        return np.asarray(value["array"], dtype=np.dtype(value["dtype"]))
+    if set(value) == {"dtype", "type"}:
+        dtype = np.dtype(value["dtype"])
+        return dtype.type if value["type"] else dtype
+    if set(value) == {"torch.device"}:
         return torch.device(value["torch.device"])
-    return value
+    raise TypeError(f"unknown tagged value {value!r}")
 
 
 def _saved_device(saved, path):

@@ -12,8 +12,8 @@ nilearn is imported only when a pipeline with a masker is saved or loaded.
 """
 
 import inspect
-import numbers
 import os
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,7 +23,9 @@ from ._persistence import (
     _library_versions,
     estimator_from_state,
     estimator_state,
+    from_json,
     read_model_file,
+    to_json,
     write_model_file,
 )
 from ._training import outside_inference_mode
@@ -278,7 +280,8 @@ def _masker_state(name, masker):
     entry = {
         "name": name,
         "class": _MASKER,
-        "params": {key: _encode(value, name, key) for key, value in params.items()},
+        "params": {key: to_json(value, partial(_refuse_parameter, name, key))
+                   for key, value in params.items()},
         # Parameters a newer nilearn added may be dropped by an older one when
         # they were left at their default.
         "defaults": sorted(key for key, value in params.items()
@@ -323,50 +326,13 @@ def _memory_location(name, memory):
     )
 
 
-def _encode(value, name, key):
-    """JSON for a masker parameter: tuples, dicts, arrays and dtypes tagged
-    (every JSON object is a tag), anything else not JSON-able refused."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, list):
-        return [_encode(item, name, key) for item in value]
-    if isinstance(value, tuple):
-        return {"tuple": [_encode(item, name, key) for item in value]}
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"dict": {k: _encode(v, name, key) for k, v in value.items()}}
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return {"array": value.tolist(), "dtype": value.dtype.name}
-    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
-        return {"dtype": np.dtype(value).name, "type": isinstance(value, type)}
+def _refuse_parameter(name, key, value):
     raise TypeError(
         f"Cannot save step {name!r} (NiftiMasker) of the pipeline: its parameter {key!r} "
         f"holds a {type(value).__name__} ({value!r}), which cannot be stored as JSON "
         "(None, booleans, numbers, strings, lists, tuples, dicts with string keys, "
         "numeric arrays and numpy dtypes can)."
     )
-
-
-def _decode(value):
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if set(value) == {"tuple"}:
-        return tuple(_decode(item) for item in value["tuple"])
-    if set(value) == {"dict"}:
-        return {k: _decode(v) for k, v in value["dict"].items()}
-    if set(value) == {"array", "dtype"}:
-        return np.asarray(value["array"], dtype=np.dtype(value["dtype"]))
-    if set(value) == {"dtype", "type"}:
-        dtype = np.dtype(value["dtype"])
-        return dtype.type if value["type"] else dtype
-    raise TypeError(f"unknown tagged value {value!r}")
 
 
 def _same(value, default):
@@ -430,7 +396,7 @@ def _rebuild_masker(where, entry, tensors, memory):
         ) from error
 
     name = entry["name"]
-    params = {key: _decode(value) for key, value in entry["params"].items()}
+    params = {key: from_json(value) for key, value in entry["params"].items()}
     accepted = set(inspect.signature(NiftiMasker.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - accepted)
     if set(unknown) - set(entry["defaults"]) or "mask_img" in params:
