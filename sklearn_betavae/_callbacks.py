@@ -3,18 +3,16 @@
 ``KLWarmup`` schedules the KL term's weight in the manner of skorch's
 ``LRScheduler``; ``LastFiniteState`` keeps the last finite state of a
 training run and rolls back to it, in the manner of
-``EarlyStopping(load_best=True)``, and warns when a run diverged. Both are
+``EarlyStopping(load_best=True)`` (how a run ends is decided by
+``_training.train``, which owns the run). Both are
 default callbacks of ``BetaVAENet``, named ``"kl_warmup"`` and
 ``"last_finite_state"``, so they come before the user's callbacks: an epoch
 whose ``on_epoch_end`` a user's callback (or early stopping) interrupts has
 been kept.
 """
 
-import warnings
-
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from skorch.callbacks import Callback, EarlyStopping
+from skorch.callbacks import Callback
 
 
 class KLWarmup(Callback):
@@ -49,13 +47,10 @@ class LastFiniteState(Callback):
     the end of each epoch, it keeps a copy of the weights, Adam's state and
     the run's CPU random generator, whenever they are all finite.
     ``roll_back`` returns the net to that copy, its history included, so
-    that training can continue from there exactly.
-
-    ``end_run`` then decides how the run ends. It is called by the training
-    code after ``partial_fit`` returns, not from ``on_train_end``: skorch
-    calls the callbacks' ``on_train_end`` in order, and the decision must
-    see what all of them did (early stopping's load of its best epoch, a
-    user's callback that changes the weights).
+    that training can continue from there exactly. It also records where
+    the run started (``run_start_``) and how many epochs of the history
+    were completed (``epochs_completed_``), for ``_training.train`` to tell
+    an interrupted run from a finished one.
     """
 
     def initialize(self):
@@ -101,55 +96,6 @@ class LastFiniteState(Callback):
         net.truncate_history(self.kept_["epochs"])
         self.epochs_completed_ = self.kept_["epochs"]
         return self.kept_["epochs"]
-
-    def end_run(self, net, interrupted=False):
-        """End a run that ``partial_fit`` returned from (``interrupted``: by a
-        ``KeyboardInterrupt`` it let through).
-
-        An interrupted run (skorch swallows a ``KeyboardInterrupt`` during
-        the epochs) rolls back to the end of its last completed epoch with a
-        warning, or raises ``KeyboardInterrupt`` when none completed. A run
-        whose weights are not finite at the end rolls back and raises
-        ``FloatingPointError``. A finite run whose training loss blew up
-        warns with a ``ConvergenceWarning``.
-        """
-        start = len(net.history) if self.run_start_ is None else self.run_start_
-        completed = len(net.history) if self.epochs_completed_ is None else self.epochs_completed_
-        interrupted = interrupted or len(net.history) > completed or (
-            completed - start < net.max_epochs and not _stopped_early(net)
-        )
-        if interrupted:
-            restored = self.roll_back(net)
-            completed = len(net.history) if restored is None else restored
-            if not completed:
-                raise KeyboardInterrupt("fit was interrupted before completing an epoch.")
-            warnings.warn(
-                f"Training was interrupted after {completed - start} of {net.max_epochs} "
-                f"epochs; the model is the one at the end of epoch {completed}. Fit again "
-                "with warm_start=True to continue.",
-                UserWarning,
-                stacklevel=5,
-            )
-            return
-        if not all_finite(net.module_.state_dict(), {"state": {}}):
-            # Every loss was finite, but the last update (or a callback after
-            # it) left non-finite weights: never end a fit holding them. Adam's
-            # state is not checked: its second moments can overflow to inf on a
-            # finite divergence while the weights stay usable.
-            epoch = len(net.history)
-            raise FloatingPointError(
-                f"The weights became non-finite at epoch {epoch}, after its last loss was "
-                "checked (an update that overflowed, or a callback). Lower "
-                f"learning_rate_init, or check the scale of the data. {self.kept(self.roll_back(net))}"
-            )
-        _warn_if_diverged(net, start)
-
-    @staticmethod
-    def kept(epochs):
-        """What a roll-back to ``epochs`` kept, for an error message."""
-        if epochs:
-            return f"The network keeps its state from the end of epoch {epochs}, the last finite one."
-        return "No epoch was completed, so no weights are kept."
 
     def forget(self):
         """Drop the run's kept state and counters (nothing of a run is pickled)."""
@@ -197,40 +143,3 @@ def _clone_optimizer_state(state_dict):
         },
         "param_groups": [dict(group) for group in state_dict["param_groups"]],
     }
-
-
-# A finite run whose last training loss is this many times its lowest one
-# has diverged (the loss is a sum of non-negative terms).
-DIVERGED_RATIO = 10.0
-
-
-def _warn_if_diverged(net, start):
-    """Warn when this run's training loss blew up while staying finite.
-
-    Not when early stopping restored its best epoch: the model is then not
-    the last epoch's.
-    """
-    if any(isinstance(callback, EarlyStopping) and callback.load_best for _, callback in net.callbacks_):
-        return
-    losses = list(net.history[start:, "train_loss"])
-    if not losses:
-        return
-    lowest = min(losses)
-    if lowest > 0 and losses[-1] > DIVERGED_RATIO * lowest:
-        warnings.warn(
-            f"Training diverged: the training loss rose from {lowest:.4g} (epoch "
-            f"{start + 1 + losses.index(lowest)}) to {losses[-1]:.4g} (epoch {len(net.history)}), "
-            "though it stayed finite; the model is the last epoch's. Lower "
-            "learning_rate_init, or set early_stopping=True to keep the best epoch.",
-            ConvergenceWarning,
-            stacklevel=5,
-        )
-
-
-def _stopped_early(net):
-    # skorch's EarlyStopping stops a run with the KeyboardInterrupt a user's
-    # Ctrl-C also raises; its count of misses tells them apart.
-    return any(
-        isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience
-        for _, callback in net.callbacks_
-    )

@@ -29,9 +29,8 @@ from ._training import (
     build_net,
     configure_training,
     outside_inference_mode,
-    private_rng,
+    run_training,
     seed_state,
-    train,
     without_inference_tensors,
 )
 from ._validation import (
@@ -720,27 +719,22 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             X, self.mean_, self.scale_, self._architecture_.standardize, self.device_
         )
         net = self.net_
-        try:
-            with private_rng(net, self._rng_state_, self.device_) as current_rng_state:
-                try:
-                    if not net.initialized_:
-                        net.initialize()
-                        check_module_outputs(
-                            net.vae_module(), X.shape[1], self.n_components, self.default_dist_
-                        )
-                        if pca_seed is not None:
-                            pca_start(net, X_train, self.beta, pca_seed,
-                                      log=self._print if self.verbose else None)
-                            net.share_initial_state()
-                    train(net, X_train)
-                finally:
-                    self._rng_state_ = current_rng_state()
-        finally:
-            # No history yet when the net failed to initialise (a callback's
-            # initialize() raised, say): 0 epochs, and the user's error is
-            # the one raised.
-            history = getattr(net, "history", None)
-            self.n_iter_ = 0 if history is None else len(history)
+
+        def start():
+            net.initialize()
+            check_module_outputs(net.vae_module(), X.shape[1], self.n_components, self.default_dist_)
+            if pca_seed is not None:
+                pca_start(net, X_train, self.beta, pca_seed, log=self._print if self.verbose else None)
+                net.share_initial_state()
+
+        run_training(net, X_train, self._rng_state_, self.device_, start=start,
+                     record=self._record_run)
+
+    def _record_run(self, *, rng_state, n_iter):
+        # Where a training run ended, whether it ended well or not.
+        if rng_state is not None:
+            self._rng_state_ = rng_state
+        self.n_iter_ = n_iter
 
     def _training_device(self):
         device = resolve_device(self.device)

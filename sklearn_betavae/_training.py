@@ -8,13 +8,17 @@ finite state before it is raised, and a ``KeyboardInterrupt`` (which skorch
 swallows) rolls back to the end of the last completed epoch, with a warning.
 """
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial, wraps
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
+from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
+from ._callbacks import all_finite
 from ._data import RowDataset, SliceLoader
 from ._loss import BetaVAELoss
 from ._modules import MLPEncoder, VAEModule
@@ -253,15 +257,51 @@ def seed_state(seed):
     return torch.Generator().manual_seed(seed).get_state()
 
 
+def run_training(net, X_train, rng_state, device, *, start, record):
+    """One training run of ``net`` on ``X_train``, from the random state
+    ``rng_state``: the one place that owns a run.
+
+    Inside the run's own random generators (``private_rng``), ``start()``
+    first prepares a net that is not initialised yet (initialisation, the
+    PCA start), then ``train`` trains it, rolling back on failure or
+    interrupt. Whatever happens, ``record(rng_state=..., n_iter=...)`` is
+    then called with the generator's state to continue from (None when the
+    run never got its generators) and the number of epochs in the history
+    (0 when the net has none), before any error propagates.
+    """
+    current = None
+    try:
+        with private_rng(net, rng_state, device) as current_rng_state:
+            try:
+                if not net.initialized_:
+                    start()
+                train(net, X_train)
+            finally:
+                current = current_rng_state()
+    finally:
+        # No history yet when the net failed to initialise (a callback's
+        # initialize() raised, say): 0 epochs, and the user's error is the
+        # one raised.
+        history = getattr(net, "history", None)
+        record(rng_state=current, n_iter=0 if history is None else len(history))
+
+
 def train(net, X_train):
-    """``net.partial_fit(X_train)``, with failures and interrupts handled by
-    the net's ``LastFiniteState`` callback.
+    """``net.partial_fit(X_train)``, ended the way the run deserves.
+
+    The net's ``LastFiniteState`` callback keeps the last finite state; how
+    the run ends is decided here, after ``partial_fit`` returns rather than
+    in ``on_train_end``: skorch calls the callbacks' ``on_train_end`` in
+    order, and the decision must see what all of them did (early stopping's
+    load of its best epoch, a user's callback that changes the weights).
 
     Raises
     ------
     FloatingPointError
         When the loss stops being finite, with a message saying which epoch's
-        state the net was rolled back to (or that there was none).
+        state the net was rolled back to (or that there was none); or when
+        the weights are not finite at the end of the run (an update that
+        overflowed after its loss was checked), after the same roll-back.
     Exception
         Any other error during training, after the same roll-back.
     KeyboardInterrupt
@@ -269,6 +309,11 @@ def train(net, X_train):
         callback's ``on_train_begin`` or ``on_train_end``, which skorch does
         not catch); later, the run ends with a warning, rolled back to the
         end of its last completed epoch.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When a finite run's training loss blew up (see ``DIVERGED_RATIO``).
     """
     guard = net.last_finite_state()
     try:
@@ -277,16 +322,103 @@ def train(net, X_train):
         except KeyboardInterrupt:
             # From a callback's on_train_begin or on_train_end, which skorch
             # does not catch: the same interrupt all the same.
-            guard.end_run(net, interrupted=True)
+            _end_run(net, guard, interrupted=True)
         except Exception as error:
             # Keep the epochs that finished (hours of work on a large study);
             # never the weights of a half-done or diverged one.
             epochs = guard.roll_back(net)
             if isinstance(error, FloatingPointError):
-                raise FloatingPointError(f"{error} {guard.kept(epochs)}") from error
+                raise FloatingPointError(f"{error} {_kept(epochs)}") from error
             raise
         else:
-            guard.end_run(net)
+            _end_run(net, guard)
     finally:
         guard.forget()
         net.end_run()
+
+
+def _end_run(net, guard, interrupted=False):
+    """End a run that ``partial_fit`` returned from (``interrupted``: by a
+    ``KeyboardInterrupt`` it let through).
+
+    An interrupted run (skorch swallows a ``KeyboardInterrupt`` during the
+    epochs) rolls back to the end of its last completed epoch with a
+    warning, or raises ``KeyboardInterrupt`` when none completed. A run
+    whose weights are not finite at the end rolls back and raises
+    ``FloatingPointError``. A finite run whose training loss blew up warns
+    with a ``ConvergenceWarning``.
+    """
+    start = len(net.history) if guard.run_start_ is None else guard.run_start_
+    completed = len(net.history) if guard.epochs_completed_ is None else guard.epochs_completed_
+    interrupted = interrupted or len(net.history) > completed or (
+        completed - start < net.max_epochs and not _stopped_early(net)
+    )
+    if interrupted:
+        restored = guard.roll_back(net)
+        completed = len(net.history) if restored is None else restored
+        if not completed:
+            raise KeyboardInterrupt("fit was interrupted before completing an epoch.")
+        warnings.warn(
+            f"Training was interrupted after {completed - start} of {net.max_epochs} "
+            f"epochs; the model is the one at the end of epoch {completed}. Fit again "
+            "with warm_start=True to continue.",
+            UserWarning,
+            stacklevel=6,
+        )
+        return
+    if not all_finite(net.module_.state_dict(), {"state": {}}):
+        # Every loss was finite, but the last update (or a callback after
+        # it) left non-finite weights: never end a fit holding them. Adam's
+        # state is not checked: its second moments can overflow to inf on a
+        # finite divergence while the weights stay usable.
+        epoch = len(net.history)
+        raise FloatingPointError(
+            f"The weights became non-finite at epoch {epoch}, after its last loss was "
+            "checked (an update that overflowed, or a callback). Lower "
+            f"learning_rate_init, or check the scale of the data. {_kept(guard.roll_back(net))}"
+        )
+    _warn_if_diverged(net, start)
+
+
+def _kept(epochs):
+    """What a roll-back to ``epochs`` kept, for an error message."""
+    if epochs:
+        return f"The network keeps its state from the end of epoch {epochs}, the last finite one."
+    return "No epoch was completed, so no weights are kept."
+
+
+# A finite run whose last training loss is this many times its lowest one
+# has diverged (the loss is a sum of non-negative terms).
+DIVERGED_RATIO = 10.0
+
+
+def _warn_if_diverged(net, start):
+    """Warn when this run's training loss blew up while staying finite.
+
+    Not when early stopping restored its best epoch: the model is then not
+    the last epoch's.
+    """
+    if any(isinstance(callback, EarlyStopping) and callback.load_best for _, callback in net.callbacks_):
+        return
+    losses = list(net.history[start:, "train_loss"])
+    if not losses:
+        return
+    lowest = min(losses)
+    if lowest > 0 and losses[-1] > DIVERGED_RATIO * lowest:
+        warnings.warn(
+            f"Training diverged: the training loss rose from {lowest:.4g} (epoch "
+            f"{start + 1 + losses.index(lowest)}) to {losses[-1]:.4g} (epoch {len(net.history)}), "
+            "though it stayed finite; the model is the last epoch's. Lower "
+            "learning_rate_init, or set early_stopping=True to keep the best epoch.",
+            ConvergenceWarning,
+            stacklevel=6,
+        )
+
+
+def _stopped_early(net):
+    # skorch's EarlyStopping stops a run with the KeyboardInterrupt a user's
+    # Ctrl-C also raises; its count of misses tells them apart.
+    return any(
+        isinstance(callback, EarlyStopping) and callback.misses_ >= callback.patience
+        for _, callback in net.callbacks_
+    )

@@ -12,10 +12,10 @@ from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import Callback, EarlyStopping
 
 from sklearn_betavae import BetaVAELoss
-from sklearn_betavae._callbacks import DIVERGED_RATIO, KLWarmup, LastFiniteState, all_finite
+from sklearn_betavae._callbacks import KLWarmup, LastFiniteState, all_finite
 from sklearn_betavae._modules import VAEModule
 from sklearn_betavae._net import BetaVAENet
-from sklearn_betavae._training import train
+from sklearn_betavae._training import DIVERGED_RATIO, _end_run, train
 
 N_ROWS, N_FEATURES = 96, 12
 BETA = 3.0
@@ -158,7 +158,7 @@ def test_an_interrupt_before_any_epoch_raises():
     guard = LastFiniteState().initialize()
     net = make_net().initialize()
     with pytest.raises(KeyboardInterrupt, match="before completing an epoch"):
-        guard.end_run(net, interrupted=True)
+        _end_run(net, guard, interrupted=True)
 
 
 def test_early_stopping_is_not_an_interrupt(X):
