@@ -13,7 +13,8 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .inspection import _check_values, _split_pipeline, latent_maps, latent_traversal
+from ._pipeline_steps import check_traversal_values, split_pipeline
+from .inspection import latent_maps, latent_traversal
 
 _PATH = [str, os.PathLike, None]
 
@@ -56,7 +57,7 @@ def plot_training_curves(estimator, path=None):
     >>> [ax.get_title() for ax in plot_training_curves(vae).axes]
     ['total loss', 'reconstruction', 'KL']
     """
-    history = _split_pipeline(estimator)[0].net_.history
+    history = split_pipeline(estimator)[0].net_.history
     plt = _pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.5), constrained_layout=True)
     for ax, (term, title) in zip(axes, [("loss", "total loss"), ("rec_loss", "reconstruction"),
@@ -200,12 +201,12 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     >>> len(plot_latent_traversals(vae, values=[-2, 0, 2]).axes)
     6
     """
-    vae, _ = _split_pipeline(estimator)
+    vae, _ = split_pipeline(estimator)
     # The fitted latent count: n_components may have been changed since.
     latents = list(range(vae._n_features_out)) if latents is None else list(np.ravel(latents))
     if not latents:
         raise ValueError("latents must name at least one latent (or be None for all); got none.")
-    values = _check_values(values)
+    values = check_traversal_values(values)
     plt = _pyplot()
     figure, axes = plt.subplots(len(latents), len(values), squeeze=False,
                                 figsize=(2.2 * len(values), 2.0 * len(latents)))
@@ -260,7 +261,7 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
     Parameters
     ----------
     correlations : array-like of shape (n_latents, n_factors)
-        The matrix to draw, e.g. from ``inspection.factor_correlations``.
+        The matrix to draw, e.g. from ``metrics.factor_correlations``.
     factor_names : list of str or None, default=None
         Column labels; ``factor 0``, ``factor 1``, ... when None.
     path : str or path-like or None, default=None

@@ -23,8 +23,9 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import validate_params
 
+from ._pipeline_steps import compute_latent_maps, split_pipeline
 from ._validation import NumberInterval
-from .inspection import _latent_maps, _split_pipeline, latent_kl
+from .inspection import latent_kl
 from .plotting import _draw_latent_maps, plot_latent_traversals, plot_training_curves
 
 __all__ = ["BetaVAEReport", "generate_report"]
@@ -159,7 +160,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
     >>> report.figures
     ['Training curves', 'KL per latent', 'Latent maps', 'Latent traversals']
     """
-    vae, preceding = _split_pipeline(estimator)
+    vae, preceding = split_pipeline(estimator)
     title = "BetaVAETransformer report" if title is None else title
     masker = _masker(preceding)
     page = _Page(title, verbose)
@@ -204,7 +205,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
         page.paragraph(f"Held-out score (mean evidence lower bound per sample, higher is better): "
                        f"<b>{vae.score(X):.6g}</b> nats.", escape=False)
         page.figure("KL per latent", _kl_figure(kl))
-    maps = _latent_maps(vae, preceding, kl)
+    maps = compute_latent_maps(vae, preceding, kl)
     if kl is not None:
         page.table(["latent", "KL (nats)", "in use (KL > 0.1)"],
                    [(int(j), f"{value:.4f}", "yes" if value > 0.1 else "no")
