@@ -23,10 +23,11 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import validate_params
 
+from ._figures import draw_latent_maps
 from ._pipeline_steps import compute_latent_maps, split_pipeline
 from ._validation import NumberInterval
 from .inspection import latent_kl
-from .plotting import _draw_latent_maps, plot_latent_traversals, plot_training_curves
+from .plotting import plot_latent_traversals, plot_training_curves
 
 __all__ = ["BetaVAEReport", "generate_report"]
 
@@ -214,7 +215,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
     page.section("Latents")
     page.paragraph("Each map is the change in the reconstruction per unit of one latent at the "
                    "prior mean (the decoder's Jacobian; see sklearn_betavae.inspection.latent_maps).")
-    page.figure("Latent maps", _draw_latent_maps(maps, kind="stat_map", path=None))
+    page.figure("Latent maps", draw_latent_maps(maps, kind="stat_map", path=None))
     shown = [int(j) for j in maps.latents[:n_traversals]]
     page.figure("Latent traversals", plot_latent_traversals(estimator, latents=shown))
 
