@@ -43,7 +43,7 @@ from skorch.callbacks import LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from sklearn_betavae import BetaVAETransformer
-from sklearn_betavae.inspection import best_match_scores, mutual_information_gap
+from sklearn_betavae.metrics import best_match_scores, mutual_information_gap
 
 # One change from the defaults each; the name is what the table shows.
 LEVERS = {

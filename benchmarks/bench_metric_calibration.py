@@ -44,7 +44,7 @@ from bench_sprites import disentanglement_scores
 from scipy.stats import ortho_group
 
 from sklearn_betavae.datasets import make_sprites
-from sklearn_betavae.inspection import sap_score
+from sklearn_betavae.metrics import sap_score
 
 N_LATENTS = 10
 NOISE = 0.05

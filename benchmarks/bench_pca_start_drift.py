@@ -22,7 +22,7 @@ from sklearn.decomposition import PCA
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.datasets import make_brain_population
-from sklearn_betavae.inspection import best_match_scores
+from sklearn_betavae.metrics import best_match_scores
 
 LEVERS = {
     "default": {},

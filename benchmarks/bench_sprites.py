@@ -24,7 +24,7 @@ grid), fits with ``--n-components`` latents (10, as Higgins et al. 2017):
   fitted with ``max_iter=1`` and ``learning_rate_init=1e-12`` so that its
   weights do not move (the paper's "VAE untrained" baseline),
 
-then scores the codes with the metrics of ``sklearn_betavae.inspection``:
+then scores the codes with the metrics of ``sklearn_betavae.metrics``:
 the beta-VAE score and the FactorVAE score (``--n-votes`` training points /
 votes and half as many for evaluation, batches of 64; 10,000 and 5,000 in
 disentanglement_lib), MIG (20 bins, factors as classes, as
@@ -54,7 +54,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.datasets import make_sprites
-from sklearn_betavae.inspection import beta_vae_score, dci, factor_vae_score, mutual_information_gap
+from sklearn_betavae.metrics import beta_vae_score, dci, factor_vae_score, mutual_information_gap
 
 # Higgins et al. (ICLR 2017): the beta-VAE metric on dSprites, in %, as
 # issue 18 quotes them (check against the paper before citing them elsewhere;

@@ -31,7 +31,8 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_betavae import BetaVAETransformer, load_pipeline, save_pipeline
 from sklearn_betavae.datasets import make_brain_population
-from sklearn_betavae.inspection import factor_correlations, latent_maps
+from sklearn_betavae.inspection import latent_maps
+from sklearn_betavae.metrics import factor_correlations
 from sklearn_betavae.plotting import plot_latent_maps
 from sklearn_betavae.reporting import generate_report
 

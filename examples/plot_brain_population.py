@@ -43,7 +43,7 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.datasets import make_brain_population
-from sklearn_betavae.inspection import best_match_scores, factor_correlations, mutual_information_gap
+from sklearn_betavae.metrics import best_match_scores, factor_correlations, mutual_information_gap
 from sklearn_betavae.plotting import (
     plot_factor_correlations,
     plot_latent_traversals,

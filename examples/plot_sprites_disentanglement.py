@@ -9,7 +9,7 @@ independent factors (shape, scale, orientation, x and y position).
 :func:`sklearn_betavae.datasets.make_sprites` draws images of the same factor
 grid procedurally. This example fits a beta-VAE (``beta=4``, Bernoulli
 decoder) and PCA with 10 components on a few thousand of them, scores both
-with the standard disentanglement metrics of :mod:`sklearn_betavae.inspection`
+with the standard disentanglement metrics of :mod:`sklearn_betavae.metrics`
 on images neither saw, and draws the beta-VAE's latent traversals.
 
 It is a small version of ``benchmarks/bench_sprites.py`` (3 seeds, 20,000
@@ -33,12 +33,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.datasets import make_sprites
-from sklearn_betavae.inspection import (
-    beta_vae_score,
-    factor_vae_score,
-    latent_kl,
-    mutual_information_gap,
-)
+from sklearn_betavae.inspection import latent_kl
+from sklearn_betavae.metrics import beta_vae_score, factor_vae_score, mutual_information_gap
 from sklearn_betavae.plotting import plot_latent_traversals
 
 N_TRAIN, N_TEST, K = 5000, 1000, 10

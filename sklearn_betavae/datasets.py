@@ -264,8 +264,9 @@ def make_sprites(n_samples=None, *, shapes=_SHAPES, random_state=None, dtype=np.
         ``factor_values``: list of 5 ndarrays, each factor's grid;
         ``image_shape``: ``(64, 64)``; ``render``: a function from factor
         classes, an int array of shape (n, 5), to images of shape (n, 4096)
-        in ``dtype``, to draw the images of chosen factor values (the
-        metrics of :mod:`sklearn_betavae.inspection` use it).
+        in ``dtype``, to draw the images of chosen factor values
+        (``beta_vae_score`` and ``factor_vae_score`` of
+        :mod:`sklearn_betavae.metrics` use it).
 
     Examples
     --------

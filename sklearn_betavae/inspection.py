@@ -3,43 +3,21 @@
 ``latent_kl`` says which latents carry information, ``latent_traversal``
 decodes codes that vary one latent, ``latent_maps`` gives every latent's
 pattern in input space (a brain map after a ``NiftiMasker``). The scores of
-how well codes recover known factors (``factor_correlations``,
-``best_match_scores``, ``mutual_information_gap``, ``dci``, ``sap_score``,
-``beta_vae_score``, ``factor_vae_score``) live in ``_metrics.py`` and are
-public here. Core dependencies only (scipy comes with scikit-learn).
+how well codes recover known factors are in ``sklearn_betavae.metrics``.
+Core dependencies only.
 """
 
 from numbers import Integral
 
 import numpy as np
-import torch
-from sklearn.pipeline import Pipeline
-from sklearn.utils import Bunch
 from sklearn.utils._param_validation import validate_params
-from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._estimator import BetaVAETransformer
-from ._metrics import (
-    best_match_scores,
-    beta_vae_score,
-    dci,
-    factor_correlations,
-    factor_vae_score,
-    mutual_information_gap,
-    sap_score,
-)
+from ._pipeline_steps import check_traversal_values, compute_latent_maps, split_pipeline
 
 __all__ = [
-    "best_match_scores",
-    "beta_vae_score",
-    "dci",
-    "factor_correlations",
-    "factor_vae_score",
     "latent_kl",
     "latent_maps",
     "latent_traversal",
-    "mutual_information_gap",
-    "sap_score",
 ]
 
 
@@ -77,7 +55,7 @@ def latent_kl(estimator, X):
     >>> kl.shape, bool((kl >= 0).all())
     ((4,), True)
     """
-    vae, preceding = _split_pipeline(estimator)
+    vae, preceding = split_pipeline(estimator)
     if preceding is not None:
         X = preceding.transform(X)
     X = vae._validate_X(X)
@@ -125,11 +103,11 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
     >>> latent_traversal(vae, latent=2, values=[-2, 0, 2]).shape
     (3, 64)
     """
-    vae, preceding = _split_pipeline(estimator)
+    vae, preceding = split_pipeline(estimator)
     n_components = vae._n_features_out  # the fitted count, whatever n_components says now
     if not isinstance(latent, Integral) or isinstance(latent, bool) or not 0 <= latent < n_components:
         raise ValueError(f"latent must be an integer in [0, {n_components}); got {latent!r}.")
-    values = _check_values(values)
+    values = check_traversal_values(values)
     code = np.zeros(n_components) if reference is None else np.asarray(reference, dtype=np.float64)
     if code.shape != (n_components,):
         raise ValueError(f"reference must have shape ({n_components},); got {code.shape}.")
@@ -188,76 +166,5 @@ def latent_maps(estimator, X=None):
     >>> bool((result.kl[:-1] >= result.kl[1:]).all())
     True
     """
-    vae, preceding = _split_pipeline(estimator)
-    return _latent_maps(vae, preceding, None if X is None else latent_kl(estimator, X))
-
-
-def _latent_maps(vae, preceding, kl):
-    """``latent_maps`` of a fitted ``vae`` after the ``preceding`` steps (or
-    None), ordered by ``kl``, the KL per latent (None: index order)."""
-    model = vae._fitted_model()
-    n_components = vae._n_features_out
-    origin = torch.zeros(1, n_components, dtype=model.dtype, device=vae.device_)
-    columns = []
-    for latent in range(n_components):
-        direction = torch.zeros_like(origin)
-        direction[0, latent] = 1.0
-        # Forward mode: one pass per latent, whatever the number of features.
-        _, column = torch.func.jvp(model.module.decoder, (origin,), (direction,))
-        columns.append(column[0].detach().double().cpu().numpy())
-    maps = np.stack(columns) * vae.scale_
-    if not np.isfinite(maps).all():
-        raise ValueError("The decoder's Jacobian at the prior mean is not finite; the maps are undefined.")
-    latents = np.arange(n_components) if kl is None else np.argsort(-kl, kind="stable")
-    kl = None if kl is None else kl[latents]
-    maps = maps[latents]
-    if preceding is not None:
-        maps = _through_steps(preceding, maps)
-    return Bunch(maps=maps, latents=latents, kl=kl)
-
-
-def _through_steps(preceding, maps):
-    """``maps`` taken back through the ``preceding`` steps, as differences
-    ``inverse_transform(map) - inverse_transform(0)``.
-
-    A map is a change, not a point: a step with an offset (a
-    ``StandardScaler`` adds its ``mean_``) would add it to every map, which
-    then looked like the mean image. The offset cancels in the difference,
-    which is exact for steps that are linear up to an offset, such as a
-    scaler or a ``NiftiMasker`` (whose ``inverse_transform(0)`` is 0, so its
-    maps are bit for bit its ``inverse_transform`` of them). An image result
-    (after a masker) is differenced volume by volume.
-    """
-    out = preceding.inverse_transform(np.vstack([np.zeros((1, maps.shape[1])), maps]))
-    if hasattr(out, "get_fdata") and hasattr(out, "affine"):  # a nibabel image
-        data = out.get_fdata()
-        return type(out)(data[..., 1:] - data[..., :1], out.affine, out.header)
-    out = np.asarray(out)
-    return out[1:] - out[:1]
-
-
-def _check_values(values):
-    """Traversal values as a non-empty 1-D float64 array of finite numbers."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("values must hold at least one value to traverse; got none.")
-    return check_array(values.reshape(-1, 1), input_name="values").ravel()
-
-
-def _split_pipeline(estimator):
-    """``(vae, preceding)``: the fitted BetaVAETransformer of ``estimator`` and
-    the pipeline of the steps before it (None when there are none).
-
-    Raises ``TypeError`` for anything else, and scikit-learn's
-    ``NotFittedError`` when the estimator is not fitted.
-    """
-    vae = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    if not isinstance(vae, BetaVAETransformer):
-        raise TypeError(
-            "estimator must be a BetaVAETransformer or a Pipeline ending in one; got "
-            f"{type(vae).__name__}."
-        )
-    check_is_fitted(vae)
-    preceding = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
-    return vae, preceding
-
+    vae, preceding = split_pipeline(estimator)
+    return compute_latent_maps(vae, preceding, None if X is None else latent_kl(estimator, X))

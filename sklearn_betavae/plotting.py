@@ -13,7 +13,9 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .inspection import _check_values, _split_pipeline, latent_maps, latent_traversal
+from ._figures import draw_latent_maps, draw_row, pyplot, saved
+from ._pipeline_steps import check_traversal_values, split_pipeline
+from .inspection import latent_maps, latent_traversal
 
 _PATH = [str, os.PathLike, None]
 
@@ -56,8 +58,8 @@ def plot_training_curves(estimator, path=None):
     >>> [ax.get_title() for ax in plot_training_curves(vae).axes]
     ['total loss', 'reconstruction', 'KL']
     """
-    history = _split_pipeline(estimator)[0].net_.history
-    plt = _pyplot()
+    history = split_pipeline(estimator)[0].net_.history
+    plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.5), constrained_layout=True)
     for ax, (term, title) in zip(axes, [("loss", "total loss"), ("rec_loss", "reconstruction"),
                                         ("kl_loss", "KL")]):
@@ -68,7 +70,7 @@ def plot_training_curves(estimator, path=None):
                 ax.plot(epochs, [row[key] for row in history if key in row], label=prefix)
         ax.set(title=title, xlabel="epoch", ylabel="nats per sample")
         ax.legend()
-    return _saved(figure, path)
+    return saved(figure, path)
 
 
 @validate_params(
@@ -116,43 +118,7 @@ def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
     >>> len(plot_latent_maps(vae, X[100:200]).axes)
     2
     """
-    return _draw_latent_maps(latent_maps(estimator, X), kind, path)
-
-
-def _draw_latent_maps(result, kind, path):
-    """The figure of ``plot_latent_maps`` from the Bunch of ``latent_maps``."""
-    maps = result.maps
-    titles = [f"latent {latent}" for latent in result.latents]
-    if result.kl is not None:
-        titles = [f"{title} (KL {kl:.2f} nats)" for title, kl in zip(titles, result.kl)]
-    plt = _pyplot()
-    if not hasattr(maps, "affine"):
-        figure, axes = plt.subplots(1, len(titles), squeeze=False, figsize=(2.4 * len(titles), 2.6))
-        for ax, pattern, title in zip(axes[0], maps, titles):
-            limit = float(np.abs(pattern).max()) or 1.0
-            _draw_row(ax, pattern, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax.set_title(title, fontsize=9)
-        return _saved(figure, path)
-    import nibabel
-    from nilearn.image import index_img
-    from nilearn.plotting import plot_prob_atlas, plot_stat_map
-
-    if kind == "prob_atlas":
-        data = np.abs(np.asarray(maps.dataobj, dtype=np.float32))
-        peaks = data.reshape(-1, data.shape[-1]).max(axis=0)
-        atlas = nibabel.Nifti1Image(data / np.where(peaks > 0, peaks, 1.0), maps.affine)
-        figure = plt.figure(figsize=(9, 3.5))
-        plot_prob_atlas(atlas, figure=figure, threshold=0.5, view_type="filled_contours",
-                        title="latent maps: |map| above half its peak", draw_cross=False)
-        return _saved(figure, path)
-    figure, axes = plt.subplots(len(titles), 1, squeeze=False, figsize=(8, 2.6 * len(titles)))
-    data = np.asarray(maps.dataobj)
-    for volume, (ax, title) in enumerate(zip(axes[:, 0], titles)):
-        peak = np.unravel_index(np.argmax(np.abs(data[..., volume])), data.shape[:3])
-        cut_coords = maps.affine[:3, :3] @ np.array(peak) + maps.affine[:3, 3]
-        plot_stat_map(index_img(maps, volume), axes=ax, title=title, draw_cross=False,
-                      cmap="RdBu_r", cut_coords=cut_coords.tolist())
-    return _saved(figure, path)
+    return draw_latent_maps(latent_maps(estimator, X), kind, path)
 
 
 @validate_params(
@@ -200,13 +166,13 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     >>> len(plot_latent_traversals(vae, values=[-2, 0, 2]).axes)
     6
     """
-    vae, _ = _split_pipeline(estimator)
+    vae, _ = split_pipeline(estimator)
     # The fitted latent count: n_components may have been changed since.
     latents = list(range(vae._n_features_out)) if latents is None else list(np.ravel(latents))
     if not latents:
         raise ValueError("latents must name at least one latent (or be None for all); got none.")
-    values = _check_values(values)
-    plt = _pyplot()
+    values = check_traversal_values(values)
+    plt = pyplot()
     figure, axes = plt.subplots(len(latents), len(values), squeeze=False,
                                 figsize=(2.2 * len(values), 2.0 * len(latents)))
     for row, latent in enumerate(latents):
@@ -218,7 +184,7 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
                 ax.set_title(f"z = {value:+.1f}")
         axes[row, 0].text(-0.1, 0.5, f"latent {latent}", transform=axes[row, 0].transAxes,
                           rotation=90, va="center", ha="right")
-    return _saved(figure, path)
+    return saved(figure, path)
 
 
 def _draw_cell(ax, traversal, column, cut_coords, centre):
@@ -236,18 +202,7 @@ def _draw_cell(ax, traversal, column, cut_coords, centre):
                  vmin=-limit, vmax=limit, colorbar=False, annotate=False, draw_cross=False,
                  black_bg=False)
         return
-    _draw_row(ax, np.asarray(traversal)[column], cmap="gray")
-
-
-def _draw_row(ax, row, **imshow):
-    """A row of input space as a square image when its length is a square
-    (such as digits), else as a curve."""
-    side = int(round(np.sqrt(row.size)))
-    if side * side == row.size:
-        ax.imshow(row.reshape(side, side), **imshow)
-        ax.set_axis_off()
-    else:
-        ax.plot(row)
+    draw_row(ax, np.asarray(traversal)[column], cmap="gray")
 
 
 @validate_params(
@@ -260,7 +215,7 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
     Parameters
     ----------
     correlations : array-like of shape (n_latents, n_factors)
-        The matrix to draw, e.g. from ``inspection.factor_correlations``.
+        The matrix to draw, e.g. from ``metrics.factor_correlations``.
     factor_names : list of str or None, default=None
         Column labels; ``factor 0``, ``factor 1``, ... when None.
     path : str or path-like or None, default=None
@@ -288,7 +243,7 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
         raise ValueError(
             f"Got {len(names)} factor_names for {n_factors} factors (columns of correlations)."
         )
-    plt = _pyplot()
+    plt = pyplot()
     figure, ax = plt.subplots(figsize=(1.2 * n_factors + 2, 0.5 * n_latents + 1.5),
                               constrained_layout=True)
     image = ax.imshow(correlations, vmin=0, vmax=1, cmap="viridis")
@@ -299,7 +254,7 @@ def plot_factor_correlations(correlations, factor_names=None, path=None):
            yticklabels=[f"latent {i}" for i in range(n_latents)])
     ax.tick_params(axis="x", rotation=30)
     figure.colorbar(image, ax=ax, label="|Spearman correlation|")
-    return _saved(figure, path)
+    return saved(figure, path)
 
 
 @validate_params({"search": [BaseSearchCV], "path": _PATH}, prefer_skip_nested_validation=True)
@@ -336,7 +291,7 @@ def plot_score_vs_beta(search, path=None):
     'beta'
     """
     check_is_fitted(search, "cv_results_")
-    plt = _pyplot()
+    plt = pyplot()
     results = search.cv_results_
     keys = [key for key in results if key.startswith("param_") and
             (key == "param_beta" or key.endswith("__beta"))]
@@ -369,16 +324,4 @@ def plot_score_vs_beta(search, path=None):
     ax.set(xlabel="beta", ylabel="mean held-out score (ELBO)")
     if others:
         ax.legend()
-    return _saved(figure, path)
-
-
-def _pyplot():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _saved(figure, path):
-    if path is not None:
-        figure.savefig(path, dpi=100)
-    return figure
+    return saved(figure, path)

@@ -23,9 +23,11 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import validate_params
 
+from ._figures import draw_latent_maps
+from ._pipeline_steps import compute_latent_maps, split_pipeline
 from ._validation import NumberInterval
-from .inspection import _latent_maps, _split_pipeline, latent_kl
-from .plotting import _draw_latent_maps, plot_latent_traversals, plot_training_curves
+from .inspection import latent_kl
+from .plotting import plot_latent_traversals, plot_training_curves
 
 __all__ = ["BetaVAEReport", "generate_report"]
 
@@ -159,7 +161,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
     >>> report.figures
     ['Training curves', 'KL per latent', 'Latent maps', 'Latent traversals']
     """
-    vae, preceding = _split_pipeline(estimator)
+    vae, preceding = split_pipeline(estimator)
     title = "BetaVAETransformer report" if title is None else title
     masker = _masker(preceding)
     page = _Page(title, verbose)
@@ -204,7 +206,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
         page.paragraph(f"Held-out score (mean evidence lower bound per sample, higher is better): "
                        f"<b>{vae.score(X):.6g}</b> nats.", escape=False)
         page.figure("KL per latent", _kl_figure(kl))
-    maps = _latent_maps(vae, preceding, kl)
+    maps = compute_latent_maps(vae, preceding, kl)
     if kl is not None:
         page.table(["latent", "KL (nats)", "in use (KL > 0.1)"],
                    [(int(j), f"{value:.4f}", "yes" if value > 0.1 else "no")
@@ -213,7 +215,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
     page.section("Latents")
     page.paragraph("Each map is the change in the reconstruction per unit of one latent at the "
                    "prior mean (the decoder's Jacobian; see sklearn_betavae.inspection.latent_maps).")
-    page.figure("Latent maps", _draw_latent_maps(maps, kind="stat_map", path=None))
+    page.figure("Latent maps", draw_latent_maps(maps, kind="stat_map", path=None))
     shown = [int(j) for j in maps.latents[:n_traversals]]
     page.figure("Latent traversals", plot_latent_traversals(estimator, latents=shown))
 

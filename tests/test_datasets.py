@@ -11,7 +11,8 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.datasets import make_brain_population, make_sprites
-from sklearn_betavae.inspection import best_match_scores, latent_traversal
+from sklearn_betavae.inspection import latent_traversal
+from sklearn_betavae.metrics import best_match_scores
 from tests.conftest import FAST_PARAMS
 
 try:

@@ -18,6 +18,7 @@ DOC = ROOT / "doc"
 PUBLIC_MODULES = [
     "sklearn_betavae",
     "sklearn_betavae.inspection",
+    "sklearn_betavae.metrics",
     "sklearn_betavae.datasets",
     "sklearn_betavae.plotting",
     "sklearn_betavae.reporting",

@@ -11,6 +11,7 @@ PUBLIC_MODULES = [
     "sklearn_betavae",
     "sklearn_betavae.datasets",
     "sklearn_betavae.inspection",
+    "sklearn_betavae.metrics",
     "sklearn_betavae.plotting",
     "sklearn_betavae.reporting",
 ]
@@ -55,4 +56,5 @@ def test_the_public_names_are_all_checked():
     names = [name for name, _ in _public_objects()]
     assert "sklearn_betavae.BetaVAETransformer.fit" in names
     assert "sklearn_betavae.inspection.latent_maps" in names
+    assert "sklearn_betavae.metrics.dci" in names
     assert "sklearn_betavae.BetaVAETransformer.load" in names and len(names) > 30

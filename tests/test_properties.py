@@ -1,6 +1,6 @@
-"""Property-based hardening of the helpers: inspection, plotting, datasets, save/load.
+"""Property-based hardening of the helpers: inspection, metrics, plotting, datasets, save/load.
 
-Every public function of ``inspection``, ``plotting`` and ``datasets``, called
+Every public function of ``inspection``, ``metrics``, ``plotting`` and ``datasets``, called
 with generated arguments (shapes from empty up, dtypes, NaN, inf and
 magnitudes up to 1e300, wrong types), either returns finite outputs of the
 documented shape or raises ``ValueError`` / ``TypeError`` with a message
@@ -30,15 +30,13 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae.datasets import make_sprites
-from sklearn_betavae.inspection import (
+from sklearn_betavae.inspection import latent_kl, latent_maps, latent_traversal
+from sklearn_betavae.metrics import (
     best_match_scores,
     beta_vae_score,
     dci,
     factor_correlations,
     factor_vae_score,
-    latent_kl,
-    latent_maps,
-    latent_traversal,
     mutual_information_gap,
     sap_score,
 )
@@ -241,6 +239,9 @@ def test_latent_maps(estimators, kwargs):
         else:
             kl = _finite(result.kl, (3,))
             assert (kl >= 0).all() and (kl[:-1] >= kl[1:]).all()
+
+
+# -- metrics -------------------------------------------------------------------
 
 
 # Codes of magnitudes up to 1e300 (finite), factors of each kind.

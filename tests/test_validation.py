@@ -60,7 +60,7 @@ def test_bernoulli_decoder_must_return_probabilities():
 def _public_calls_with_a_boolean_number():
     from sklearn_betavae import mask_to_memmap
     from sklearn_betavae.datasets import load_nback_flanker
-    from sklearn_betavae.inspection import beta_vae_score, factor_vae_score, mutual_information_gap
+    from sklearn_betavae.metrics import beta_vae_score, factor_vae_score, mutual_information_gap
     from sklearn_betavae.reporting import generate_report
 
     Z = np.random.RandomState(0).normal(size=(20, 2))

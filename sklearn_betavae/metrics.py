@@ -1,13 +1,12 @@
-"""Scores of how well codes recover known factors, for any encoder.
+"""Disentanglement metrics: how well codes recover known factors, for any encoder.
 
 They work on any codes, so PCA, FastICA and the beta-VAE are compared on the
 same footing: ``factor_correlations``, ``best_match_scores``,
 ``mutual_information_gap``, ``dci`` and ``sap_score`` take codes and factors;
 ``beta_vae_score`` and ``factor_vae_score`` draw their own images from a
 generator with known factors (``sklearn_betavae.datasets.make_sprites``) and
-encode them with any fitted transformer. Public through
-``sklearn_betavae.inspection``; core dependencies only (scipy comes with
-scikit-learn). Most of the module's length is docstrings.
+encode them with any fitted transformer. Core dependencies only (scipy comes
+with scikit-learn). Most of the module's length is docstrings.
 """
 
 from numbers import Integral, Real
@@ -26,6 +25,16 @@ from sklearn.utils._param_validation import HasMethods, StrOptions, validate_par
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted
 
 from ._validation import NumberInterval
+
+__all__ = [
+    "best_match_scores",
+    "beta_vae_score",
+    "dci",
+    "factor_correlations",
+    "factor_vae_score",
+    "mutual_information_gap",
+    "sap_score",
+]
 
 
 @validate_params({"Z": ["array-like"], "factors": ["array-like"]}, prefer_skip_nested_validation=True)
@@ -51,7 +60,7 @@ def factor_correlations(Z, factors):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_betavae.inspection import factor_correlations
+    >>> from sklearn_betavae.metrics import factor_correlations
     >>> factors = np.random.RandomState(0).uniform(size=(100, 2))
     >>> Z = np.column_stack([np.exp(factors[:, 1]), -factors[:, 0] ** 3])
     >>> factor_correlations(Z, factors).round(2)
@@ -84,7 +93,7 @@ def best_match_scores(Z, factors):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_betavae.inspection import best_match_scores
+    >>> from sklearn_betavae.metrics import best_match_scores
     >>> factors = np.random.RandomState(0).uniform(size=(100, 2))
     >>> codes = np.column_stack([-factors[:, 1], np.exp(factors[:, 0])])
     >>> best_match_scores(codes, factors).round(2)
@@ -143,7 +152,7 @@ def mutual_information_gap(Z, factors, n_bins=20, *, discretize_factors=True):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_betavae.inspection import mutual_information_gap
+    >>> from sklearn_betavae.metrics import mutual_information_gap
     >>> factors = np.random.RandomState(0).uniform(size=(500, 2))
     >>> round(mutual_information_gap(factors[:, ::-1], factors), 2)
     0.85
@@ -238,7 +247,7 @@ def dci(Z, factors, *, model="gradient_boosting", test_size=1 / 3, random_state=
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_betavae.inspection import dci
+    >>> from sklearn_betavae.metrics import dci
     >>> factors = np.random.RandomState(0).randint(4, size=(300, 2))
     >>> scores = dci(factors[:, ::-1], factors, random_state=0)
     >>> round(scores.disentanglement, 2), round(scores.completeness, 2), scores.informativeness
@@ -363,7 +372,7 @@ def sap_score(Z, factors, *, continuous_factors=False, test_size=1 / 3, random_s
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_betavae.inspection import sap_score
+    >>> from sklearn_betavae.metrics import sap_score
     >>> factors = np.random.RandomState(0).uniform(size=(500, 2))
     >>> round(sap_score(factors[:, ::-1], factors, continuous_factors=True), 2)
     1.0
@@ -474,7 +483,7 @@ def beta_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_si
     --------
     >>> from sklearn.decomposition import PCA
     >>> from sklearn_betavae.datasets import make_sprites
-    >>> from sklearn_betavae.inspection import beta_vae_score
+    >>> from sklearn_betavae.metrics import beta_vae_score
     >>> sprites = make_sprites(2000, random_state=0)
     >>> pca = PCA(5, random_state=0).fit(sprites.images)
     >>> score = beta_vae_score(pca, sprites, n_train=100, n_eval=50, batch_size=16,
@@ -563,7 +572,7 @@ def factor_vae_score(estimator, dataset, *, n_train=10_000, n_eval=5_000, batch_
     --------
     >>> from sklearn.decomposition import PCA
     >>> from sklearn_betavae.datasets import make_sprites
-    >>> from sklearn_betavae.inspection import factor_vae_score
+    >>> from sklearn_betavae.metrics import factor_vae_score
     >>> sprites = make_sprites(2000, random_state=0)
     >>> pca = PCA(5, random_state=0).fit(sprites.images)
     >>> score = factor_vae_score(pca, sprites, n_train=100, n_eval=50, batch_size=16,

@@ -1,0 +1,88 @@
+"""The fitted beta-VAE in an estimator and the pipeline steps before it.
+
+Shared by ``inspection``, ``plotting`` and ``reporting``: ``split_pipeline``
+finds the fitted ``BetaVAETransformer`` of an estimator or pipeline and the
+steps before it, ``compute_latent_maps`` takes every latent's map back
+through those steps, and ``check_traversal_values`` checks the values a
+latent traversal takes.
+"""
+
+import numpy as np
+import torch
+from sklearn.pipeline import Pipeline
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ._estimator import BetaVAETransformer
+
+
+def compute_latent_maps(vae, preceding, kl):
+    """What ``inspection.latent_maps`` returns for a fitted ``vae`` after the
+    ``preceding`` steps (or None), ordered by ``kl``, the KL per latent (None:
+    index order)."""
+    model = vae._fitted_model()
+    n_components = vae._n_features_out
+    origin = torch.zeros(1, n_components, dtype=model.dtype, device=vae.device_)
+    columns = []
+    for latent in range(n_components):
+        direction = torch.zeros_like(origin)
+        direction[0, latent] = 1.0
+        # Forward mode: one pass per latent, whatever the number of features.
+        _, column = torch.func.jvp(model.module.decoder, (origin,), (direction,))
+        columns.append(column[0].detach().double().cpu().numpy())
+    maps = np.stack(columns) * vae.scale_
+    if not np.isfinite(maps).all():
+        raise ValueError("The decoder's Jacobian at the prior mean is not finite; the maps are undefined.")
+    latents = np.arange(n_components) if kl is None else np.argsort(-kl, kind="stable")
+    kl = None if kl is None else kl[latents]
+    maps = maps[latents]
+    if preceding is not None:
+        maps = _through_steps(preceding, maps)
+    return Bunch(maps=maps, latents=latents, kl=kl)
+
+
+def _through_steps(preceding, maps):
+    """``maps`` taken back through the ``preceding`` steps, as differences
+    ``inverse_transform(map) - inverse_transform(0)``.
+
+    A map is a change, not a point: a step with an offset (a
+    ``StandardScaler`` adds its ``mean_``) would add it to every map, which
+    then looked like the mean image. The offset cancels in the difference,
+    which is exact for steps that are linear up to an offset, such as a
+    scaler or a ``NiftiMasker`` (whose ``inverse_transform(0)`` is 0, so its
+    maps are bit for bit its ``inverse_transform`` of them). An image result
+    (after a masker) is differenced volume by volume.
+    """
+    out = preceding.inverse_transform(np.vstack([np.zeros((1, maps.shape[1])), maps]))
+    if hasattr(out, "get_fdata") and hasattr(out, "affine"):  # a nibabel image
+        data = out.get_fdata()
+        return type(out)(data[..., 1:] - data[..., :1], out.affine, out.header)
+    out = np.asarray(out)
+    return out[1:] - out[:1]
+
+
+def check_traversal_values(values):
+    """Traversal values as a non-empty 1-D float64 array of finite numbers."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("values must hold at least one value to traverse; got none.")
+    return check_array(values.reshape(-1, 1), input_name="values").ravel()
+
+
+def split_pipeline(estimator):
+    """``(vae, preceding)``: the fitted BetaVAETransformer of ``estimator`` and
+    the pipeline of the steps before it (None when there are none).
+
+    Raises ``TypeError`` for anything else, and scikit-learn's
+    ``NotFittedError`` when the estimator is not fitted.
+    """
+    vae = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if not isinstance(vae, BetaVAETransformer):
+        raise TypeError(
+            "estimator must be a BetaVAETransformer or a Pipeline ending in one; got "
+            f"{type(vae).__name__}."
+        )
+    check_is_fitted(vae)
+    preceding = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
+    return vae, preceding
+
