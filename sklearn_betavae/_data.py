@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ._device import with_index
+
 # Rows of about this many values are converted at a time: a few tens of MB,
 # so no step makes a full-size temporary and a memmap is never loaded whole.
 CHUNK_VALUES = 2**23
@@ -142,13 +144,6 @@ class RowDataset(Dataset):
         if self.standardization is None:
             return batch
         return self.standardization.apply(batch).to(batch.dtype)
-
-
-def with_index(device):
-    # torch.device("cuda") != torch.device("cuda:0"), which tensors report.
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 def _shared_tensor(X):

@@ -18,7 +18,6 @@ from skorch.history import DistributedHistory, History
 from skorch.utils import noop
 from torch.utils.data import DataLoader
 
-from ._data import with_index
 from ._net import BetaVAENet
 
 
@@ -46,22 +45,6 @@ def main_process_print(accelerator):
 def is_main_process(accelerator):
     """Whether this process reports progress: the only one, or the main one."""
     return accelerator is None or accelerator.is_main_process
-
-
-def accelerator_device(accelerator, device_param, resolved):
-    """The device ``accelerator`` trains on, checked against the estimator's
-    ``device`` parameter (``resolved``: what it names here)."""
-    placed = torch.device(accelerator.device)
-    if accelerator.num_processes > 1 and not getattr(accelerator, "even_batches", True):
-        # Processes with different numbers of batches would wait for each
-        # other's gradients forever.
-        raise ValueError("Training on several processes needs Accelerator(even_batches=True).")
-    if device_param != "auto" and with_index(resolved) != with_index(placed):
-        raise ValueError(
-            f"With an accelerator, the network trains on the accelerator's device, "
-            f"{placed}; got device={device_param!r}. Leave device='auto'."
-        )
-    return placed
 
 
 def shared_seed(accelerator, seed):

@@ -18,7 +18,8 @@ from skorch.utils import noop
 from torch import nn
 
 from ._data import standardization, training_dataset
-from ._distributed import accelerator_device, is_main_process, main_process_print, shared_seed
+from ._device import training_device, usable_device_param
+from ._distributed import is_main_process, main_process_print, shared_seed
 from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
 from ._pca_start import pca_start
@@ -44,10 +45,8 @@ from ._validation import (
     check_unit_interval,
     check_validation_split,
     input_lr_factor,
-    resolve_device,
     resolve_max_iter,
     resolve_standardize,
-    usable_device_param,
 )
 
 # The key of the format version in a pickled estimator's state.
@@ -442,7 +441,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         # Parameter checks first: a refit that fails on them changes nothing.
         check_hidden_layer_sizes(self.hidden_layer_sizes)
-        device = self._training_device()
+        device = training_device(self.device, self.accelerator)
         check_standardize(self.standardize, self.default_dist)
         check_input_lr_scale(self.input_lr_scale, self.encoder)
         if self.warm_start and hasattr(self, "net_"):
@@ -735,12 +734,6 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if rng_state is not None:
             self._rng_state_ = rng_state
         self.n_iter_ = n_iter
-
-    def _training_device(self):
-        device = resolve_device(self.device)
-        if self.accelerator is None:
-            return device
-        return accelerator_device(self.accelerator, self.device, device)
 
     def _architecture(self, n_features):
         """The ``Architecture`` the parameters describe, for ``n_features``."""

@@ -17,7 +17,6 @@ import os
 import re
 import stat
 import tempfile
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from skorch.history import History
 
+from ._device import resolve_device, saved_device, usable_device_param
 from ._file_checks import (
     check_architecture,
     check_arrays,
@@ -37,11 +37,7 @@ from ._file_checks import (
     check_output_config,
 )
 from ._training import Architecture, build_net
-from ._validation import (
-    check_module_outputs,
-    resolve_device,
-    usable_device_param,
-)
+from ._validation import check_module_outputs
 from ._version import __version__
 
 # The version of the model file's layout, and of a pickled estimator's state
@@ -399,7 +395,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         target = resolve_device(device)
     else:
         check_device_name(path, fitted["device_"])
-        target = _saved_device(fitted["device_"], path)
+        target = saved_device(fitted["device_"], path)
         params["device"] = usable_device_param(params["device"])
     estimator = cls(**params)
     estimator._validate_params()
@@ -490,19 +486,6 @@ def from_json(value):
     if set(value) == {"torch.device"}:
         return torch.device(value["torch.device"])
     raise TypeError(f"unknown tagged value {value!r}")
-
-
-def _saved_device(saved, path):
-    try:
-        return resolve_device(saved)
-    except ValueError:
-        warnings.warn(
-            f"{str(path)!r} holds a model fitted on {saved}, which this machine does not "
-            'have; it is loaded on the CPU, with device="cpu".',
-            UserWarning,
-            stacklevel=6,  # the caller of BetaVAETransformer.load or load_pipeline
-        )
-        return torch.device("cpu")
 
 
 def _library_versions():

@@ -1,7 +1,6 @@
-"""Checks that scikit-learn's validators do not cover: devices, data domains, user modules."""
+"""Checks that scikit-learn's validators do not cover: data domains, user modules."""
 
 import copy
-import re
 from numbers import Integral
 
 import numpy as np
@@ -24,48 +23,6 @@ class NumberInterval(Interval):
 
     def __str__(self):
         return super().__str__().replace(" in the range", " (not a bool) in the range", 1)
-
-
-_DEVICE_GRAMMAR = '"auto", "cpu", "cuda", "cuda:N" (N a GPU index) or a torch.device'
-
-
-def resolve_device(device):
-    """Turn the ``device`` parameter into a ``torch.device``.
-
-    ``"auto"`` is CUDA when available, else CPU. A CUDA device asked for on a
-    machine without one is an error, not a silent fall-back.
-    """
-    if isinstance(device, str):
-        if device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if not re.fullmatch(r"cpu(:0)?|cuda(:\d+)?", device):
-            raise ValueError(f"device must be {_DEVICE_GRAMMAR}; got {device!r}.")
-        device = torch.device(device)
-    if not isinstance(device, torch.device) or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be {_DEVICE_GRAMMAR}; got {device!r}.")
-    if device.type == "cpu":
-        return torch.device("cpu")  # one CPU device, whatever index was given
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} was asked for but CUDA is not available here; "
-            'use device="cpu" or device="auto".'
-        )
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device={str(device)!r}: there are only {torch.cuda.device_count()} "
-            "CUDA device(s)."
-        )
-    return device
-
-
-def usable_device_param(device):
-    """``device``, or ``"cpu"`` when this machine lacks it (a GPU-fitted model
-    loaded on a CPU-only machine), so that ``fit`` and ``clone`` work here."""
-    try:
-        resolve_device(device)
-    except ValueError:
-        return "cpu"
-    return device
 
 
 def check_numbers(X):

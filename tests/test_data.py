@@ -174,13 +174,3 @@ def test_batches_reach_the_gpu_resident_or_streamed(monkeypatch, share):
         assert all(batch.is_cuda for batch in gpu)
         for g, c in zip(gpu, cpu, strict=True):
             np.testing.assert_allclose(g.cpu().numpy(), c.numpy(), rtol=1e-6, atol=1e-6)
-
-
-def test_cuda_without_an_index_means_the_current_device(monkeypatch):
-    """Tensors report "cuda:0", which does not equal torch.device("cuda")."""
-    from sklearn_betavae._data import with_index
-
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    assert with_index(torch.device("cuda")) == torch.device("cuda:0")
-    assert with_index(torch.device("cuda:1")) == torch.device("cuda:1")
-    assert with_index(torch.device("cpu")) == torch.device("cpu")

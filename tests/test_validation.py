@@ -8,31 +8,7 @@ from sklearn_betavae._validation import (
     check_module_outputs,
     check_unit_interval,
     check_user_module,
-    resolve_device,
 )
-
-
-@pytest.mark.parametrize("device", ["cpu", "cpu:0", torch.device("cpu")])
-def test_cpu_devices(device):
-    assert resolve_device(device) == torch.device("cpu")
-
-
-def test_auto_follows_cuda_availability(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == torch.device("cpu")
-
-
-@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:-1", "cpu:1", " cpu", torch.device("meta")])
-def test_malformed_devices(device):
-    with pytest.raises(ValueError, match="cuda:N"):
-        resolve_device(device)
-
-
-def test_cuda_index_beyond_the_devices(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(ValueError, match="only 1 CUDA device"):
-        resolve_device("cuda:3")
 
 
 def test_unit_interval_names_the_range():
