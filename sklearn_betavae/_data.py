@@ -5,6 +5,8 @@ the rows again; for tabular data that costs more than the network. Here a
 batch is one fancy-index into a single tensor, which on a GPU lives on the
 device when it fits. Batches stay ``(X, y)`` pairs (``y`` is always None) so
 skorch's callbacks see what they expect.
+Every reader of rows (the batches, the PCA start, inference's chunks and
+the statistics of ``standardization``) takes them from ``row_blocks``.
 """
 
 import warnings
@@ -63,7 +65,7 @@ class Standardization:
         instead of a float64 copy and two new float64 arrays; without
         standardization (mean 0, scale 1: the same bits) a float32 X is not
         copied at all. A chunk's buffer is reused for the next one: use each
-        chunk before taking the next. Chunked as ``iter_chunks``.
+        chunk before taking the next. Chunked as ``row_blocks``.
         """
         if torch.device(device).type != "cpu":
             for chunk in iter_chunks(X, torch.float64, device, width):
@@ -72,8 +74,8 @@ class Standardization:
         numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         identity = not self.mean_array.any() and bool((self.scale_array == 1).all())
         widened = narrow = None
-        for rows in _row_chunks(X, width):
-            chunk = np.asarray(X[rows])
+        for chunk in row_blocks(X, width=width):
+            chunk = np.asarray(chunk)
             if chunk.dtype.kind != "f":  # integers and booleans: exact in float64
                 chunk = chunk.astype(np.float64)
             if identity:
@@ -131,12 +133,15 @@ class RowDataset(Dataset):
         return len(self.X)
 
     def __getitem__(self, index):
-        return self.standardize(self.X[index].to(self.device)), None
+        batch, _ = self.__getitems__([index])
+        return batch[0], None
 
     def __getitems__(self, indices):
         # A DataLoader fetches a whole batch with one fancy-index through this
         # (not one row at a time), and collates nothing.
-        return self[torch.as_tensor(indices, dtype=torch.long)]
+        order = torch.as_tensor(indices, dtype=torch.long)
+        (batch,) = row_blocks(self, len(order), order)
+        return batch, None
 
     def standardize(self, batch):
         """``(batch - mean) / scale`` (in float64, returned in the rows' dtype)
@@ -175,15 +180,45 @@ def _dataset_of(dataset):
     if isinstance(dataset, RowDataset):
         return dataset, None
     raise TypeError(
-        f"SliceLoader needs a RowDataset or a Subset of one; got {type(dataset).__name__}."
+        f"Rows are read from a RowDataset or a Subset of one; got {type(dataset).__name__}."
     )
+
+
+def row_blocks(data, step=None, order=None, width=1):
+    """Yield the rows of ``data`` (at positions ``order``, else all, as
+    slices: views) in consecutive blocks of ``step`` rows.
+
+    A ``RowDataset`` (or ``Subset`` of one) gives tensors on its device,
+    standardized when it standardizes, host rows streamed to a GPU through
+    pinned buffers; an array gives its own rows, unconverted, one block at a
+    time (a memmap is never loaded whole). ``step=None`` means about
+    ``CHUNK_VALUES`` values per row width, the larger of the rows' and
+    ``width`` (the widest layer a block goes through: its activations stay
+    bounded too when the rows are narrow).
+    """
+    dataset, indices = _dataset_of(data) if isinstance(data, Dataset) else (None, None)
+    rows = data if dataset is None else dataset.X
+    if indices is not None:
+        order = indices if order is None else indices[order]
+    if order is not None:
+        order = order.to(rows.device)
+    n_rows = len(rows) if order is None else len(order)
+    step = step or max(1, CHUNK_VALUES // max(1, rows.shape[1], width))
+    fetch = rows.__getitem__
+    if dataset is not None and rows.device.type == "cpu" and dataset.device.type == "cuda":
+        fetch = _PinnedStreamer(rows, dataset.device)  # (a process's CPU may be "cpu:1")
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)  # exact: the streamer sizes its buffers by it
+        block = fetch(slice(start, stop) if order is None else order[start:stop])
+        yield block if dataset is None else dataset.standardize(block)
 
 
 class SliceLoader:
     """Iterate over mini-batches ``(X[batch_rows], None)`` of a ``RowDataset``.
 
     A drop-in ``iterator_train`` / ``iterator_valid`` for skorch. Batches are
-    on the dataset's device and standardized when the dataset does so.
+    ``row_blocks``: on the dataset's device and standardized when the
+    dataset does so.
 
     Parameters
     ----------
@@ -198,33 +233,16 @@ class SliceLoader:
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, generator=None):
-        self.dataset, self.indices = _dataset_of(dataset)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
+        _dataset_of(dataset)  # other datasets are refused here, not at the first pass
+        self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
 
     def __len__(self):
-        return -(-self._n_rows() // self.batch_size)
-
-    def _n_rows(self):
-        return len(self.dataset) if self.indices is None else len(self.indices)
+        return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self):
-        rows, target = self.dataset.X, self.dataset.device
-        n_rows = self._n_rows()
-        if self.shuffle:
-            order = torch.randperm(n_rows, generator=self.generator)
-            order = order if self.indices is None else self.indices[order]
-        else:
-            order = self.indices  # None: plain slices, views without a copy
-        if order is not None:
-            order = order.to(rows.device)
-        streamer = _PinnedStreamer(rows, target) if rows.device != target else None
-        for start in range(0, n_rows, self.batch_size):
-            stop = min(start + self.batch_size, n_rows)
-            which = slice(start, stop) if order is None else order[start:stop]
-            batch = rows[which] if streamer is None else streamer(which)
-            yield self.dataset.standardize(batch), None
+        order = torch.randperm(len(self.dataset), generator=self.generator) if self.shuffle else None
+        for batch in row_blocks(self.dataset, self.batch_size, order):
+            yield batch, None
 
 
 class _PinnedStreamer:
@@ -258,23 +276,11 @@ class _PinnedStreamer:
 
 
 def iter_chunks(X, dtype, device, width=1):
-    """Yield consecutive row chunks of ``X`` as tensors of ``dtype`` on ``device``.
-
-    Each chunk has about ``CHUNK_VALUES`` values per row width, the width
-    being the larger of X's and ``width`` (the widest layer a chunk goes
-    through, so that its activations stay bounded too when X is narrow).
-    Only one chunk is converted at a time, so a ``numpy.memmap`` is never
-    loaded whole.
-    """
+    """The ``row_blocks`` of array ``X`` (for a layer ``width`` wide), as
+    tensors of ``dtype`` on ``device``, converted one at a time."""
     numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    for rows in _row_chunks(X, width):
-        chunk = np.asarray(X[rows], dtype=numpy_dtype)
-        yield _shared_tensor(chunk).to(device)
-
-
-def _row_chunks(X, width=1):
-    step = max(1, CHUNK_VALUES // max(1, X.shape[1], width))
-    return (slice(start, start + step) for start in range(0, X.shape[0], step))
+    for chunk in row_blocks(X, width=width):
+        yield _shared_tensor(np.asarray(chunk, dtype=numpy_dtype)).to(device)
 
 
 def standardization(X, standardize):
@@ -292,7 +298,7 @@ def standardization(X, standardize):
     with np.errstate(over="ignore", invalid="ignore"):
         # Each chunk as C-ordered float64 first: the sums then run in the same
         # order whatever X's layout and dtype, and so give the same bits.
-        chunks = lambda: (np.ascontiguousarray(X[rows], dtype=np.float64) for rows in _row_chunks(X))  # noqa: E731
+        chunks = lambda: (np.ascontiguousarray(chunk, dtype=np.float64) for chunk in row_blocks(X))  # noqa: E731
         mean = sum(chunk.sum(axis=0) for chunk in chunks()) / n_samples
         squares = sum(np.square(chunk - mean).sum(axis=0) for chunk in chunks())
         scale = np.sqrt(squares / n_samples)
@@ -332,8 +338,8 @@ def training_dataset(X, mean, scale, standardize, device):
     rows = np.empty(X.shape, dtype=np.float32)
     standardization = Standardization(mean, scale)
     with np.errstate(over="ignore"):
-        for chunk in _row_chunks(X):
-            rows[chunk] = standardization.apply(X[chunk]) if standardize else X[chunk]
+        for out, chunk in zip(row_blocks(rows), row_blocks(X), strict=True):
+            out[:] = standardization.apply(chunk) if standardize else chunk
     _check_float32_range(rows, standardize, original=X)
     return RowDataset(rows, device=device)
 

@@ -24,10 +24,10 @@ from ._net import BetaVAENet
 def batch_loader(dataset, batch_size, shuffle=False, generator=None):
     """A ``DataLoader`` over a ``RowDataset`` (or a ``Subset`` of one).
 
-    Each batch is one fancy-index of the rows (``RowDataset.__getitems__``),
-    as in ``SliceLoader``, but in a ``DataLoader``, which Accelerate knows
-    how to shard across processes. ``generator`` (the fit's own CPU
-    generator; None: torch's global one) draws the shuffling.
+    Each batch is one block of ``row_blocks``, as in ``SliceLoader``, but
+    fetched (through ``RowDataset.__getitems__``) by a ``DataLoader``, which
+    Accelerate knows how to shard across processes. ``generator`` (the fit's
+    own CPU generator; None: torch's global one) draws the shuffling.
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_as_batch,
                       generator=generator)

@@ -35,7 +35,6 @@ from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 
 from . import _data
-from ._data import _dataset_of
 from ._loss import LOGVAR_RANGE
 from ._modules import MLPDecoder, MLPEncoder
 
@@ -83,19 +82,11 @@ def training_rows(net, dataset):
     on (its validation split left out) as float32 NumPy chunks, in order,
     and their number."""
     train_part, _ = net.get_split_datasets(dataset)
-    base, indices = _dataset_of(train_part)
-    n_rows = len(base) if indices is None else len(indices)
-    step = max(1, _data.CHUNK_VALUES // max(1, base.X.shape[1]))
 
     def chunks():
-        for start in range(0, n_rows, step):
-            if indices is None:
-                rows = base.X[start:start + step]
-            else:
-                rows = base.X[indices[start:start + step].to(base.X.device)]
-            yield base.standardize(rows.to(base.device)).float().cpu().numpy()
+        return (rows.float().cpu().numpy() for rows in _data.row_blocks(train_part))
 
-    return chunks, n_rows
+    return chunks, len(train_part)
 
 
 def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):

@@ -6,7 +6,9 @@ from torch.utils.data import Subset
 from sklearn_betavae._data import (
     RowDataset,
     SliceLoader,
+    Standardization,
     iter_chunks,
+    row_blocks,
     standardization,
     training_dataset,
 )
@@ -51,6 +53,82 @@ def test_subsets_are_honoured_shuffled_or_not():
 def test_other_datasets_are_refused():
     with pytest.raises(TypeError, match="RowDataset"):
         SliceLoader(torch.utils.data.TensorDataset(torch.zeros(3, 2)), batch_size=2)
+
+
+def test_row_blocks_of_a_dataset_are_views_in_order_or_the_rows_asked_for():
+    X = torch.arange(20.0).reshape(10, 2)
+    blocks = list(row_blocks(RowDataset(X), 4))
+    assert [len(b) for b in blocks] == [4, 4, 2]
+    assert all(b.untyped_storage().data_ptr() == X.untyped_storage().data_ptr() for b in blocks)
+    assert torch.equal(torch.cat(blocks), X)
+    order = torch.tensor([9, 0, 4, 4, 7])
+    assert torch.equal(torch.cat(list(row_blocks(RowDataset(X), 2, order))), X[order])
+
+
+def test_row_blocks_map_positions_through_nested_subsets():
+    X = torch.arange(20.0).reshape(10, 2)
+    subset = Subset(Subset(RowDataset(X), [1, 3, 5, 7, 9]), [4, 0, 2])
+    assert torch.equal(torch.cat(list(row_blocks(subset, 2))), X[[9, 1, 5]])
+    assert torch.equal(torch.cat(list(row_blocks(subset, 2, torch.tensor([2, 0])))), X[[5, 9]])
+
+
+def test_row_blocks_standardize_in_float64_and_keep_the_rows_dtype():
+    rng = np.random.RandomState(0)
+    X = (1e4 + rng.normal(size=(30, 3))).astype(np.float32)
+    mean, scale = X.mean(axis=0, dtype=np.float64) + 0.1, X.std(axis=0, dtype=np.float64)
+    blocks = list(row_blocks(RowDataset(X, mean=mean, scale=scale), 7))
+    assert [len(b) for b in blocks] == [7, 7, 7, 7, 2]
+    assert all(b.dtype == torch.float32 for b in blocks)
+    expected = Standardization(mean, scale).apply(X).astype(np.float32)
+    np.testing.assert_array_equal(torch.cat(blocks).numpy(), expected)
+    # The same rows a DataLoader fetches through __getitems__, or one at a time.
+    dataset = RowDataset(X, mean=mean, scale=scale)
+    np.testing.assert_array_equal(dataset.__getitems__([3, 1])[0].numpy(), expected[[3, 1]])
+    np.testing.assert_array_equal(dataset[5][0].numpy(), expected[5])
+
+
+def test_row_blocks_of_an_array_are_its_rows_sized_by_the_widest_layer(tmp_path, monkeypatch):
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 12)
+    X = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.int16, shape=(10, 3))
+    X[:] = np.arange(30).reshape(10, 3)
+    blocks = list(row_blocks(X))
+    assert [len(b) for b in blocks] == [4, 4, 2]  # 12 values of width 3
+    assert all(b.dtype == np.int16 and np.shares_memory(b, X) for b in blocks)
+    assert [len(b) for b in row_blocks(X, width=6)] == [2] * 5  # a 6-wide layer counts
+    assert [len(b) for b in row_blocks(X, width=100)] == [1] * 10  # never empty
+
+
+def test_row_blocks_stream_host_rows_to_another_device(monkeypatch):
+    """Rows left on the host for a CUDA device go through the pinned
+    streamer (a fake here), slices or pieces of the order alike."""
+    from sklearn_betavae import _data
+
+    calls = []
+
+    class Streamer:
+        def __init__(self, rows, device):
+            calls.append(("new", device))
+            self.rows = rows
+
+        def __call__(self, which):
+            calls.append(which)
+            return self.rows[which]
+
+    monkeypatch.setattr(_data, "_PinnedStreamer", Streamer)
+    X = torch.arange(20.0).reshape(10, 2)
+    dataset = RowDataset(X)
+    assert list(row_blocks(dataset, 4)) and calls == []  # rows already there: no streamer
+    dataset.device = torch.device("cpu", 1)  # Accelerate's CPU device in process 1
+    assert list(row_blocks(dataset, 4)) and calls == []
+    dataset.device = torch.device("cuda", 0)  # a GPU the rows did not fit on
+    assert torch.equal(torch.cat(list(row_blocks(dataset, 4))), X)
+    assert calls == [("new", torch.device("cuda", 0)), slice(0, 4), slice(4, 8), slice(8, 10)]
+    calls.clear()
+    batches = list(SliceLoader(Subset(dataset, [8, 2, 5]), batch_size=2))
+    assert torch.equal(torch.cat([b for b, _ in batches]), X[[8, 2, 5]])
+    assert [c.tolist() for c in calls[1:]] == [[8, 2], [5]]
 
 
 def test_iter_chunks_reads_a_memmap_in_pieces(tmp_path, monkeypatch):
