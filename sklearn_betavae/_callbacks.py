@@ -112,14 +112,13 @@ def all_finite(weights, optimizer):
     ]:
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             by_device.setdefault(value.device, []).append(value)
-    # One fused reduction per device instead of a check per tensor: the
-    # max-norm is finite exactly when every entry is (and, unlike the L2 norm,
-    # cannot overflow on finite entries). Per device, because an optimizer's
-    # state need not be where the weights are (Adam without fused=True keeps
-    # its step counts on the CPU next to CUDA weights) and one reduction
-    # cannot span two devices.
+    # Per device, because an optimizer's state need not be where the weights
+    # are (Adam without fused=True keeps its step counts on the CPU next to
+    # CUDA weights) and one reduction cannot span two devices. The max-norm is
+    # finite exactly when every entry is (and, unlike the L2 norm, cannot
+    # overflow on finite entries); one synchronising read per device.
     return all(
-        bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all())
+        bool(torch.isfinite(torch.stack([torch.linalg.vector_norm(t, float("inf")) for t in tensors])).all())
         for tensors in by_device.values()
     )
 

@@ -175,7 +175,7 @@ def generate_report(estimator, X=None, *, title=None, n_traversals=4, verbose=0)
     page.table(["fitted", "value"], [
         ("n_features_in_", vae.n_features_in_), ("n_iter_", vae.n_iter_),
         ("default_dist_", vae.default_dist_), ("device_", vae.device_),
-        ("architecture", vae._architecture_),
+        ("architecture", vae._architecture_.to_json()),
     ])
 
     page.section("Data")
