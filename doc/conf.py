@@ -112,6 +112,23 @@ def _escape_trailing_underscores(app, what, name, obj, options, lines):
         lines[i] = "``".join(parts)
 
 
+# scikit-learn writes the set_*_request methods (metadata routing), whose
+# docstrings cite its own glossary and user guide; without intersphinx (no
+# fetching) those roles are plain text here, with a link to its guide.
+_SKLEARN_ROLE = re.compile(r":(?:term|ref):`(?:([^`<]*?)\s*<[^>]*>|([^`]*))`")
+_ROUTING_GUIDE = "https://scikit-learn.org/stable/metadata_routing.html"
+
+
+def _plain_sklearn_roles(app, what, name, obj, options, lines):
+    if not name.endswith("_request"):
+        return
+    for i, line in enumerate(lines):
+        line = line.replace(":ref:`User Guide <metadata_routing>`",
+                            f"`User Guide <{_ROUTING_GUIDE}>`__")
+        lines[i] = _SKLEARN_ROLE.sub(lambda match: match.group(1) or match.group(2), line)
+
+
 def setup(app):
     # After numpydoc (priority 500) has turned the docstring into reST.
     app.connect("autodoc-process-docstring", _escape_trailing_underscores, priority=600)
+    app.connect("autodoc-process-docstring", _plain_sklearn_roles, priority=600)

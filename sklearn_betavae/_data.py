@@ -120,14 +120,19 @@ class RowDataset(Dataset):
         they take at most ``RESIDENT_SHARE`` of its free memory; otherwise
         they stay in host memory and batches are streamed through pinned
         buffers.
+    covariates : array-like of shape (n_samples, n_covariates) or None, default=None
+        Encoded covariates, appended (as float32, after the standardization)
+        to every batch's rows: the network reads them after the features.
     """
 
-    def __init__(self, X, y=None, *, mean=None, scale=None, device="cpu"):
+    def __init__(self, X, y=None, *, mean=None, scale=None, device="cpu", covariates=None):
         if y is not None:
             raise ValueError("RowDataset holds no targets; y must be None.")
         self.device = with_index(torch.device(device))
         self.X = _resident(_shared_tensor(X), self.device)
         self.standardization = None if mean is None else Standardization(mean, scale, self.device)
+        self.covariates = None if covariates is None else torch.as_tensor(
+            np.asarray(covariates, dtype=np.float32), device=self.device)
 
     def __len__(self):
         return len(self.X)
@@ -209,8 +214,15 @@ def row_blocks(data, step=None, order=None, width=1):
         fetch = _PinnedStreamer(rows, dataset.device)  # (a process's CPU may be "cpu:1")
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)  # exact: the streamer sizes its buffers by it
-        block = fetch(slice(start, stop) if order is None else order[start:stop])
-        yield block if dataset is None else dataset.standardize(block)
+        which = slice(start, stop) if order is None else order[start:stop]
+        block = fetch(which)
+        if dataset is None:
+            yield block
+        elif dataset.covariates is None:
+            yield dataset.standardize(block)
+        else:
+            covariates = dataset.covariates[which if order is None else which.to(dataset.device)]
+            yield torch.cat([dataset.standardize(block), covariates.to(block.device, block.dtype)], 1)
 
 
 class SliceLoader:
@@ -324,24 +336,26 @@ def standardization(X, standardize):
     return mean, scale
 
 
-def training_dataset(X, mean, scale, standardize, device):
+def training_dataset(X, mean, scale, standardize, device, covariates=None):
     """The ``RowDataset`` to train on, making at most one copy of X.
 
     A C-ordered float32 X is used as it is (standardized batch by batch).
     Any other X is converted once to C-ordered float32, standardized on the
     way in float64 arithmetic, chunk by chunk (so large offsets keep their
-    precision and no float64 copy is made).
+    precision and no float64 copy is made). ``covariates`` (encoded) are
+    appended to every batch.
     """
     if X.dtype == np.float32 and X.flags.c_contiguous:
         return RowDataset(X, mean=mean if standardize else None,
-                          scale=scale if standardize else None, device=device)
+                          scale=scale if standardize else None, device=device,
+                          covariates=covariates)
     rows = np.empty(X.shape, dtype=np.float32)
     standardization = Standardization(mean, scale)
     with np.errstate(over="ignore"):
         for out, chunk in zip(row_blocks(rows), row_blocks(X), strict=True):
             out[:] = standardization.apply(chunk) if standardize else chunk
     _check_float32_range(rows, standardize, original=X)
-    return RowDataset(rows, device=device)
+    return RowDataset(rows, device=device, covariates=covariates)
 
 
 def _check_float32_range(rows, standardize, original):

@@ -12,11 +12,12 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.utils import noop
 from torch import nn
 
+from ._covariates import CovariateEncoding
 from ._data import standardization, training_dataset
 from ._device import training_device, usable_device_param
 from ._distributed import is_main_process, main_process_print, shared_seed
@@ -170,8 +171,19 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         decoder and ``"random"`` otherwise (the laplace and bernoulli losses
         have no closed-form linear optimum; ``"pca"`` with them, or with
         your own ``encoder`` or ``decoder``, is an error). ``warm_start``
-        never re-initialises. How the PCA is computed:
+        never re-initialises. With ``covariates``, the PCA is that of the
+        rows' residuals after their least-squares regression on the encoded
+        covariates, and the decoder's covariate weights start at the
+        regression's coefficients. How the PCA is computed:
         :doc:`/user_guide/estimator`.
+    categorical_covariates : "from_dtype" or array-like, default="from_dtype"
+        Which columns of the ``covariates`` passed to ``fit`` are
+        categorical (one-hot encoded over the levels seen in ``fit``); the
+        others are continuous (centred and scaled). ``"from_dtype"``: the
+        columns of a DataFrame with a categorical, string, object or
+        boolean dtype, or every column of an array of strings, objects or
+        booleans (a numeric array is all continuous). Else column indices,
+        column names (of a DataFrame) or a boolean mask over the columns.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data and stop when
         its loss has not improved by ``tol`` (relative) for
@@ -333,6 +345,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "beta_warmup": [NumberInterval(Real, 0, 1, closed="both")],
         "standardize": [StrOptions({"auto", "global"}), "boolean"],
         "init": [StrOptions({"auto", "pca", "random"})],
+        "categorical_covariates": [StrOptions({"from_dtype"}), "array-like"],
         "early_stopping": ["boolean"],
         "validation_fraction": [NumberInterval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [NumberInterval(Integral, 1, None, closed="left")],
@@ -361,6 +374,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         beta_warmup=0.25,
         standardize="auto",
         init="auto",
+        categorical_covariates="from_dtype",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -385,6 +399,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.beta_warmup = beta_warmup
         self.standardize = standardize
         self.init = init
+        self.categorical_covariates = categorical_covariates
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -399,7 +414,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     @_fit_context(prefer_skip_nested_validation=True)
     @outside_inference_mode
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, covariates=None):
         """Train the beta-VAE on X.
 
         Parameters
@@ -413,6 +428,17 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             so no other full-size temporary is made.
         y : None
             Ignored.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Per-sample covariates (age, sex, scanner site) that condition
+            the network, a conditional beta-VAE: the encoder reads them
+            beside X and the decoder beside the code, so the code need not
+            carry what they explain. Continuous ones are centred and scaled,
+            categorical ones (see ``categorical_covariates``) one-hot
+            encoded over the levels seen here; this encoding is kept and
+            applied by every later method, which then needs covariates too.
+            A DataFrame's column names are kept and checked later. In a
+            ``Pipeline`` they arrive by metadata routing
+            (``set_fit_request(covariates=True)``).
 
         Returns
         -------
@@ -446,26 +472,52 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         check_input_lr_scale(self.input_lr_scale, self.encoder)
         if self.warm_start and hasattr(self, "net_"):
             self._check_continuable(device)
-            self._fit(X, device)
+            self._fit(X, device, covariates=covariates)
             return self
         init = check_init(self.init, self.default_dist, self.encoder, self.decoder)
         # A new fit replaces the old model whole, even when it fails.
         self._forget_fit()
         try:
-            self._fit(X, device, init)
+            self._fit(X, device, init, covariates)
         except BaseException:
             if not getattr(self, "n_iter_", 0):
                 self._forget_fit()
             raise
         return self
 
-    def transform(self, X):
+    def fit_transform(self, X, y=None, *, covariates=None):
+        """Fit to X, then encode it.
+
+        The same as ``fit(X, covariates=covariates).transform(X,
+        covariates=covariates)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, as in ``fit``.
+        y : None
+            Ignored.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Per-sample covariates, as in ``fit``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components), dtype float64
+            Means of q(z|x) of the training rows.
+        """
+        return self.fit(X, covariates=covariates).transform(X, covariates=covariates)
+
+    def transform(self, X, *, covariates=None):
         """Encode X as posterior means.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Data to encode, processed in chunks.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Per-sample covariates, as passed to ``fit`` (the same columns,
+            in the same order; see ``fit``). Required when the model was
+            fitted with covariates, refused when it was not.
 
         Returns
         -------
@@ -480,15 +532,19 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             row; and for X of long doubles beyond float64's range.
         """
         X = self._validate_X(X)
-        return self._fitted_model().encode(X)
+        return self._fitted_model(covariates, len(X), "transform").encode(X)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X, *, covariates=None):
         """Decode latent codes back to the input space.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_components)
             Latent codes, e.g. the output of ``transform``.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            The covariates of each code's sample, as passed to ``fit`` (the same columns,
+            in the same order; see ``fit``). Required when the model was
+            fitted with covariates, refused when it was not.
 
         Returns
         -------
@@ -509,9 +565,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"inverse_transform expects latent codes with {self._n_features_out} "
                 f"columns (n_components); got X with {Z.shape[1]} columns."
             )
-        return self._fitted_model().decode(Z)
+        return self._fitted_model(covariates, len(Z), "inverse_transform").decode(Z)
 
-    def score_samples(self, X):
+    def score_samples(self, X, *, covariates=None):
         """Evidence lower bound (ELBO) of each sample, in the input's units.
 
         ``E_q[log p(x | z)] - KL(q(z|x) || N(0, I))`` with every normalising
@@ -528,6 +584,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ----------
         X : array-like of shape (n_samples, n_features)
             Data in the input's units.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Per-sample covariates, as passed to ``fit`` (the same columns,
+            in the same order; see ``fit``). Required when the model was
+            fitted with covariates, refused when it was not.
 
         Returns
         -------
@@ -536,9 +596,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             data that the bound overflows; never NaN.
         """
         X = self._validate_X(X)
-        return self._fitted_model().elbo(X)
+        return self._fitted_model(covariates, len(X), "score_samples").elbo(X)
 
-    def score(self, X, y=None):
+    def score(self, X, y=None, sample_weight=None, *, covariates=None):
         """Mean evidence lower bound per sample (higher is better).
 
         Parameters
@@ -547,16 +607,28 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             Data in the input's units, e.g. held-out samples.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the samples in the mean (None: equal). Also what lets
+            a ``Pipeline`` score with metadata routing enabled, which always
+            passes it on.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Per-sample covariates, as passed to ``fit`` (the same columns,
+            in the same order; see ``fit``). Required when the model was
+            fitted with covariates, refused when it was not.
 
         Returns
         -------
         score : float
-            Mean of ``score_samples(X)``; usable by ``GridSearchCV`` over
-            ``beta`` with no ``scoring`` argument.
+            Mean of ``score_samples(X)`` (weighted by ``sample_weight``);
+            usable by ``GridSearchCV`` over ``beta`` with no ``scoring``
+            argument.
         """
-        return float(np.mean(self.score_samples(X)))
+        elbo = self.score_samples(X, covariates=covariates)
+        if sample_weight is None:
+            return float(np.mean(elbo))
+        return float(np.average(elbo, weights=_check_sample_weight(sample_weight, elbo)))
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, covariates=None):
         """Draw codes from the prior N(0, I) and decode them.
 
         Parameters
@@ -565,6 +637,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             Number of samples to draw.
         random_state : int, RandomState instance or None, default=None
             Seeds the draws; None draws fresh ones.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            For a model fitted with covariates, those of each sample to
+            draw (one row per sample: ``n_samples`` must be their number),
+            as in ``fit``; refused otherwise.
 
         Returns
         -------
@@ -575,7 +651,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(random_state)
-        return self.inverse_transform(rng.standard_normal((n_samples, self._n_features_out)))
+        codes = rng.standard_normal((n_samples, self._n_features_out))
+        return self.inverse_transform(codes, covariates=covariates)
 
     def save(self, path):
         """Save the fitted estimator to one file, without pickle.
@@ -672,9 +749,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     # Private helpers -----------------------------------------------------
 
-    def _fit(self, X, device, init=None):
-        """Train on X: a new network started by ``init``, or (None) the fitted
-        one for ``max_iter`` more epochs."""
+    def _fit(self, X, device, init=None, covariates=None):
+        """Train on X (with ``covariates``): a new network started by
+        ``init``, or (None) the fitted one for ``max_iter`` more epochs."""
         new = init is not None
         # Numeric dtypes as they are: float32 is trained on in place, anything
         # else is converted once, chunk by chunk, through float64.
@@ -687,7 +764,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             if self.accelerator is not None:
                 seed = shared_seed(self.accelerator, seed)
-            architecture = self._architecture(X.shape[1])
+            encoding = None if covariates is None else CovariateEncoding.fit(
+                covariates, self.categorical_covariates, X.shape[0])
+            encoded = None if encoding is None else encoding.transform(covariates, X.shape[0], "fit")
+            architecture = self._architecture(X.shape[1], 0 if encoding is None else encoding.width)
             settings = self._training_settings(X.shape, split_seed=seed)
             net = build_net(
                 architecture,
@@ -701,27 +781,30 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             mean, scale = standardization(X, architecture.standardize)
             self._set_fitted_state(
                 net=net, device=device, architecture=architecture, mean=mean, scale=scale,
-                split_seed=seed, rng_state=seed_state(seed).numpy(), n_iter=0,
+                split_seed=seed, rng_state=seed_state(seed).numpy(), n_iter=0, covariates=encoding,
             )
         else:
+            encoded = self._encoded_covariates(covariates, X.shape[0], "fit")
             # The first fit's split, so that no validation row is ever trained on.
             settings = self._training_settings(X.shape, split_seed=self._split_seed_)
             without_inference_tensors(self.net_)
         configure_training(self.net_, settings)
-        self._train(X, pca_seed=self._split_seed_ if init == "pca" else None)
+        self._train(X, encoded, pca_seed=self._split_seed_ if init == "pca" else None)
 
-    def _train(self, X, pca_seed=None):
-        """Train ``net_`` on X (initialising it first if new) from the fitted
-        random state; a new net starts at the pPCA solution when ``pca_seed``
-        (seeding the PCA solver) is given."""
+    def _train(self, X, covariates, pca_seed=None):
+        """Train ``net_`` on X (with its encoded ``covariates``), initialising
+        it first if new, from the fitted random state; a new net starts at
+        the pPCA solution when ``pca_seed`` (seeding the PCA solver) is given."""
         X_train = training_dataset(
-            X, self.mean_, self.scale_, self._architecture_.standardize, self.device_
+            X, self.mean_, self.scale_, self._architecture_.standardize, self.device_,
+            covariates=covariates,
         )
         net = self.net_
 
         def start():
             net.initialize()
-            check_module_outputs(net.vae_module(), X.shape[1], self.n_components, self.default_dist_)
+            check_module_outputs(net.vae_module(), X.shape[1], self.n_components, self.default_dist_,
+                                 self._architecture_.n_covariates)
             if pca_seed is not None:
                 pca_start(net, X_train, self.beta, pca_seed, log=self._print if self.verbose else None)
                 net.share_initial_state()
@@ -735,19 +818,21 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             self._rng_state_ = rng_state
         self.n_iter_ = n_iter
 
-    def _architecture(self, n_features):
-        """The ``Architecture`` the parameters describe, for ``n_features``."""
+    def _architecture(self, n_features, n_covariates):
+        """The ``Architecture`` the parameters describe, for ``n_features``
+        and ``n_covariates`` encoded covariate columns."""
         standardize = check_standardize(self.standardize, self.default_dist)
         return Architecture(
             n_components=self.n_components,
             hidden_layer_sizes=check_hidden_layer_sizes(self.hidden_layer_sizes),
             default_dist=self.default_dist,
             standardize=resolve_standardize(standardize, n_features),
+            n_covariates=n_covariates,
         )
 
     def _check_continuable(self, device):
         """Refuse a warm start that cannot continue the fitted network."""
-        architecture = self._architecture(self.n_features_in_)
+        architecture = self._architecture(self.n_features_in_, self._architecture_.n_covariates)
         for name, fitted in vars(self._architecture_).items():
             value = getattr(architecture, name)
             if value != fitted:
@@ -824,12 +909,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             split_seed=self._split_seed_,
             rng_state=self._rng_state_,
             n_iter=self.n_iter_,
+            covariates=self._covariate_encoding_,
             n_features_in=self.n_features_in_,
             feature_names_in=getattr(self, "feature_names_in_", None),
         )
 
     def _set_fitted_state(self, *, net, device, architecture, mean, scale, split_seed, rng_state,
-                          n_iter, n_features_in=None, feature_names_in=None):
+                          n_iter, covariates, n_features_in=None, feature_names_in=None):
         """Become fitted: the one place, for ``fit`` and for loading, that
         sets the fitted attributes (``n_features_in_`` and
         ``feature_names_in_`` when given: ``fit`` sets them in
@@ -843,6 +929,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._split_seed_ = split_seed
         self._rng_state_ = rng_state
         self.n_iter_ = n_iter
+        self._covariate_encoding_ = covariates
         if n_features_in is not None:
             self.n_features_in_ = n_features_in
         if feature_names_in is not None:
@@ -863,12 +950,40 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             check_unit_interval(X, self.default_dist_)
         return X
 
-    def _fitted_model(self):
+    def _fitted_model(self, covariates=None, n_rows=None, method=None):
+        """The fitted network for inference on ``n_rows`` rows with these
+        ``covariates`` (checked and encoded for ``method``)."""
+        check_is_fitted(self)
+        encoded = self._encoded_covariates(covariates, n_rows, method)
         module = self.net_.module_
         if module.training:
             # Once after fit, load or unpickling: inference uses posterior means.
             module.eval()
-        return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_)
+        return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_,
+                           covariates=encoded)
+
+    def _encoded_covariates(self, covariates, n_rows, method):
+        """``covariates`` encoded as in fit, or None for a model without;
+        a ValueError when they are missing, or given to a model without."""
+        encoding = self._covariate_encoding_
+        # Only a warm start reaches here from fit: it continues the fitted network.
+        refit = ("set warm_start=False to fit a new network" if method == "fit"
+                 else "refit it with fit(X, covariates=...)")
+        if encoding is None:
+            if covariates is not None:
+                raise ValueError(
+                    f"{method}: this model was fitted without covariates, so it takes none; "
+                    f"{refit} to condition it on them."
+                )
+            return None
+        if covariates is None:
+            columns = "" if encoding.names is None else f" ({', '.join(encoding.names)})"
+            raise ValueError(
+                f"{method}: this model was fitted with {len(encoding.kinds)} covariate(s)"
+                f"{columns}, so {method} needs them too: pass covariates=..., one row per "
+                "sample."
+            )
+        return encoding.transform(covariates, n_rows, method)
 
     def __getstate__(self):
         return {**super().__getstate__(), _PICKLE_FORMAT_KEY: FORMAT_VERSION}

@@ -9,10 +9,11 @@ import re
 
 import torch
 
+from ._covariates import CovariateEncoding
 from ._loss import DISTRIBUTIONS
 
 # What fit stores as architecture_ (``Architecture.to_json()``).
-_ARCHITECTURE_KEYS = {"n_components", "hidden_layer_sizes", "default_dist", "standardize"}
+_ARCHITECTURE_KEYS = {"n_components", "hidden_layer_sizes", "default_dist", "standardize", "n_covariates"}
 # Seeds are drawn below this (numpy's int32 maximum).
 _MAX_SEED = 2**31 - 1
 
@@ -100,6 +101,8 @@ def check_architecture(path, architecture, default_dist):
         refuse("architecture_['n_components']", n_components, "an integer of at least 1")
     if not (isinstance(sizes, list) and all(_integer(size, 1) for size in sizes)):
         refuse("architecture_['hidden_layer_sizes']", sizes, "a list of positive integers")
+    if not _integer(architecture["n_covariates"], 0):
+        refuse("architecture_['n_covariates']", architecture["n_covariates"], "an integer of at least 0")
     dist = architecture["default_dist"]
     if dist not in DISTRIBUTIONS:
         refuse("architecture_['default_dist']", dist, f"one of {list(DISTRIBUTIONS)}")
@@ -111,6 +114,25 @@ def check_architecture(path, architecture, default_dist):
                for value in allowed):
         refuse("architecture_['standardize']", standardize,
                " or ".join(map(repr, allowed)) + f" with default_dist {dist!r}")
+
+
+def check_covariates(path, document, n_covariates):
+    """The ``CovariateEncoding`` of ``covariates_`` (None for a model without),
+    whose width is the network's ``n_covariates``."""
+    if document is None:
+        encoding = None
+    else:
+        try:
+            encoding = CovariateEncoding.from_json(document)
+        except ValueError as error:
+            raise ValueError(f"{str(path)!r} holds covariates_ that are {error}.") from None
+    width = 0 if encoding is None else encoding.width
+    if width != n_covariates:
+        raise ValueError(
+            f"{str(path)!r} holds covariates_ encoded in {width} column(s) for a network that "
+            f"reads {n_covariates} (architecture_['n_covariates'])."
+        )
+    return encoding
 
 
 def check_device_name(path, device):

@@ -51,9 +51,12 @@ class FittedModel:
         The standardization the module was trained behind.
     default_dist : str
     device : torch.device
+    covariates : ndarray of shape (n_rows, n_covariates) or None, default=None
+        The encoded covariates of the rows (of X or of codes Z) that the
+        methods are then given: the network reads them after each row.
     """
 
-    def __init__(self, module, mean, scale, default_dist, device):
+    def __init__(self, module, mean, scale, default_dist, device, covariates=None):
         self.module = module
         parameters = [p for p in module.parameters() if p.ndim]
         self.dtype = parameters[0].dtype if parameters else torch.float32
@@ -63,6 +66,8 @@ class FittedModel:
         self.standardization = Standardization(mean, scale, device)
         self.default_dist = default_dist
         self.device = device
+        self.covariates = covariates
+        self.n_features = self.standardization.mean_array.size
 
     def map_chunks(self, X, fn):
         """Apply ``fn`` to row chunks of X, standardized and in the network's
@@ -71,12 +76,20 @@ class FittedModel:
         result, start = None, 0
         with torch.inference_mode():
             for chunk in self.standardization.chunks(X, self.dtype, self.device, self.width):
-                values = fn(chunk).cpu().numpy()
+                values = fn(self._with_covariates(chunk, start)).cpu().numpy()
                 if result is None:
                     result = np.empty((X.shape[0], *values.shape[1:]), dtype=values.dtype)
                 result[start:start + len(values)] = values
                 start += len(values)
         return result
+
+    def _with_covariates(self, rows, start):
+        """``rows`` (the chunk of rows from ``start`` on), with their
+        covariates appended when there are any."""
+        if self.covariates is None:
+            return rows
+        covariates = torch.as_tensor(self.covariates[start:start + len(rows)], device=rows.device)
+        return torch.cat([rows, covariates.to(rows.dtype)], 1)
 
     def encoder(self, x):
         """(mu, logvar), in float64, of standardized rows in the network's dtype."""
@@ -94,7 +107,8 @@ class FittedModel:
         start = 0
         with torch.inference_mode():
             for z in iter_chunks(Z, torch.float64, self.device, width=self.width):
-                output = self.module.decoder(z.to(self.dtype))
+                z = self._with_covariates(z.to(self.dtype), start)
+                output = self.module.decoder(z)
                 rows = result[start:start + len(output)]
                 if output.device.type == "cpu":
                     # Straight into the result: no float64 copy of the output.
@@ -121,9 +135,11 @@ class FittedModel:
             mu, logvar = self.encoder(x)
             eps = elbo_noise(mu.shape[1]).to(self.device)
             std = posterior_std(logvar)
+            data = x[:, :self.n_features]
             log_lik = sum(
                 unit_log_likelihood_per_sample(
-                    x, self.module.decoder((mu + std * e).to(self.dtype)), self.default_dist
+                    data, self.module.decoder(self.module.decoder_input((mu + std * e).to(self.dtype), x)),
+                    self.default_dist,
                 )
                 for e in eps
             ) / len(eps)

@@ -147,19 +147,25 @@ class VAEModule(nn.Module):
     encoder, decoder : nn.Module or None, default=None
         Replace the built-in MLPs. The encoder maps a batch of data to
         ``(mu, logvar)``; the decoder maps codes to the decoder output.
+    n_covariates : int, default=0
+        The number of encoded covariate columns, which follow the
+        ``n_features`` data columns of every input batch: the encoder reads
+        the whole row (data and covariates), the decoder the code with the
+        covariates appended (a conditional VAE).
     """
 
     def __init__(
         self, n_features, n_components, hidden_layer_sizes, default_dist, encoder=None,
-        decoder=None,
+        decoder=None, n_covariates=0,
     ):
         super().__init__()
         hidden = tuple(hidden_layer_sizes)
+        self.n_covariates = n_covariates
         self.encoder = (
-            MLPEncoder(n_features, hidden, n_components) if encoder is None else encoder
+            MLPEncoder(n_features + n_covariates, hidden, n_components) if encoder is None else encoder
         )
         self.decoder = (
-            MLPDecoder(n_components, hidden[::-1], n_features, default_dist)
+            MLPDecoder(n_components + n_covariates, hidden[::-1], n_features, default_dist)
             if decoder is None
             else decoder
         )
@@ -167,4 +173,11 @@ class VAEModule(nn.Module):
     def forward(self, x):
         mu, logvar = self.encoder(x)
         z = mu + posterior_std(logvar) * torch.randn(mu.shape, generator=getattr(self, "noise_generator", None), dtype=mu.dtype, device=mu.device) if self.training else mu  # noqa: E501
-        return self.decoder(z), mu, logvar
+        return self.decoder(self.decoder_input(z, x)), mu, logvar
+
+    def decoder_input(self, z, x):
+        """What the decoder reads for codes ``z`` of the input rows ``x``: the
+        codes, with the rows' covariate columns appended when there are any."""
+        if not self.n_covariates:
+            return z
+        return torch.cat([z, x[:, x.shape[1] - self.n_covariates:].to(z.dtype)], dim=1)

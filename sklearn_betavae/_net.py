@@ -122,7 +122,8 @@ class BetaVAENet(NeuralNet):
     def loss_terms(self, y_pred, X):
         """All loss terms of a batch: the criterion's dict."""
         decoder_output, mu, logvar = y_pred
-        X = to_tensor(X, device=self.device)
+        # The data columns: covariates, if any, follow them (see VAEModule).
+        X = to_tensor(X, device=self.device)[:, :decoder_output.shape[1]]
         p = decoder_distribution(decoder_output, self.criterion_.default_dist)
         return self.criterion_(X, p, posterior_distribution(mu, logvar))
 

@@ -89,6 +89,37 @@ def training_rows(net, dataset):
     return chunks, len(train_part)
 
 
+def covariate_regression(chunks, n_features):
+    """Least-squares coefficients of the data columns of the rows that
+    ``chunks()`` yields on an intercept and their covariate columns (those
+    after the first ``n_features``): an array ``(1 + n_covariates,
+    n_features)``, the intercept first, summed over chunks without a copy
+    of the rows. One-hot levels with the intercept are collinear: the
+    minimum-norm solution is taken, whose fitted values are the same."""
+    gram = cross = None
+    for chunk in chunks():
+        design = _design(chunk, n_features)
+        data = chunk[:, :n_features].astype(np.float64)
+        gram = design.T @ design if gram is None else gram + design.T @ design
+        cross = design.T @ data if cross is None else cross + design.T @ data
+    return np.linalg.lstsq(gram, cross, rcond=None)[0]
+
+
+def _design(chunk, n_features):
+    covariates = chunk[:, n_features:].astype(np.float64)
+    return np.hstack([np.ones((len(chunk), 1)), covariates])
+
+
+def _residuals(chunks, n_features, coef):
+    """A ``chunks`` callable of the data columns less their regression on the
+    covariates."""
+    def residual_chunks():
+        for chunk in chunks():
+            yield chunk[:, :n_features].astype(np.float64) - _design(chunk, n_features) @ coef
+
+    return residual_chunks
+
+
 def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
     """PCA of the rows that ``chunks()`` yields, without a copy of them.
 
@@ -189,8 +220,15 @@ def pca_start(net, dataset, beta, random_state, log=None):
     if not (isinstance(encoder, MLPEncoder) and isinstance(decoder, MLPDecoder)):
         raise TypeError('init="pca" needs the built-in encoder and decoder.')
     n_components = encoder.linear_map().out_features // 2
-    n_features = encoder.linear_map().in_features
+    n_covariates = module.n_covariates
+    n_features = encoder.linear_map().in_features - n_covariates
     chunks, n_rows = training_rows(net, dataset)
+    if n_covariates:
+        # The conditional model's linear optimum: pPCA of what the covariates'
+        # linear effect leaves, that effect in the decoder's covariate weights.
+        with np.errstate(all="ignore"):
+            coef = covariate_regression(chunks, n_features)
+        chunks = _residuals(chunks, n_features, coef)
     with np.errstate(all="ignore"):
         mean, components, eigenvalues, explained = fit_pca(
             chunks, n_rows, n_features, n_components, random_state
@@ -206,13 +244,20 @@ def pca_start(net, dataset, beta, random_state, log=None):
              * (max(n_rows, n_features) * np.finfo(np.float32).eps) ** 2)
     gain, logvar, loading = ppca_solution(eigenvalues, beta, floor)
     k = len(eigenvalues)
-    enc_weight = np.zeros((2 * n_components, n_features))
+    enc_weight = np.zeros((2 * n_components, n_features + n_covariates))
     enc_bias = np.zeros(2 * n_components)
-    enc_weight[:k] = gain[:, None] * components
-    enc_bias[:k] = -enc_weight[:k] @ mean
+    enc_weight[:k, :n_features] = gain[:, None] * components
     enc_bias[n_components:n_components + k] = logvar
-    dec_weight = np.zeros((n_features, n_components))
+    dec_weight = np.zeros((n_features, n_components + n_covariates))
     dec_weight[:, :k] = components.T * loading
+    if n_covariates:
+        # x = intercept + effects^T c + W z: the encoder reads x less what
+        # the covariates explain.
+        intercept, effects = coef[0], coef[1:]
+        enc_weight[:k, n_features:] = -enc_weight[:k, :n_features] @ effects.T
+        dec_weight[:, n_components:] = effects.T
+        mean = mean + intercept
+    enc_bias[:k] = -enc_weight[:k, :n_features] @ mean
     with torch.no_grad():
         _assign(encoder.linear_map(), enc_weight, enc_bias)
         _assign(decoder.linear_map(), dec_weight, mean)

@@ -32,6 +32,7 @@ from ._device import resolve_device, saved_device, usable_device_param
 from ._file_checks import (
     check_architecture,
     check_arrays,
+    check_covariates,
     check_device_name,
     check_fitted_fields,
     check_output_config,
@@ -322,6 +323,7 @@ def estimator_state(estimator):
         "architecture_": state["architecture"].to_json(),
         "split_seed_": state["split_seed"],
         "warmup_epochs": dict(net.callbacks_)["kl_warmup"].epochs,
+        "covariates_": None if state["covariates"] is None else state["covariates"].to_json(),
     }
     arrays = {"mean": state["mean"], "scale": state["scale"], "rng_state": state["rng_state"]}
     optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
@@ -403,6 +405,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     architecture = Architecture.from_json(fitted["architecture_"])
     n_features = fitted["n_features_in_"]
     check_fitted_fields(path, fitted)
+    covariates = check_covariates(path, fitted["covariates_"], architecture.n_covariates)
 
     net = build_net(architecture, n_features=n_features, encoder=encoder, decoder=decoder,
                     warmup_epochs=fitted["warmup_epochs"], device=target)
@@ -416,7 +419,8 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
             f"The weights in {str(path)!r} do not fit the network its parameters describe: {error}"
         ) from error
     check_arrays(path, tensors, net, n_features)
-    check_module_outputs(net.module_, n_features, architecture.n_components, architecture.default_dist)
+    check_module_outputs(net.module_, n_features, architecture.n_components, architecture.default_dist,
+                         architecture.n_covariates)
     history = History(join_history(path, document["history"], tensors))
     feature_names = fitted["feature_names_in_"]
     problems = [
@@ -432,7 +436,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     estimator._set_fitted_state(
         net=net, device=target, architecture=architecture, mean=tensors["mean"].numpy(),
         scale=tensors["scale"].numpy(), split_seed=fitted["split_seed_"],
-        rng_state=tensors["rng_state"].numpy(), n_iter=fitted["n_iter_"],
+        rng_state=tensors["rng_state"].numpy(), n_iter=fitted["n_iter_"], covariates=covariates,
         n_features_in=n_features, feature_names_in=feature_names,
     )
     check_output_config(path, document["output_config"])

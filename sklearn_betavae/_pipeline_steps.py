@@ -16,20 +16,23 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ._estimator import BetaVAETransformer
 
 
-def compute_latent_maps(vae, preceding, kl):
+def compute_latent_maps(vae, preceding, kl, covariates=None):
     """What ``inspection.latent_maps`` returns for a fitted ``vae`` after the
     ``preceding`` steps (or None), ordered by ``kl``, the KL per latent (None:
-    index order)."""
-    model = vae._fitted_model()
+    index order); for a model with covariates, averaged over the rows of
+    ``covariates``."""
     n_components = vae._n_features_out
-    origin = torch.zeros(1, n_components, dtype=model.dtype, device=vae.device_)
+    n_rows = 1 if covariates is None else len(covariates)
+    model = vae._fitted_model(covariates, n_rows, "latent_maps")
+    origin = torch.zeros(n_rows, n_components, dtype=model.dtype, device=vae.device_)
+    rows = model._with_covariates(origin, 0)  # the codes, with their covariates after them
     columns = []
     for latent in range(n_components):
-        direction = torch.zeros_like(origin)
-        direction[0, latent] = 1.0
+        direction = torch.zeros_like(rows)
+        direction[:, latent] = 1.0
         # Forward mode: one pass per latent, whatever the number of features.
-        _, column = torch.func.jvp(model.module.decoder, (origin,), (direction,))
-        columns.append(column[0].detach().double().cpu().numpy())
+        _, column = torch.func.jvp(model.module.decoder, (rows,), (direction,))
+        columns.append(column.detach().double().mean(dim=0).cpu().numpy())
     maps = np.stack(columns) * vae.scale_
     if not np.isfinite(maps).all():
         raise ValueError("The decoder's Jacobian at the prior mean is not finite; the maps are undefined.")
@@ -39,6 +42,20 @@ def compute_latent_maps(vae, preceding, kl):
     if preceding is not None:
         maps = _through_steps(preceding, maps)
     return Bunch(maps=maps, latents=latents, kl=kl)
+
+
+def repeat_row(covariates, n):
+    """One row of covariates (a DataFrame's or an array's), ``n`` times;
+    None stays None."""
+    if covariates is None:
+        return None
+    if len(covariates) != 1:
+        raise ValueError(
+            f"covariates must be one row, the covariates every code is decoded with; got {len(covariates)}."
+        )
+    if hasattr(covariates, "iloc"):  # pandas
+        return covariates.iloc[np.zeros(n, dtype=int)]
+    return np.repeat(np.asarray(covariates), n, axis=0)
 
 
 def _through_steps(preceding, maps):

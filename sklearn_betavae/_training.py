@@ -108,12 +108,16 @@ class Architecture:
     default_dist : {"normal", "laplace", "bernoulli"}
     standardize : bool or "global"
         The scaling ``fit`` resolved ("auto" made concrete).
+    n_covariates : int, default=0
+        The number of encoded covariate columns the network reads beside
+        the data and the code (0: not conditioned).
     """
 
     n_components: int
     hidden_layer_sizes: tuple
     default_dist: str
     standardize: object
+    n_covariates: int = 0
 
     @classmethod
     def from_json(cls, document):
@@ -174,6 +178,7 @@ def build_net(architecture, *, n_features, encoder, decoder, warmup_epochs, devi
         module__n_components=architecture.n_components,
         module__hidden_layer_sizes=architecture.hidden_layer_sizes,
         module__default_dist=architecture.default_dist,
+        module__n_covariates=architecture.n_covariates,
         module__encoder=None if encoder is None else check_user_module(encoder, "encoder"),
         module__decoder=None if decoder is None else check_user_module(decoder, "decoder"),
         # skorch accepts criterion__* arguments only for nn.Module criteria.

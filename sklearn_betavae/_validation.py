@@ -84,15 +84,15 @@ def check_user_module(module, name):
     return copy.deepcopy(module)
 
 
-def check_module_outputs(module, n_features, n_components, default_dist):
+def check_module_outputs(module, n_features, n_components, default_dist, n_covariates=0):
     """Run one tiny batch through the VAE and explain any shape or range mismatch."""
-    probe = torch.zeros(2, n_features, dtype=next(module.parameters()).dtype,
+    probe = torch.zeros(2, n_features + n_covariates, dtype=next(module.parameters()).dtype,
                         device=next(module.parameters()).device)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            encoded = module.encoder(probe)
+            encoded = _call(module.encoder, probe, "encoder", n_features, n_covariates)
             if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2):
                 raise ValueError(
                     "encoder must return a pair (mu, logvar); got "
@@ -104,7 +104,8 @@ def check_module_outputs(module, n_features, n_components, default_dist):
                         f"encoder's {part} must have shape (batch_size, n_components) = "
                         f"(2, {n_components}) on a batch of 2; got {tuple(tensor.shape)}."
                     )
-            decoded = module.decoder(encoded[0])
+            decoded = _call(module.decoder, module.decoder_input(encoded[0], probe), "decoder",
+                            n_components, n_covariates)
             if tuple(decoded.shape) != (2, n_features):
                 raise ValueError(
                     f"decoder must return shape (batch_size, n_features) = (2, {n_features}) "
@@ -118,6 +119,23 @@ def check_module_outputs(module, n_features, n_components, default_dist):
                 )
     finally:
         module.train(was_training)
+
+
+def _call(part, batch, name, width, n_covariates):
+    """``part(batch)``; with covariates, a failure explains what the part reads."""
+    if not n_covariates:
+        return part(batch)
+    try:
+        return part(batch)
+    except (RuntimeError, ValueError, IndexError) as error:
+        reads = "X's" if name == "encoder" else "the code's"
+        raise ValueError(
+            f"With covariates the {name} reads rows of {width} + {n_covariates} columns: "
+            f"{reads} {width} followed by the {n_covariates} encoded covariate columns (see "
+            f"BetaVAETransformer's covariates). Your own {name} failed on a batch of that "
+            f"width ({type(error).__name__}: {error}); make it take {width + n_covariates} "
+            "input columns."
+        ) from error
 
 
 def check_hidden_layer_sizes(hidden_layer_sizes):

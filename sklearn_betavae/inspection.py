@@ -12,7 +12,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import validate_params
 
-from ._pipeline_steps import check_traversal_values, compute_latent_maps, split_pipeline
+from ._pipeline_steps import check_traversal_values, compute_latent_maps, repeat_row, split_pipeline
 
 __all__ = [
     "latent_kl",
@@ -21,8 +21,9 @@ __all__ = [
 ]
 
 
-@validate_params({"X": ["array-like"]}, prefer_skip_nested_validation=True)
-def latent_kl(estimator, X):
+@validate_params({"X": ["array-like"], "covariates": "no_validation"},
+                 prefer_skip_nested_validation=True)
+def latent_kl(estimator, X, *, covariates=None):
     """Mean KL divergence from the prior of each latent, over the samples of X.
 
     A latent whose KL is near zero carries no information about the data
@@ -37,6 +38,9 @@ def latent_kl(estimator, X):
     X : array-like of shape (n_samples, n_features)
         Data in the estimator's input space (a pipeline's: its earlier steps
         transform X first).
+    covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+        The covariates of X's rows, for a model fitted with covariates
+        (see ``BetaVAETransformer.fit``).
 
     Returns
     -------
@@ -59,14 +63,15 @@ def latent_kl(estimator, X):
     if preceding is not None:
         X = preceding.transform(X)
     X = vae._validate_X(X)
-    return np.mean(vae._fitted_model().latent_kl(X), axis=0)
+    return np.mean(vae._fitted_model(covariates, len(X), "latent_kl").latent_kl(X), axis=0)
 
 
 @validate_params(
-    {"values": ["array-like"], "reference": ["array-like", None]},
+    {"values": ["array-like"], "reference": ["array-like", None], "covariates": "no_validation"},
     prefer_skip_nested_validation=True,
 )
-def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), reference=None):
+def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), reference=None, *,
+                     covariates=None):
     """Decode codes that vary one latent and hold the others at a reference.
 
     Parameters
@@ -84,6 +89,9 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
     reference : array-like of shape (n_components,) or None, default=None
         The other latents' values: None is the prior mean (zeros); the code
         of a subject (a row of ``transform``) gives that subject's traversal.
+    covariates : array-like or DataFrame of shape (1, n_covariates) or None, default=None
+        For a model fitted with covariates, the one row of covariates every
+        decoded code is conditioned on (a subject's: its age, sex, site).
 
     Returns
     -------
@@ -113,12 +121,13 @@ def latent_traversal(estimator, latent, values=np.linspace(-3.0, 3.0, 7), refere
         raise ValueError(f"reference must have shape ({n_components},); got {code.shape}.")
     Z = np.tile(code, (len(values), 1))
     Z[:, latent] = values
-    decoded = vae.inverse_transform(Z)
+    decoded = vae.inverse_transform(Z, covariates=repeat_row(covariates, len(Z)))
     return decoded if preceding is None else preceding.inverse_transform(decoded)
 
 
-@validate_params({"X": "no_validation"}, prefer_skip_nested_validation=True)
-def latent_maps(estimator, X=None):
+@validate_params({"X": "no_validation", "covariates": "no_validation"},
+                 prefer_skip_nested_validation=True)
+def latent_maps(estimator, X=None, *, covariates=None):
     """The pattern of every latent in input space: a brain map per latent.
 
     Each map is the change in the reconstruction per unit of one latent at
@@ -142,6 +151,12 @@ def latent_maps(estimator, X=None):
         Given, the latents are ordered by their mean KL from the prior on
         X, most informative first (see ``latent_kl``); None keeps them in
         index order.
+    covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+        For a model fitted with covariates (whose decoder, and so whose
+        maps, depend on them): the covariates of X's rows, or without X of
+        any rows (a population). The maps are then the decoder's Jacobian
+        at the prior mean averaged over these rows' covariates (for a
+        linear decoder the same for every row).
 
     Returns
     -------
@@ -167,4 +182,5 @@ def latent_maps(estimator, X=None):
     True
     """
     vae, preceding = split_pipeline(estimator)
-    return compute_latent_maps(vae, preceding, None if X is None else latent_kl(estimator, X))
+    kl = None if X is None else latent_kl(estimator, X, covariates=covariates)
+    return compute_latent_maps(vae, preceding, kl, covariates)
