@@ -76,14 +76,14 @@ class FittedModel:
         result, start = None, 0
         with torch.inference_mode():
             for chunk in self.standardization.chunks(X, self.dtype, self.device, self.width):
-                values = fn(self._with_covariates(chunk, start)).cpu().numpy()
+                values = fn(self.with_covariates(chunk, start)).cpu().numpy()
                 if result is None:
                     result = np.empty((X.shape[0], *values.shape[1:]), dtype=values.dtype)
                 result[start:start + len(values)] = values
                 start += len(values)
         return result
 
-    def _with_covariates(self, rows, start):
+    def with_covariates(self, rows, start):
         """``rows`` (the chunk of rows from ``start`` on), with their
         covariates appended when there are any."""
         if self.covariates is None:
@@ -107,7 +107,7 @@ class FittedModel:
         start = 0
         with torch.inference_mode():
             for z in iter_chunks(Z, torch.float64, self.device, width=self.width):
-                z = self._with_covariates(z.to(self.dtype), start)
+                z = self.with_covariates(z.to(self.dtype), start)
                 output = self.module.decoder(z)
                 rows = result[start:start + len(output)]
                 if output.device.type == "cpu":

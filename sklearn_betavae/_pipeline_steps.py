@@ -25,7 +25,7 @@ def compute_latent_maps(vae, preceding, kl, covariates=None):
     n_rows = 1 if covariates is None else len(covariates)
     model = vae._fitted_model(covariates, n_rows, "latent_maps")
     origin = torch.zeros(n_rows, n_components, dtype=model.dtype, device=vae.device_)
-    rows = model._with_covariates(origin, 0)  # the codes, with their covariates after them
+    rows = model.with_covariates(origin, 0)  # the codes, with their covariates after them
     columns = []
     for latent in range(n_components):
         direction = torch.zeros_like(rows)

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_betavae import BetaVAETransformer, load_pipeline, save_pipeline
 from sklearn_betavae._covariates import CovariateEncoding
-from tests.conftest import FAST_PARAMS, requires_cuda
+from tests.conftest import FAST_PARAMS, LinearEncoder, requires_cuda
 
 N = 240
 
@@ -258,23 +258,14 @@ def test_the_pca_start_regresses_out_the_covariates():
     assert 1 <= vae_mse / np.mean((baseline - X[test]) ** 2) < 1.01
 
 
-class _ConditionedEncoder(torch.nn.Module):
-    def __init__(self, width, n_components):
-        super().__init__()
-        self.linear = torch.nn.Linear(width, 2 * n_components)
-
-    def forward(self, x):
-        return tuple(self.linear(x).chunk(2, dim=-1))
-
-
 def test_your_own_modules_read_the_covariate_columns(population):
     X, covariates = population
     n_encoded = 1 + 3 + 2
-    params = {**FAST_PARAMS, "encoder": _ConditionedEncoder(30 + n_encoded, 3),
+    params = {**FAST_PARAMS, "encoder": LinearEncoder(30 + n_encoded, 3),
               "decoder": torch.nn.Linear(3 + n_encoded, 30)}
     vae = BetaVAETransformer(**params).fit(X, covariates=covariates)
     assert vae.transform(X, covariates=covariates).shape == (N, 3)
-    narrow = {**params, "encoder": _ConditionedEncoder(30, 3)}
+    narrow = {**params, "encoder": LinearEncoder(30, 3)}
     with pytest.raises(ValueError, match=r"encoder reads rows of 30 \+ 6 columns.*take 36 input"):
         BetaVAETransformer(**narrow).fit(X, covariates=covariates)
     narrow = {**params, "decoder": torch.nn.Linear(3, 30)}
