@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array
 
 from ._real_maps import load_nback_flanker
 
-__all__ = ["load_nback_flanker", "make_brain_population", "make_sprites"]
+__all__ = ["load_nback_flanker", "make_brain_cohort", "make_brain_population", "make_sprites"]
 
 # Fixed regions, in MNI millimetres, chosen where the 6 mm grey-matter mask
 # has 16-21 voxels within 10 mm.
@@ -27,6 +27,9 @@ _LEFT_HIPPOCAMPUS = (-25.0, -20.0, -15.0)
 _RIGHT_FRONTAL = (40.0, 20.0, 30.0)
 _PRECUNEUS = [(-10.0, -55.0, 35.0), (0.0, -45.0, 35.0), (10.0, -55.0, 35.0)]
 _LESION_PATH = ((-50.0, -60.0, 10.0), (-50.0, 20.0, 10.0))
+# make_brain_cohort's covariate regions, away from the factors' regions.
+_AGE_CENTRES = ((25.0, -20.0, -15.0), (-40.0, 20.0, 30.0))
+_SEX_CENTRE = (0.0, -85.0, 5.0)
 
 _CENTRES = {
     "amplitude": {"hippocampal_atrophy": _LEFT_HIPPOCAMPUS, "frontal_atrophy": _RIGHT_FRONTAL},
@@ -116,43 +119,223 @@ def make_brain_population(
     >>> population.factor_names, population.factors.shape
     (['lesion_position', 'lesion_extent'], (20, 2))
     """
-    import nibabel
-    from nilearn.datasets import load_mni152_gm_mask, load_mni152_gm_template
-
-    for name, value in (("n_subjects", n_subjects), ("resolution", resolution)):
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    _refuse_booleans(n_subjects=n_subjects, resolution=resolution)
     rng = check_random_state(random_state)
-    template_img = load_mni152_gm_template(resolution=resolution)
-    mask_img = load_mni152_gm_mask(resolution=resolution)
-    template = np.asarray(template_img.dataobj, dtype=np.float32)
-    millimetres = _voxel_millimetres(template.shape, template_img.affine)
+    template_img, mask_img, template, millimetres = _anatomy(resolution)
 
     names = list(_KINDS[kind])
     factors = rng.uniform(size=(n_subjects, len(names)))
 
     def render(factors):
-        factors = np.atleast_2d(np.asarray(factors, dtype=np.float64))
-        if factors.ndim != 2 or factors.shape[1] != len(names):
-            raise ValueError(
-                f"render expects factors of shape (n, {len(names)}), one column per factor "
-                f"({', '.join(names)}); got shape {factors.shape}."
-            )
-        factors = check_array(factors, input_name="factors")
-        if ((factors < 0) | (factors > 1)).any():
-            raise ValueError(
-                "render expects factor values in [0, 1], the range the factors are drawn "
-                f"from; got values from {factors.min():.3g} to {factors.max():.3g}."
-            )
+        factors = _check_factors(factors, names)
         return np.stack([_render_one(kind, template, millimetres, f) for f in factors])
 
-    volumes = render(factors)
-    volumes += rng.normal(scale=noise, size=volumes.shape).astype(np.float32)
-    images = [nibabel.Nifti1Image(volume, template_img.affine) for volume in volumes]
+    images = _noisy_images(render(factors), noise, rng, template_img.affine)
     return Bunch(
         images=images, factors=factors, factor_names=names, mask_img=mask_img,
         template_img=template_img, render=render, factor_centres=dict(_CENTRES[kind]),
     )
+
+
+@validate_params(
+    {
+        "n_subjects": [Interval(Integral, 1, None, closed="left")],
+        "kind": [StrOptions(set(_KINDS))],
+        "n_sites": [Interval(Integral, 1, None, closed="left")],
+        "resolution": [Interval(Integral, 1, None, closed="left")],
+        "noise": [Interval(Real, 0, _MAX_NOISE, closed="both")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_brain_cohort(
+    n_subjects=300, kind="amplitude", *, n_sites=3, resolution=6, noise=0.02, random_state=None
+):
+    """Simulated subjects with an age, a sex and a scanner site, and known factors.
+
+    The subjects of :func:`make_brain_population` (the same kinds of
+    independent factors, drawn uniformly in [0, 1]), each also given the
+    covariates a normative study records, and changed by them as real
+    brains and scanners change images:
+
+    ``age``
+        Uniform in [20, 80] years. A loss that grows with the square of age
+        (none at 20, depth 0.35 at 80: nonlinear in age) in two regions of
+        8 mm width, the right hippocampus and the left middle frontal gyrus.
+    ``sex``
+        ``"F"`` or ``"M"``, with probability 1/2: ``"M"`` maps are 10% higher
+        in an occipital region of 12 mm width.
+    ``site``
+        ``"site_1"`` to ``"site_{n_sites}"``, with probability ``1/n_sites``:
+        each site multiplies the whole map by its own scale (uniform in
+        [0.9, 1.1]) and adds its own smooth offset map (three Gaussians of
+        20 mm width at random grey-matter places, amplitudes uniform in
+        [-0.06, 0.06]), as scanners differ.
+
+    The factors, age, sex and site are drawn independently of each other.
+    Gaussian noise is added last.
+
+    Parameters
+    ----------
+    n_subjects : int, default=300
+        Number of simulated subjects (images).
+    kind : {"amplitude", "overlapping", "nonlinear"}, default="amplitude"
+        The factors, as in :func:`make_brain_population`.
+    n_sites : int, default=3
+        Number of scanner sites. The sites' scales and offsets are drawn
+        first, so the sites of one ``random_state`` are the same whatever
+        ``n_subjects``.
+    resolution : int, default=6
+        Voxel size in mm of the template: 6 gives 8,656 grey-matter voxels,
+        4 gives 28,144.
+    noise : float, default=0.02
+        Standard deviation of the i.i.d. Gaussian noise added to every voxel,
+        in [0, 1e36] (the images are float32).
+    random_state : int, RandomState instance or None, default=None
+        Draws the sites, the factors, the covariates and the noise.
+
+    Returns
+    -------
+    cohort : sklearn.utils.Bunch
+        ``images``: list of ``n_subjects`` 3D ``nibabel.Nifti1Image``
+        (float32); ``covariates``: a pandas DataFrame with the columns
+        ``age`` (float), ``sex`` and ``site`` (categorical), one row per
+        subject, ready for ``BetaVAETransformer(...).fit(X, covariates=...)``;
+        ``factors``, ``factor_names``, ``factor_centres``, ``mask_img`` and
+        ``template_img`` as in :func:`make_brain_population`;
+        ``covariate_centres``: a dict from ``"age"`` and ``"sex"`` to the
+        centres, in MNI millimetres, of the regions they change;
+        ``site_scales``: ndarray of shape (n_sites,); ``site_offsets``:
+        ndarray of shape (n_sites, x, y, z); ``render``: a function from
+        factors of shape (n, n_factors), values in [0, 1], and a covariates
+        DataFrame of n rows (the columns above) to the (n, x, y, z)
+        noise-free volumes.
+
+    See Also
+    --------
+    make_brain_population : The same factors, without covariates.
+
+    Examples
+    --------
+    >>> from sklearn_betavae.datasets import make_brain_cohort
+    >>> cohort = make_brain_cohort(30, n_sites=3, random_state=0)
+    >>> len(cohort.images), list(cohort.covariates.columns)
+    (30, ['age', 'sex', 'site'])
+    >>> sorted(cohort.covariates["site"].cat.categories)
+    ['site_1', 'site_2', 'site_3']
+    """
+    import pandas as pd
+
+    _refuse_booleans(n_subjects=n_subjects, n_sites=n_sites, resolution=resolution)
+    rng = check_random_state(random_state)
+    template_img, mask_img, template, millimetres = _anatomy(resolution)
+    in_mask = millimetres[np.asarray(mask_img.dataobj) > 0]
+
+    site_scales = rng.uniform(0.9, 1.1, size=n_sites).astype(np.float32)
+    site_offsets = np.stack([
+        sum(
+            amplitude * _blob(millimetres, in_mask[place], 20.0)
+            for amplitude, place in zip(
+                rng.uniform(-0.06, 0.06, size=3), rng.choice(len(in_mask), size=3)
+            )
+        )
+        for _ in range(n_sites)
+    ]).astype(np.float32)
+    age_pattern = sum(_blob(millimetres, centre, 8.0) for centre in _AGE_CENTRES)
+    sex_pattern = _blob(millimetres, _SEX_CENTRE, 12.0)
+    site_names = [f"site_{k + 1}" for k in range(n_sites)]
+    names = list(_KINDS[kind])
+
+    def render(factors, covariates):
+        factors = _check_factors(factors, names)
+        age, male, site = _check_cohort_covariates(covariates, len(factors), site_names)
+        volumes = np.stack([_render_one(kind, template, millimetres, f) for f in factors])
+        ageing = ((age - 20.0) / 60.0) ** 2
+        volumes *= 1.0 - 0.35 * ageing[:, None, None, None] * age_pattern
+        volumes *= 1.0 + 0.1 * male[:, None, None, None] * sex_pattern
+        volumes *= site_scales[site][:, None, None, None]
+        volumes += site_offsets[site]
+        return volumes.astype(np.float32)
+
+    factors = rng.uniform(size=(n_subjects, len(names)))
+    covariates = pd.DataFrame({
+        "age": rng.uniform(20.0, 80.0, size=n_subjects),
+        "sex": pd.Categorical(rng.choice(["F", "M"], size=n_subjects), categories=["F", "M"]),
+        "site": pd.Categorical(
+            np.asarray(site_names)[rng.randint(n_sites, size=n_subjects)], categories=site_names
+        ),
+    })
+    images = _noisy_images(render(factors, covariates), noise, rng, template_img.affine)
+    return Bunch(
+        images=images, covariates=covariates, factors=factors, factor_names=names,
+        factor_centres=dict(_CENTRES[kind]), mask_img=mask_img, template_img=template_img,
+        covariate_centres={"age": list(_AGE_CENTRES), "sex": [_SEX_CENTRE]},
+        site_scales=site_scales, site_offsets=site_offsets, render=render,
+    )
+
+
+def _refuse_booleans(**counts):
+    for name, value in counts.items():
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
+def _anatomy(resolution):
+    from nilearn.datasets import load_mni152_gm_mask, load_mni152_gm_template
+
+    template_img = load_mni152_gm_template(resolution=resolution)
+    mask_img = load_mni152_gm_mask(resolution=resolution)
+    template = np.asarray(template_img.dataobj, dtype=np.float32)
+    return template_img, mask_img, template, _voxel_millimetres(template.shape, template_img.affine)
+
+
+def _noisy_images(volumes, noise, rng, affine):
+    import nibabel
+
+    volumes += rng.normal(scale=noise, size=volumes.shape).astype(np.float32)
+    return [nibabel.Nifti1Image(volume, affine) for volume in volumes]
+
+
+def _check_cohort_covariates(covariates, n_rows, site_names):
+    columns = ["age", "sex", "site"]
+    if not hasattr(covariates, "columns") or list(covariates.columns) != columns:
+        raise ValueError(
+            f"render expects covariates as a DataFrame with the columns {columns}, like "
+            "the cohort's; got "
+            + (f"the columns {list(covariates.columns)}." if hasattr(covariates, "columns")
+               else f"a {type(covariates).__name__}.")
+        )
+    if len(covariates) != n_rows:
+        raise ValueError(
+            f"render expects one row of covariates per row of factors ({n_rows}); "
+            f"got {len(covariates)}."
+        )
+    age = check_array(
+        np.asarray(covariates["age"], dtype=np.float64).reshape(-1, 1), input_name="age"
+    ).ravel()
+    for column, known in (("sex", ["F", "M"]), ("site", site_names)):
+        unknown = sorted(set(map(str, covariates[column])) - set(known))
+        if unknown:
+            raise ValueError(f"render knows the {column} levels {known}; got {unknown}.")
+    male = (np.asarray(covariates["sex"], dtype=object) == "M").astype(np.float32)
+    site = np.asarray([site_names.index(str(s)) for s in covariates["site"]])
+    return age.astype(np.float32), male, site
+
+
+def _check_factors(factors, names):
+    factors = np.atleast_2d(np.asarray(factors, dtype=np.float64))
+    if factors.ndim != 2 or factors.shape[1] != len(names):
+        raise ValueError(
+            f"render expects factors of shape (n, {len(names)}), one column per factor "
+            f"({', '.join(names)}); got shape {factors.shape}."
+        )
+    factors = check_array(factors, input_name="factors")
+    if ((factors < 0) | (factors > 1)).any():
+        raise ValueError(
+            "render expects factor values in [0, 1], the range the factors are drawn "
+            f"from; got values from {factors.min():.3g} to {factors.max():.3g}."
+        )
+    return factors
 
 
 def _voxel_millimetres(shape, affine):

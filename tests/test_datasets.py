@@ -10,7 +10,7 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from sklearn_betavae import BetaVAETransformer
-from sklearn_betavae.datasets import make_brain_population, make_sprites
+from sklearn_betavae.datasets import make_brain_cohort, make_brain_population, make_sprites
 from sklearn_betavae.inspection import latent_traversal
 from sklearn_betavae.metrics import best_match_scores
 from tests.conftest import FAST_PARAMS
@@ -179,6 +179,95 @@ def test_render_checks_its_factors():
     for bad in (np.zeros((2, 3)), np.zeros((2, 1)), np.full((1, 2), np.nan), np.zeros((0, 2))):
         with pytest.raises(ValueError, match=r"render expects factors of shape \(n, 2\)|NaN|0 sample"):
             population.render(bad)
+
+
+# Cohorts: the populations with an age, a sex and a site (issue 34).
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return make_brain_cohort(60, kind="overlapping", n_sites=4, random_state=0)
+
+
+def _change_in(volumes, mask, centres, millimetres, radius):
+    """Largest change inside and outside ``radius`` mm of the centres, in the mask."""
+    near = np.zeros(mask.shape, dtype=bool)
+    for centre in centres:
+        near |= np.linalg.norm(millimetres - np.asarray(centre), axis=-1) < radius
+    change = np.abs(volumes[1] - volumes[0])
+    return change[mask & near].max(), change[mask & ~near].max()
+
+
+@needs_nilearn
+def test_cohort_covariates_shapes_and_seeding(cohort):
+    covariates = cohort.covariates
+    assert len(cohort.images) == len(covariates) == len(cohort.factors) == 60
+    assert list(covariates.columns) == ["age", "sex", "site"]
+    assert covariates["age"].between(20, 80).all()
+    assert list(covariates["sex"].cat.categories) == ["F", "M"]
+    assert list(covariates["site"].cat.categories) == ["site_1", "site_2", "site_3", "site_4"]
+    assert cohort.site_scales.shape == (4,) and cohort.site_offsets.shape == (4, 34, 40, 33)
+    assert cohort.factor_names == ["precuneus_left", "precuneus_centre", "precuneus_right"]
+    again = make_brain_cohort(60, kind="overlapping", n_sites=4, random_state=0)
+    np.testing.assert_array_equal(again.images[7].get_fdata(), cohort.images[7].get_fdata())
+    more = make_brain_cohort(90, kind="overlapping", n_sites=4, random_state=0)
+    np.testing.assert_array_equal(more.site_offsets, cohort.site_offsets)
+    # The noise-free volumes plus the noise are the images.
+    volumes = cohort.render(cohort.factors[:3], covariates.iloc[:3])
+    residual = np.stack([image.get_fdata() for image in cohort.images[:3]]) - volumes
+    assert 0.015 < residual.std() < 0.025
+
+
+@needs_nilearn
+def test_each_covariate_changes_the_images_where_documented(cohort):
+    import pandas as pd
+
+    from sklearn_betavae.datasets import _voxel_millimetres
+
+    mask = cohort.mask_img.get_fdata() > 0
+    millimetres = _voxel_millimetres(mask.shape, cohort.mask_img.affine)
+    factors = np.full((2, 3), 0.5)
+
+    def subjects(**columns):
+        base = {"age": [20.0, 20.0], "sex": ["F", "F"], "site": ["site_1", "site_1"], **columns}
+        return pd.DataFrame(base)
+
+    inside, outside = _change_in(cohort.render(factors, subjects(age=[20.0, 80.0])), mask,
+                                 cohort.covariate_centres["age"], millimetres, radius=25.0)
+    assert inside > 0.1 and outside < 0.02 * inside
+    young, middle, old = cohort.render(np.full((3, 3), 0.5), pd.DataFrame(
+        {"age": [20.0, 50.0, 80.0], "sex": ["F"] * 3, "site": ["site_1"] * 3}))
+    # Nonlinear in age: the first 30 years do a quarter of what the next 30 do.
+    first, second = np.abs(middle - young)[mask].max(), np.abs(old - middle)[mask].max()
+    assert 0.2 < first / second < 0.4
+    inside, outside = _change_in(cohort.render(factors, subjects(sex=["F", "M"])), mask,
+                                 cohort.covariate_centres["sex"], millimetres, radius=36.0)
+    assert inside > 0.03 and outside < 0.02 * inside
+    site_1, site_2 = cohort.render(factors, subjects(site=["site_1", "site_2"]))
+    expected = (cohort.site_scales[1] / cohort.site_scales[0]) * (site_1 - cohort.site_offsets[0])
+    np.testing.assert_allclose(site_2, expected + cohort.site_offsets[1], atol=1e-5)
+
+
+@needs_nilearn
+def test_cohort_render_and_arguments_are_checked(cohort):
+    import pandas as pd
+
+    good = cohort.covariates.iloc[:2]
+    with pytest.raises(ValueError, match=r"the columns \['age', 'sex', 'site'\].*got the columns"):
+        cohort.render(cohort.factors[:2], good[["site", "sex", "age"]])
+    with pytest.raises(ValueError, match="as a DataFrame .* got a ndarray"):
+        cohort.render(cohort.factors[:2], np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="one row of covariates per row of factors"):
+        cohort.render(cohort.factors[:2], cohort.covariates.iloc[:3])
+    unseen = pd.DataFrame({"age": [30.0], "sex": ["F"], "site": ["site_9"]})
+    with pytest.raises(ValueError, match=r"site levels .*got \['site_9'\]"):
+        cohort.render(cohort.factors[:1], unseen)
+    with pytest.raises(ValueError, match="NaN"):
+        cohort.render(cohort.factors[:1], unseen.assign(age=np.nan, site="site_1"))
+    for bad, match in (({"n_sites": 0}, "'n_sites' parameter"), ({"n_sites": True}, "n_sites must"),
+                       ({"kind": "linear"}, "'kind' parameter")):
+        with pytest.raises(ValueError, match=match):
+            make_brain_cohort(2, **bad)
 
 
 # dSprites-like sprites: core dependencies only.

@@ -1,0 +1,239 @@
+"""Covariates (issue 34): the conditional beta-VAE against PCA, PCA after regression and the plain beta-VAE.
+
+Usage:
+    OMP_NUM_THREADS=1 python benchmarks/bench_covariates.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_covariates.py --n-train 300 --seeds 0 \
+        --populations amplitude/3
+
+For each population (``sklearn_betavae.datasets.make_brain_cohort``: a kind
+of factors and a number of scanner sites; age, sex and site change the
+images), each seed (a new cohort and new model seeds) and each training
+size, masks the images with nilearn's ``NiftiMasker`` and fits, with the
+same number of components, on the first ``n_train`` subjects:
+
+- ``PCA``: scikit-learn's PCA of the images;
+- ``PCA after regression``: a least-squares regression of every voxel on
+  the encoded covariates (age scaled, sex and site one-hot), then PCA of the
+  residuals (the linear conditional model);
+- ``beta-VAE``: ``BetaVAETransformer`` with its defaults, no covariates;
+- ``conditional beta-VAE``: the same, fitted with ``covariates=``.
+
+Each is scored on ``--n-test`` held-out subjects of the same sites: the
+reconstruction mean squared error; the log-likelihood per map (PCA's
+``score``; for the beta-VAEs ``score``, the evidence lower bound, a lower
+bound of it; the conditional models' are of the map given its covariates);
+the mean best-match rank correlation of the codes with the true factors
+(``metrics.best_match_scores``; the factors are independent of the
+covariates); how well the held-out codes predict the site (balanced
+accuracy, 5-fold stratified cross-validation among the held-out subjects,
+logistic regression and gradient boosting; chance is 1 / n_sites) and the
+age (R^2, ridge regression and gradient boosting; chance 0); and the fit
+time. Prints one row per fit, failures included, then a summary against
+the issue's targets.
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.compose import make_column_transformer
+from sklearn.decomposition import PCA
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeCV
+from sklearn.metrics import balanced_accuracy_score, r2_score
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae.datasets import make_brain_cohort
+from sklearn_betavae.metrics import best_match_scores
+
+POPULATIONS = ["amplitude/3", "overlapping/3", "nonlinear/3", "amplitude/5", "nonlinear/5"]
+METHODS = ["PCA", "PCA after regression", "beta-VAE", "conditional beta-VAE"]
+HEADER = (
+    "| n_train | population | seed | method | held-out MSE | held-out log-lik/map | train log-lik/map "
+    "| best match | site bal. acc. (logistic / boosting) | chance | age R^2 (ridge / boosting) | fit s |"
+)
+
+
+class RegressedPCA:
+    """Regression of every feature on the encoded covariates, then PCA of the residuals."""
+
+    def __init__(self, n_components, random_state):
+        self.encoder = _covariate_encoder()
+        self.regression = LinearRegression()
+        self.pca = PCA(n_components, random_state=random_state)
+
+    def fit(self, X, covariates):
+        C = self.encoder.fit_transform(covariates)
+        self.pca.fit(X - self.regression.fit(C, X).predict(C))
+        return self
+
+    def residuals(self, X, covariates):
+        return X - self.regression.predict(self.encoder.transform(covariates))
+
+    def transform(self, X, covariates):
+        return self.pca.transform(self.residuals(X, covariates))
+
+    def reconstruct(self, X, covariates):
+        C = self.encoder.transform(covariates)
+        return self.regression.predict(C) + self.pca.inverse_transform(self.transform(X, covariates))
+
+    def score(self, X, covariates):
+        return self.pca.score(self.residuals(X, covariates))
+
+
+def _covariate_encoder():
+    return make_column_transformer(
+        (StandardScaler(), ["age"]),
+        (OneHotEncoder(drop="first", sparse_output=False), ["sex", "site"]),
+    )
+
+
+def _fit_and_score(method, X_train, X_test, C_train, C_test, k, seed):
+    """Returns the held-out codes, MSE, log-likelihoods (held-out, train) and the fit time."""
+    start = time.perf_counter()
+    if method == "PCA":
+        model = PCA(k, random_state=seed).fit(X_train)
+        seconds = time.perf_counter() - start
+        Z = model.transform(X_test)
+        reconstruction = model.inverse_transform(Z)
+        scores = model.score(X_test), model.score(X_train)
+    elif method == "PCA after regression":
+        model = RegressedPCA(k, seed).fit(X_train, C_train)
+        seconds = time.perf_counter() - start
+        Z = model.transform(X_test, C_test)
+        reconstruction = model.reconstruct(X_test, C_test)
+        scores = model.score(X_test, C_test), model.score(X_train, C_train)
+    else:
+        kwargs = {"covariates": C_train} if method == "conditional beta-VAE" else {}
+        test = {"covariates": C_test} if kwargs else {}
+        model = BetaVAETransformer(n_components=k, random_state=seed).fit(X_train, **kwargs)
+        seconds = time.perf_counter() - start
+        Z = model.transform(X_test, **test)
+        reconstruction = model.inverse_transform(Z, **test)
+        scores = model.score(X_test, **test), model.score(X_train, **kwargs)
+    return Z, float(np.mean((reconstruction - X_test) ** 2)), scores, seconds
+
+
+def _leakage(Z, C_test, seed):
+    """What the held-out codes tell of the site and the age, cross-validated among them."""
+    sites = np.asarray(C_test["site"].astype(str))
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    site = [
+        balanced_accuracy_score(sites, cross_val_predict(model, Z, sites, cv=folds))
+        for model in (
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+            HistGradientBoostingClassifier(random_state=seed),
+        )
+    ]
+    age_folds = KFold(5, shuffle=True, random_state=seed)
+    age = [
+        r2_score(C_test["age"], cross_val_predict(model, Z, C_test["age"], cv=age_folds))
+        for model in (
+            make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))),
+            HistGradientBoostingRegressor(random_state=seed),
+        )
+    ]
+    return site, age
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--populations", nargs="+", default=POPULATIONS,
+                        help="kind/number of sites, e.g. nonlinear/5")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--n-train", nargs="+", type=int, default=[300, 1000])
+    parser.add_argument("--n-test", type=int, default=300)
+    parser.add_argument("--n-components", type=int, default=10)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from nilearn.maskers import NiftiMasker
+
+    print(HEADER)
+    print("|" + "---|" * HEADER.count(" | ") + "---|")
+    rows = []
+    for n_train in args.n_train:
+        for population in args.populations:
+            kind, n_sites = population.split("/")
+            for seed in args.seeds:
+                cohort = make_brain_cohort(n_train + args.n_test, kind, n_sites=int(n_sites),
+                                           random_state=seed)
+                X = NiftiMasker(cohort.mask_img, standardize=None).fit_transform(cohort.images)
+                X_train, X_test = X[:n_train], X[n_train:]
+                C_train = cohort.covariates.iloc[:n_train].reset_index(drop=True)
+                C_test = cohort.covariates.iloc[n_train:].reset_index(drop=True)
+                for method in args.methods:
+                    row = dict(n_train=n_train, population=population, seed=seed, method=method,
+                               chance=1 / int(n_sites))
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            Z, mse, (ll_test, ll_train), seconds = _fit_and_score(
+                                method, X_train, X_test, C_train, C_test, args.n_components, seed)
+                            site, age = _leakage(Z, C_test, seed)
+                        match = best_match_scores(Z, cohort.factors[n_train:]).mean()
+                        row.update(mse=mse, ll_test=ll_test, ll_train=ll_train, match=match,
+                                   site=site, age=age, seconds=seconds)
+                        print(f"| {n_train} | {population} | {seed} | {method} | {mse:.3e} | "
+                              f"{ll_test:.1f} | {ll_train:.1f} | {match:.3f} | "
+                              f"{site[0]:.3f} / {site[1]:.3f} | {row['chance']:.3f} | "
+                              f"{age[0]:.3f} / {age[1]:.3f} | {seconds:.1f} |", flush=True)
+                    except Exception as error:  # a failure is a row too
+                        row["error"] = f"{type(error).__name__}: {error}"
+                        print(f"| {n_train} | {population} | {seed} | {method} | failed: "
+                              f"{row['error'][:120]} |", flush=True)
+                    rows.append(row)
+    _summary(rows)
+
+
+def _summary(rows):
+    print("\nSummary: mean over populations and seeds (n fits); then the issue's targets.\n")
+    print("| n_train | method | fits | held-out MSE | held-out log-lik/map | best match "
+          "| site acc. above chance (logistic / boosting) | age R^2 (ridge / boosting) |")
+    print("|---|---|---|---|---|---|---|---|")
+    done = [row for row in rows if "error" not in row]
+    for n_train in sorted({row["n_train"] for row in rows}):
+        for method in METHODS:
+            group = [r for r in done if r["n_train"] == n_train and r["method"] == method]
+            if not group:
+                continue
+            mean = {key: np.mean([r[key] for r in group], axis=0)
+                    for key in ("mse", "ll_test", "match", "site", "age")}
+            above = np.mean([np.subtract(r["site"], r["chance"]) for r in group], axis=0)
+            print(f"| {n_train} | {method} | {len(group)} | {mean['mse']:.3e} | "
+                  f"{mean['ll_test']:.1f} | {mean['match']:.3f} | "
+                  f"{above[0]:+.3f} / {above[1]:+.3f} | {mean['age'][0]:.3f} / {mean['age'][1]:.3f} |")
+    by_fit = {}
+    for r in done:
+        by_fit.setdefault((r["n_train"], r["population"], r["seed"]), {})[r["method"]] = r
+    pairs = [fit for fit in by_fit.values() if {"conditional beta-VAE", "beta-VAE",
+                                                "PCA after regression"} <= set(fit)]
+    if not pairs:
+        return
+    conditional = [fit["conditional beta-VAE"] for fit in pairs]
+    print(f"\nTargets over {len(pairs)} cohorts:")
+    for j, name in enumerate(("logistic", "boosting")):
+        gaps = [r["site"][j] - r["chance"] for r in conditional]
+        plain = [fit["beta-VAE"]["site"][j] - fit["beta-VAE"]["chance"] for fit in pairs]
+        print(f"- site from the conditional codes within 5 pp of chance ({name}): "
+              f"{sum(abs(g) <= 0.05 for g in gaps)}/{len(gaps)} (largest excess {max(gaps):+.3f}); "
+              f"from the plain codes: {min(plain):+.3f} to {max(plain):+.3f} above chance")
+    match_gaps = [fit["conditional beta-VAE"]["match"] - fit["PCA after regression"]["match"]
+                  for fit in pairs]
+    print(f"- best match at least PCA after regression's: {sum(g >= 0 for g in match_gaps)}"
+          f"/{len(pairs)} (differences {min(match_gaps):+.3f} to {max(match_gaps):+.3f})")
+    elbo_gaps = [fit["conditional beta-VAE"]["ll_test"] - fit["beta-VAE"]["ll_test"] for fit in pairs]
+    print(f"- held-out ELBO at least the plain beta-VAE's: {sum(g >= 0 for g in elbo_gaps)}"
+          f"/{len(pairs)} (differences {min(elbo_gaps):+.1f} to {max(elbo_gaps):+.1f} nats/map)")
+    failures = [r for r in rows if "error" in r]
+    print(f"- failed fits: {len(failures)}")
+
+
+if __name__ == "__main__":
+    main()
