@@ -23,6 +23,7 @@ from ._device import training_device, usable_device_param
 from ._distributed import is_main_process, main_process_print, shared_seed
 from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
+from ._normative import NormativeReference, reference_split, strata_of
 from ._pca_start import pca_start
 from ._persistence import FORMAT_VERSION, load_estimator, save_estimator
 from ._training import (
@@ -52,6 +53,23 @@ from ._validation import (
 
 # The key of the format version in a pickled estimator's state.
 _PICKLE_FORMAT_KEY = "_sklearn_betavae_format"
+
+
+def _training_rows(X, encoded, rows):
+    """X and its encoded covariates without the reference rows (as they are
+    when there are none)."""
+    if rows is None:
+        return X, encoded
+    training = rows[0]
+    return X[training], None if encoded is None else encoded[training]
+
+
+def _covariate_rows(covariates, rows):
+    if hasattr(covariates, "iloc"):
+        return covariates.iloc[rows]
+    if hasattr(covariates, "columns"):
+        return covariates[rows]  # polars selects rows by an integer array
+    return np.asarray(covariates)[rows]
 
 
 def _is_progress_bar(callback):
@@ -194,6 +212,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Patience of early stopping, in epochs.
     tol : float, default=1e-4
         Relative improvement of the validation loss that counts as progress.
+    reference_fraction : float, default=0.0
+        Share of the rows ``fit`` holds out of training, as the reference
+        controls on which ``deviation_scores`` measures each feature's
+        spread (0: none; normative modelling needs one, for example 0.2).
+        Drawn at random within each combination of categorical covariates
+        (site and sex), so every level stays in training. See
+        :doc:`/user_guide/normative`.
     encoder : torch.nn.Module or None, default=None
         Your own encoder, mapping a float32 batch ``(batch, n_features)`` to a
         pair ``(mu, logvar)`` of shape ``(batch, n_components)`` each, with
@@ -274,6 +299,9 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Number of epochs run, over all warm-started fits.
     n_features_in_ : int
         Number of features seen during ``fit``.
+    reference_indices_ : ndarray of shape (n_reference,) or None
+        The rows of the training data held out as the reference
+        (``reference_fraction``), or None.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during ``fit``, when X has string column
         names.
@@ -350,6 +378,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "validation_fraction": [NumberInterval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [NumberInterval(Integral, 1, None, closed="left")],
         "tol": [NumberInterval(Real, 0, None, closed="left")],
+        "reference_fraction": [NumberInterval(Real, 0, 1, closed="left")],
         "encoder": [nn.Module, None],
         "decoder": [nn.Module, None],
         "callbacks": [list, None],
@@ -379,6 +408,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
+        reference_fraction=0.0,
         encoder=None,
         decoder=None,
         callbacks=None,
@@ -404,6 +434,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.reference_fraction = reference_fraction
         self.encoder = encoder
         self.decoder = decoder
         self.callbacks = callbacks
@@ -654,6 +685,124 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         codes = rng.standard_normal((n_samples, self._n_features_out))
         return self.inverse_transform(codes, covariates=covariates)
 
+    def deviation_scores(self, X, *, covariates=None):
+        """Per-feature z-scores of X against what the model expects of each row.
+
+        The normative model's deviation map: for each row and feature,
+        ``(x - expected - m) / s``, where ``expected`` is the row's
+        reconstruction (the decoder's mean at its posterior-mean code and
+        its covariates) and ``m`` and ``s`` the mean and standard deviation
+        of that feature's residual ``x - expected`` over the reference rows
+        that ``fit`` held out of training (``reference_fraction``). Negative
+        where a value is below what is expected (as atrophy is). In the
+        reference rows themselves each feature's z-scores have mean 0 and
+        standard deviation 1.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New subjects, in the input's units.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Their covariates, as passed to ``fit``. A continuous covariate
+            outside its range among the training rows gives a warning that
+            says how far.
+
+        Returns
+        -------
+        z : ndarray of shape (n_samples, n_features)
+            The z-scores, float64.
+
+        Raises
+        ------
+        ValueError
+            When the model has no reference: fitted with
+            ``reference_fraction=0``, or a warm start that did not finish.
+
+        See Also
+        --------
+        deviation_percentiles : One score per subject.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_betavae import BetaVAETransformer
+        >>> X, _ = load_digits(return_X_y=True)
+        >>> vae = BetaVAETransformer(n_components=4, max_iter=5, reference_fraction=0.2,
+        ...                          random_state=0).fit(X[:500])
+        >>> vae.deviation_scores(X[500:510]).shape
+        (10, 64)
+        """
+        X = self._validate_X(X)
+        reference = self._measured_reference("deviation_scores")
+        model = self._fitted_model(covariates, len(X), "deviation_scores")
+        if model.covariates is not None:
+            reference.warn_outside(model.covariates, "deviation_scores")
+        residuals = np.asarray(X, dtype=np.float64) - model.decode(model.encode(X))
+        return reference.z_scores(residuals)
+
+    def deviation_percentiles(self, X, *, covariates=None):
+        """One deviation score per subject: a percentile among the reference rows.
+
+        Each row's mean squared z-score (``deviation_scores`` squared,
+        averaged over the features: about 1 for a typical control) and
+        where it falls among the same statistic of the reference rows, in
+        percent: 50 is a typical control, 100 beyond every reference
+        subject. The reference rows' own statistics are in
+        ``reference_deviations_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New subjects, in the input's units.
+        covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+            Their covariates, as passed to ``fit``.
+
+        Returns
+        -------
+        percentiles : ndarray of shape (n_samples,)
+            In [0, 100]; ties count half.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_betavae import BetaVAETransformer
+        >>> X, _ = load_digits(return_X_y=True)
+        >>> vae = BetaVAETransformer(n_components=4, max_iter=5, reference_fraction=0.2,
+        ...                          random_state=0).fit(X[:500])
+        >>> vae.deviation_percentiles(X[500:503]).shape
+        (3,)
+        """
+        z = self.deviation_scores(X, covariates=covariates)
+        return self._reference_.percentiles(np.mean(z**2, axis=1))
+
+    @property
+    def reference_indices_(self):
+        """The training rows held out as the reference, or None (see ``reference_fraction``)."""
+        check_is_fitted(self)
+        return None if self._reference_ is None else self._reference_.indices
+
+    @property
+    def reference_deviations_(self):
+        """The reference rows' mean squared z-scores, sorted (None without a measured reference)."""
+        check_is_fitted(self)
+        reference = self._reference_
+        return None if reference is None or not reference.measured else reference.deviations
+
+    def _measured_reference(self, method):
+        reference = self._reference_
+        if reference is None:
+            raise ValueError(
+                f"{method} compares each feature with its spread among reference subjects the "
+                "network did not train on, and this model has none: fit it with "
+                "reference_fraction > 0 (for example 0.2) to hold them out of training."
+            )
+        if not reference.measured:
+            raise ValueError(
+                f"{method}: the last fit (a warm start) did not finish, so the reference "
+                "spread was not measured on the network as it is now; fit again."
+            )
+        return reference
+
     def save(self, path):
         """Save the fitted estimator to one file, without pickle.
 
@@ -767,8 +916,15 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             encoding = None if covariates is None else CovariateEncoding.fit(
                 covariates, self.categorical_covariates, X.shape[0])
             encoded = None if encoding is None else encoding.transform(covariates, X.shape[0], "fit")
+            rows = self._reference_rows(X.shape[0], seed, encoded, encoding)
+            if rows is not None and encoding is not None:
+                # Scaled on the training rows alone (every level is among them).
+                encoding = CovariateEncoding.fit(
+                    _covariate_rows(covariates, rows[0]), self.categorical_covariates, len(rows[0]))
+                encoded = encoding.transform(covariates, X.shape[0], "fit")
+            X_fit, encoded_fit = _training_rows(X, encoded, rows)
             architecture = self._architecture(X.shape[1], 0 if encoding is None else encoding.width)
-            settings = self._training_settings(X.shape, split_seed=seed)
+            settings = self._training_settings(X_fit.shape, split_seed=seed)
             net = build_net(
                 architecture,
                 n_features=X.shape[1],
@@ -778,18 +934,45 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 device=device,
                 accelerator=self.accelerator,
             )
-            mean, scale = standardization(X, architecture.standardize)
+            mean, scale = standardization(X_fit, architecture.standardize)
             self._set_fitted_state(
                 net=net, device=device, architecture=architecture, mean=mean, scale=scale,
                 split_seed=seed, rng_state=seed_state(seed).numpy(), n_iter=0, covariates=encoding,
             )
         else:
             encoded = self._encoded_covariates(covariates, X.shape[0], "fit")
-            # The first fit's split, so that no validation row is ever trained on.
-            settings = self._training_settings(X.shape, split_seed=self._split_seed_)
+            # The first fit's splits, so that no validation or reference row
+            # is ever trained on.
+            rows = self._reference_rows(X.shape[0], self._split_seed_, encoded,
+                                        self._covariate_encoding_)
+            X_fit, encoded_fit = _training_rows(X, encoded, rows)
+            settings = self._training_settings(X_fit.shape, split_seed=self._split_seed_)
             without_inference_tensors(self.net_)
+            # Measured again below, on the network as it ends: until then
+            # (for good, if training fails) there is none to score against.
+            if self._reference_ is not None:
+                self._reference_ = self._reference_.unmeasured()
         configure_training(self.net_, settings)
-        self._train(X, encoded, pca_seed=self._split_seed_ if init == "pca" else None)
+        self._train(X_fit, encoded_fit, pca_seed=self._split_seed_ if init == "pca" else None)
+        if rows is not None:
+            self._reference_ = self._measure_reference(X, encoded, rows)
+
+    def _reference_rows(self, n_rows, seed, encoded, encoding):
+        """The ``(training, reference)`` rows of ``reference_fraction``, or None."""
+        if not self.reference_fraction:
+            return None
+        return reference_split(n_rows, self.reference_fraction, seed, strata_of(encoded, encoding))
+
+    def _measure_reference(self, X, encoded, rows):
+        """The ``NormativeReference`` of the fitted network on the reference rows."""
+        training, reference = rows
+        X_reference = np.asarray(X[reference], dtype=np.float64)
+        model = self._model_for(None if encoded is None else encoded[reference])
+        residuals = X_reference - model.decode(model.encode(X_reference))
+        return NormativeReference.measure(
+            self.reference_fraction, reference, residuals,
+            None if encoded is None else encoded[training], self._covariate_encoding_,
+        )
 
     def _train(self, X, covariates, pca_seed=None):
         """Train ``net_`` on X (with its encoded ``covariates``), initialising
@@ -841,6 +1024,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     f"must stay {fitted!r}; got {value!r}. Set warm_start=False to fit "
                     "a new network."
                 )
+        fitted_fraction = 0.0 if self._reference_ is None else self._reference_.fraction
+        if self.reference_fraction != fitted_fraction:
+            raise ValueError(
+                "warm_start=True continues training the fitted network on the same rows, so "
+                f"reference_fraction must stay {fitted_fraction!r} (another would train on "
+                f"reference rows); got {self.reference_fraction!r}. Set warm_start=False to "
+                "fit a new network."
+            )
         accelerated = self.net_.accelerated
         if (self.accelerator is not None) != accelerated:
             raise ValueError(
@@ -910,12 +1101,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             rng_state=self._rng_state_,
             n_iter=self.n_iter_,
             covariates=self._covariate_encoding_,
+            reference=self._reference_,
             n_features_in=self.n_features_in_,
             feature_names_in=getattr(self, "feature_names_in_", None),
         )
 
     def _set_fitted_state(self, *, net, device, architecture, mean, scale, split_seed, rng_state,
-                          n_iter, covariates, n_features_in=None, feature_names_in=None):
+                          n_iter, covariates, reference=None, n_features_in=None,
+                          feature_names_in=None):
         """Become fitted: the one place, for ``fit`` and for loading, that
         sets the fitted attributes (``n_features_in_`` and
         ``feature_names_in_`` when given: ``fit`` sets them in
@@ -930,6 +1123,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._rng_state_ = rng_state
         self.n_iter_ = n_iter
         self._covariate_encoding_ = covariates
+        self._reference_ = reference
         if n_features_in is not None:
             self.n_features_in_ = n_features_in
         if feature_names_in is not None:
@@ -954,7 +1148,10 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """The fitted network for inference on ``n_rows`` rows with these
         ``covariates`` (checked and encoded for ``method``)."""
         check_is_fitted(self)
-        encoded = self._encoded_covariates(covariates, n_rows, method)
+        return self._model_for(self._encoded_covariates(covariates, n_rows, method))
+
+    def _model_for(self, encoded):
+        """The fitted network for inference on rows with these encoded covariates."""
         module = self.net_.module_
         if module.training:
             # Once after fit, load or unpickling: inference uses posterior means.

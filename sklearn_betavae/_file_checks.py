@@ -7,10 +7,12 @@ that no fit produces is a ``ValueError`` naming the file and the field.
 
 import re
 
+import numpy as np
 import torch
 
 from ._covariates import CovariateEncoding
 from ._loss import DISTRIBUTIONS
+from ._normative import NormativeReference
 
 # What fit stores as architecture_ (``Architecture.to_json()``).
 _ARCHITECTURE_KEYS = {"n_components", "hidden_layer_sizes", "default_dist", "standardize", "n_covariates"}
@@ -133,6 +135,32 @@ def check_covariates(path, document, n_covariates):
             f"reads {n_covariates} (architecture_['n_covariates'])."
         )
     return encoding
+
+
+def check_reference(path, document, tensors, n_features):
+    """The ``NormativeReference`` of ``reference_`` and its ``reference.*``
+    arrays (None for a model without one), as a fit measures them."""
+    if document is None:
+        return None
+    arrays = {name[len("reference."):]: value.numpy() for name, value in tensors.items()
+              if name.startswith("reference.")}
+    fraction = document.get("fraction") if isinstance(document, dict) else None
+    measured = {"residual_mean", "residual_scale", "deviations"} & set(arrays)
+    problems = [
+        "a fraction outside (0, 1)" * (not (isinstance(fraction, float) and 0 < fraction < 1)),
+        "no reference rows" * ("indices" not in arrays or arrays["indices"].ndim != 1),
+        "some of its measurements without the others" * (0 < len(measured) < 3),
+        f"spreads not of shape ({n_features},) and positive" * (len(measured) == 3 and not (
+            arrays["residual_mean"].shape == arrays["residual_scale"].shape == (n_features,)
+            and np.all(arrays["residual_scale"] > 0) and np.all(np.isfinite(arrays["residual_mean"]))
+        )),
+    ]
+    if any(problems):
+        raise ValueError(f"{str(path)!r} holds a reference_ with {', '.join(filter(None, problems))}.")
+    try:
+        return NormativeReference.from_json(document, arrays)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{str(path)!r} holds a reference_ that is not as fit saves it: {error}") from None
 
 
 def check_device_name(path, device):

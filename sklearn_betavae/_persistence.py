@@ -36,6 +36,7 @@ from ._file_checks import (
     check_device_name,
     check_fitted_fields,
     check_output_config,
+    check_reference,
 )
 from ._training import Architecture, build_net
 from ._validation import check_module_outputs
@@ -324,8 +325,12 @@ def estimator_state(estimator):
         "split_seed_": state["split_seed"],
         "warmup_epochs": dict(net.callbacks_)["kl_warmup"].epochs,
         "covariates_": None if state["covariates"] is None else state["covariates"].to_json(),
+        "reference_": None if state["reference"] is None else state["reference"].to_json(),
     }
     arrays = {"mean": state["mean"], "scale": state["scale"], "rng_state": state["rng_state"]}
+    if state["reference"] is not None:
+        arrays.update({f"reference.{name}": array
+                       for name, array in state["reference"].tensors().items()})
     optimizer_document, optimizer_tensors = flatten_optimizer_state(net.optimizer_.state_dict())
     document = {
         "versions": _library_versions(),
@@ -406,6 +411,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
     n_features = fitted["n_features_in_"]
     check_fitted_fields(path, fitted)
     covariates = check_covariates(path, fitted["covariates_"], architecture.n_covariates)
+    reference = check_reference(path, fitted.get("reference_"), tensors, n_features)
 
     net = build_net(architecture, n_features=n_features, encoder=encoder, decoder=decoder,
                     warmup_epochs=fitted["warmup_epochs"], device=target)
@@ -437,6 +443,7 @@ def _rebuild(cls, path, document, tensors, device, encoder, decoder):
         net=net, device=target, architecture=architecture, mean=tensors["mean"].numpy(),
         scale=tensors["scale"].numpy(), split_seed=fitted["split_seed_"],
         rng_state=tensors["rng_state"].numpy(), n_iter=fitted["n_iter_"], covariates=covariates,
+        reference=reference,
         n_features_in=n_features, feature_names_in=feature_names,
     )
     check_output_config(path, document["output_config"])

@@ -1,0 +1,173 @@
+"""Tests of ``_normative`` and the estimator's deviation scores (issue 35:
+normative deviation maps)."""
+
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from skorch.callbacks import Callback
+
+from sklearn_betavae import BetaVAETransformer, load_pipeline, save_pipeline
+from sklearn_betavae._normative import reference_split
+from tests.conftest import FAST_PARAMS
+
+N, D = 300, 40
+
+
+@pytest.fixture(scope="module")
+def controls():
+    """Low-rank rows with a site offset and an age effect, and their covariates."""
+    rng = np.random.default_rng(0)
+    site = rng.choice(["a", "b", "c"], N)
+    age = rng.uniform(20, 80, N)
+    X = (rng.normal(size=(N, 3)) @ rng.normal(size=(3, D))
+         + np.eye(3)[pd.Categorical(site).codes] @ rng.normal(size=(3, D))
+         + (age[:, None] - 50) / 30 * rng.normal(size=(1, D))
+         + 0.3 * rng.normal(size=(N, D)))
+    return X, pd.DataFrame({"age": age, "site": site})
+
+
+@pytest.fixture(scope="module")
+def normative(controls):
+    X, covariates = controls
+    params = {**FAST_PARAMS, "max_iter": 20}
+    return BetaVAETransformer(**params, reference_fraction=0.25).fit(X, covariates=covariates)
+
+
+def test_the_reference_rows_are_not_trained_on(controls, normative):
+    """Fitting with a reference is fitting on the other rows: the same bits."""
+    X, covariates = controls
+    reference = normative.reference_indices_
+    training = np.setdiff1d(np.arange(N), reference)
+    assert len(reference) == pytest.approx(0.25 * N, abs=3)
+    alone = BetaVAETransformer(**{**FAST_PARAMS, "max_iter": 20})
+    alone.fit(X[training], covariates=covariates.iloc[training])
+    np.testing.assert_array_equal(alone.mean_, normative.mean_)
+    for name, weights in normative.net_.module_.state_dict().items():
+        np.testing.assert_array_equal(alone.net_.module_.state_dict()[name], weights, err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:deviation_scores. covariate 'age'")  # a reference row may be older
+def test_reference_z_scores_are_standardized(controls, normative):
+    X, covariates = controls
+    rows = normative.reference_indices_
+    z = normative.deviation_scores(X[rows], covariates=covariates.iloc[rows])
+    assert z.shape == (len(rows), D)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(z.std(axis=0, ddof=1), 1, rtol=1e-9)
+    np.testing.assert_allclose(np.sort(np.mean(z**2, axis=1)), normative.reference_deviations_)
+
+
+def test_a_focal_deviation_is_found_where_it_is_and_with_its_sign(controls, normative):
+    X, covariates = controls
+    rows = normative.reference_indices_[:20]
+    patients = X[rows].copy()
+    patients[:, :4] -= 3.0  # a loss in four features, ten residual spreads deep
+    z = normative.deviation_scores(patients, covariates=covariates.iloc[rows])
+    assert (z[:, :4] < -3).mean() > 0.9
+    assert (np.abs(z[:, 4:]) > 3).mean() < 0.05
+    assert normative.deviation_percentiles(patients, covariates=covariates.iloc[rows]).min() > 90
+    controls_percentiles = normative.deviation_percentiles(X[rows], covariates=covariates.iloc[rows])
+    assert 20 < np.median(controls_percentiles) < 80
+
+
+def test_the_split_keeps_every_level_in_training_and_in_proportion():
+    strata = np.repeat([0, 1, 2], [100, 20, 1])
+    training, reference = reference_split(121, 0.2, seed=0, strata=strata)
+    assert np.bincount(strata[reference], minlength=3).tolist() == [20, 4, 0]
+    assert set(strata[training]) == {0, 1, 2}
+    np.testing.assert_array_equal(np.sort(np.concatenate([training, reference])), np.arange(121))
+    with pytest.raises(ValueError, match="gives 1 reference row.*at least 2"):
+        reference_split(5, 0.2, seed=0)
+
+
+def test_a_covariate_outside_the_training_range_warns_how_far(controls, normative):
+    X, covariates = controls
+    older = covariates.iloc[:3].assign(age=[50.0, 95.0, 60.0])
+    outside = r"'age' of 1 row\(s\) lies outside .*\[20.*, 79.*\], by up to 1[5-9]\."
+    with pytest.warns(UserWarning, match=outside):
+        normative.deviation_scores(X[:3], covariates=older)
+    with pytest.warns(UserWarning, match="'age'"):
+        normative.deviation_percentiles(X[:3], covariates=older)
+
+
+def test_a_model_without_a_reference_says_how_to_get_one(controls):
+    X, covariates = controls
+    plain = BetaVAETransformer(**FAST_PARAMS).fit(X, covariates=covariates)
+    assert plain.reference_indices_ is None and plain.reference_deviations_ is None
+    for method in (plain.deviation_scores, plain.deviation_percentiles):
+        with pytest.raises(ValueError, match="has none: fit it with reference_fraction > 0"):
+            method(X[:2], covariates=covariates.iloc[:2])
+
+
+def test_a_warm_start_keeps_the_split_and_measures_again(controls, normative):
+    X, covariates = controls
+    vae = copy.deepcopy(normative).set_params(warm_start=True, max_iter=2)
+    vae.fit(X, covariates=covariates)
+    np.testing.assert_array_equal(vae.reference_indices_, normative.reference_indices_)
+    assert not np.array_equal(vae.reference_deviations_, normative.reference_deviations_)
+    with pytest.raises(ValueError, match="reference_fraction must stay 0.25"):
+        copy.deepcopy(vae).set_params(reference_fraction=0.1).fit(X, covariates=covariates)
+
+
+class _FailAtEpochEnd(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        raise RuntimeError("a failure in the middle of training")
+
+
+def test_a_warm_start_that_fails_leaves_no_stale_reference(controls, normative):
+    X, covariates = controls
+    vae = copy.deepcopy(normative).set_params(warm_start=True, max_iter=2,
+                                              callbacks=[_FailAtEpochEnd()])
+    with pytest.raises(RuntimeError, match="failure"):
+        vae.fit(X, covariates=covariates)
+    np.testing.assert_array_equal(vae.reference_indices_, normative.reference_indices_)
+    with pytest.raises(ValueError, match="did not finish"):
+        vae.deviation_scores(X[:2], covariates=covariates.iloc[:2])
+
+
+def test_files_and_pickles_keep_the_reference(controls, normative, tmp_path):
+    from sklearn.pipeline import Pipeline
+
+    X, covariates = controls
+    z = normative.deviation_scores(X[:5], covariates=covariates.iloc[:5])
+    normative.save(tmp_path / "vae.safetensors")
+    pipe = Pipeline([("vae", normative)])
+    save_pipeline(pipe, tmp_path / "pipe.safetensors")
+    for copy_ in (BetaVAETransformer.load(tmp_path / "vae.safetensors"),
+                  pickle.loads(pickle.dumps(normative)),
+                  load_pipeline(tmp_path / "pipe.safetensors").named_steps["vae"]):
+        np.testing.assert_array_equal(copy_.deviation_scores(X[:5], covariates=covariates.iloc[:5]), z)
+        np.testing.assert_array_equal(copy_.reference_indices_, normative.reference_indices_)
+
+
+def test_a_crafted_reference_in_a_file_is_refused(normative, tmp_path):
+    from sklearn_betavae._persistence import read_model_file, write_model_file
+
+    normative.save(tmp_path / "vae.safetensors")
+    document, tensors = read_model_file(tmp_path / "vae.safetensors")
+    for change, message in (
+        (lambda d, t: d["fitted"]["reference_"].update(fraction=1.5), "a fraction outside"),
+        (lambda d, t: t.pop("reference.deviations"), "some of its measurements"),
+        (lambda d, t: t.__setitem__("reference.residual_scale", -t["reference.residual_scale"]),
+         "spreads not of shape"),
+    ):
+        crafted_document, crafted = copy.deepcopy(document), dict(tensors)
+        change(crafted_document, crafted)
+        write_model_file(tmp_path / "crafted.safetensors", crafted_document, crafted)
+        with pytest.raises(ValueError, match=message):
+            BetaVAETransformer.load(tmp_path / "crafted.safetensors")
+
+
+def test_deviation_scores_without_covariates_and_bad_input(controls):
+    X, _ = controls
+    vae = BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.2).fit(X)
+    assert vae.deviation_scores(X[:4]).shape == (4, D)
+    with pytest.raises(ValueError, match="features"):
+        vae.deviation_scores(X[:4, :5])
+    with pytest.raises(ValueError, match="NaN"):
+        vae.deviation_scores(np.full((2, D), np.nan))
+    with pytest.raises(ValueError, match="fitted without covariates"):
+        vae.deviation_scores(X[:2], covariates=np.zeros((2, 1)))
