@@ -142,6 +142,7 @@ def make_brain_population(
         "n_subjects": [Interval(Integral, 1, None, closed="left")],
         "kind": [StrOptions(set(_KINDS))],
         "n_sites": [Interval(Integral, 1, None, closed="left")],
+        "n_patients": [Interval(Integral, 0, None, closed="left")],
         "resolution": [Interval(Integral, 1, None, closed="left")],
         "noise": [Interval(Real, 0, _MAX_NOISE, closed="both")],
         "random_state": ["random_state"],
@@ -149,7 +150,8 @@ def make_brain_population(
     prefer_skip_nested_validation=True,
 )
 def make_brain_cohort(
-    n_subjects=300, kind="amplitude", *, n_sites=3, resolution=6, noise=0.02, random_state=None
+    n_subjects=300, kind="amplitude", *, n_sites=3, n_patients=0, resolution=6, noise=0.02,
+    random_state=None,
 ):
     """Simulated subjects with an age, a sex and a scanner site, and known factors.
 
@@ -175,6 +177,15 @@ def make_brain_cohort(
     The factors, age, sex and site are drawn independently of each other.
     Gaussian noise is added last.
 
+    ``n_patients`` further subjects, drawn the same way, each carry one focal
+    atrophy, independent of their covariates: a Gaussian loss centred at a
+    random grey-matter voxel, of width (standard deviation) uniform in
+    [6, 12] mm and depth uniform in [0.3, 0.6] (the share of the value lost
+    at its centre), applied before the site's scale and offset. Their true
+    abnormality mask is where the loss is at least half its depth. The
+    patients come after the controls, which are the same as with
+    ``n_patients=0``.
+
     Parameters
     ----------
     n_subjects : int, default=300
@@ -185,6 +196,8 @@ def make_brain_cohort(
         Number of scanner sites. The sites' scales and offsets are drawn
         first, so the sites of one ``random_state`` are the same whatever
         ``n_subjects``.
+    n_patients : int, default=0
+        Number of patients, after the ``n_subjects`` controls.
     resolution : int, default=6
         Voxel size in mm of the template: 6 gives 8,656 grey-matter voxels,
         4 gives 28,144.
@@ -206,10 +219,17 @@ def make_brain_cohort(
         ``covariate_centres``: a dict from ``"age"`` and ``"sex"`` to the
         centres, in MNI millimetres, of the regions they change;
         ``site_scales``: ndarray of shape (n_sites,); ``site_offsets``:
-        ndarray of shape (n_sites, x, y, z); ``render``: a function from
-        factors of shape (n, n_factors), values in [0, 1], and a covariates
-        DataFrame of n rows (the columns above) to the (n, x, y, z)
-        noise-free volumes.
+        ndarray of shape (n_sites, x, y, z); ``diagnosis``: ndarray of str,
+        ``"control"`` or ``"patient"`` per subject; ``abnormalities``:
+        ndarray of shape (n_patients, x, y, z), float32, each patient's
+        loss (the share of the value lost); ``abnormality_masks``: the same
+        shape, bool, where the loss is at least half its depth;
+        ``abnormality_centres`` (n_patients, 3) in MNI millimetres,
+        ``abnormality_widths`` and ``abnormality_depths`` (n_patients,);
+        ``render``: a function from factors of shape (n, n_factors), values
+        in [0, 1], a covariates DataFrame of n rows (the columns above) and
+        optionally losses of shape (n, x, y, z) in [0, 1) to the
+        (n, x, y, z) noise-free volumes.
 
     See Also
     --------
@@ -226,7 +246,8 @@ def make_brain_cohort(
     """
     import pandas as pd
 
-    _refuse_booleans(n_subjects=n_subjects, n_sites=n_sites, resolution=resolution)
+    _refuse_booleans(n_subjects=n_subjects, n_sites=n_sites, n_patients=n_patients,
+                     resolution=resolution)
     rng = check_random_state(random_state)
     template_img, mask_img, template, millimetres = _anatomy(resolution)
     in_mask = millimetres[np.asarray(mask_img.dataobj) > 0]
@@ -246,32 +267,70 @@ def make_brain_cohort(
     site_names = [f"site_{k + 1}" for k in range(n_sites)]
     names = list(_KINDS[kind])
 
-    def render(factors, covariates):
+    def render(factors, covariates, losses=None):
         factors = _check_factors(factors, names)
         age, male, site = _check_cohort_covariates(covariates, len(factors), site_names)
         volumes = np.stack([_render_one(kind, template, millimetres, f) for f in factors])
         ageing = ((age - 20.0) / 60.0) ** 2
         volumes *= 1.0 - 0.35 * ageing[:, None, None, None] * age_pattern
         volumes *= 1.0 + 0.1 * male[:, None, None, None] * sex_pattern
+        if losses is not None:
+            volumes *= 1.0 - _check_losses(losses, volumes.shape)
         volumes *= site_scales[site][:, None, None, None]
         volumes += site_offsets[site]
         return volumes.astype(np.float32)
 
-    factors = rng.uniform(size=(n_subjects, len(names)))
-    covariates = pd.DataFrame({
-        "age": rng.uniform(20.0, 80.0, size=n_subjects),
-        "sex": pd.Categorical(rng.choice(["F", "M"], size=n_subjects), categories=["F", "M"]),
-        "site": pd.Categorical(
-            np.asarray(site_names)[rng.randint(n_sites, size=n_subjects)], categories=site_names
-        ),
-    })
+    def subjects(n, rng):
+        factors = rng.uniform(size=(n, len(names)))
+        covariates = pd.DataFrame({
+            "age": rng.uniform(20.0, 80.0, size=n),
+            "sex": pd.Categorical(rng.choice(["F", "M"], size=n), categories=["F", "M"]),
+            "site": pd.Categorical(
+                np.asarray(site_names)[rng.randint(n_sites, size=n)], categories=site_names
+            ),
+        })
+        return factors, covariates
+
+    factors, covariates = subjects(n_subjects, rng)
     images = _noisy_images(render(factors, covariates), noise, rng, template_img.affine)
+    # The patients draw from a generator of their own, so that the controls
+    # are the same whatever n_patients.
+    patient_rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
+    patient_factors, patient_covariates = subjects(n_patients, patient_rng)
+    centres = in_mask[patient_rng.randint(len(in_mask), size=n_patients)]
+    widths = patient_rng.uniform(6.0, 12.0, size=n_patients)
+    depths = patient_rng.uniform(0.3, 0.6, size=n_patients)
+    abnormalities = np.stack(
+        [depth * _blob(millimetres, centre, width)
+         for centre, width, depth in zip(centres, widths, depths)]
+    ) if n_patients else np.zeros((0, *template.shape), dtype=np.float32)
+    if n_patients:
+        images += _noisy_images(render(patient_factors, patient_covariates, abnormalities),
+                                noise, patient_rng, template_img.affine)
     return Bunch(
-        images=images, covariates=covariates, factors=factors, factor_names=names,
-        factor_centres=dict(_CENTRES[kind]), mask_img=mask_img, template_img=template_img,
+        images=images,
+        covariates=pd.concat([covariates, patient_covariates], ignore_index=True),
+        factors=np.concatenate([factors, patient_factors]),
+        factor_names=names, factor_centres=dict(_CENTRES[kind]), mask_img=mask_img,
+        template_img=template_img,
         covariate_centres={"age": list(_AGE_CENTRES), "sex": [_SEX_CENTRE]},
-        site_scales=site_scales, site_offsets=site_offsets, render=render,
+        site_scales=site_scales, site_offsets=site_offsets,
+        diagnosis=np.asarray(["control"] * n_subjects + ["patient"] * n_patients),
+        abnormalities=abnormalities.astype(np.float32),
+        abnormality_masks=abnormalities >= 0.5 * depths[:, None, None, None],
+        abnormality_centres=centres, abnormality_widths=widths, abnormality_depths=depths,
+        render=render,
     )
+
+
+def _check_losses(losses, shape):
+    losses = np.asarray(losses, dtype=np.float32)
+    if losses.shape != shape:
+        raise ValueError(f"render expects losses of shape {shape}, one volume per subject; "
+                         f"got shape {losses.shape}.")
+    if not (np.isfinite(losses).all() and losses.min() >= 0 and losses.max() < 1):
+        raise ValueError("render expects losses in [0, 1), the share of the value lost.")
+    return losses
 
 
 def _refuse_booleans(**counts):

@@ -249,6 +249,34 @@ def test_each_covariate_changes_the_images_where_documented(cohort):
 
 
 @needs_nilearn
+def test_patients_carry_a_focal_loss_where_their_mask_says(cohort):
+    with_patients = make_brain_cohort(60, kind="overlapping", n_sites=4, n_patients=6,
+                                      random_state=0)
+    assert len(with_patients.images) == len(with_patients.covariates) == 66
+    assert list(with_patients.diagnosis) == ["control"] * 60 + ["patient"] * 6
+    # The controls are those of the cohort without patients.
+    np.testing.assert_array_equal(with_patients.images[59].get_fdata(), cohort.images[59].get_fdata())
+    masks, losses = with_patients.abnormality_masks, with_patients.abnormalities
+    assert masks.shape == losses.shape == (6, 34, 40, 33) and masks.dtype == bool
+    assert (masks.sum(axis=(1, 2, 3)) > 0).all()
+    np.testing.assert_allclose(losses.max(axis=(1, 2, 3)), with_patients.abnormality_depths, rtol=0.2)
+    patients = slice(60, 66)
+    healthy = with_patients.render(with_patients.factors[patients],
+                                   with_patients.covariates.iloc[patients])
+    ill = with_patients.render(with_patients.factors[patients],
+                               with_patients.covariates.iloc[patients], losses)
+    template = with_patients.template_img.get_fdata()
+    for k in range(6):
+        lost = (healthy[k] - ill[k])[masks[k] & (template > 0.2)]
+        assert lost.size == 0 or lost.min() > 0
+        np.testing.assert_allclose((healthy[k] - ill[k])[~masks[k] & (losses[k] < 1e-3)], 0,
+                                   atol=2e-3)
+    with pytest.raises(ValueError, match="losses in \\[0, 1\\)"):
+        with_patients.render(with_patients.factors[:1], with_patients.covariates.iloc[:1],
+                             np.ones((1, 34, 40, 33)))
+
+
+@needs_nilearn
 def test_cohort_render_and_arguments_are_checked(cohort):
     import pandas as pd
 
