@@ -747,7 +747,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         averaged over the features: about 1 for a typical control) and
         where it falls among the same statistic of the reference rows, in
         percent: 50 is a typical control, 100 beyond every reference
-        subject. The reference rows' own statistics are in
+        subject. The reference rows' own statistics, each measured against
+        the other reference rows (as a new subject's is), are in
         ``reference_deviations_``.
 
         Parameters

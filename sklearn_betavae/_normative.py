@@ -18,8 +18,9 @@ import numpy as np
 
 from ._covariates import CONTINUOUS
 
-# At least this many rows on each side of the split: a spread needs two.
-MIN_ROWS = 2
+# At least this many rows on each side of the split: a spread left out one
+# row at a time needs three.
+MIN_ROWS = 3
 
 
 def reference_split(n_rows, fraction, seed, strata=None):
@@ -78,7 +79,9 @@ class NormativeReference:
         ``x - reconstruction`` over the reference rows; the deviation is at
         least a hundredth of the median feature's.
     deviations : ndarray of shape (n_reference,)
-        Each reference row's mean squared z-score, sorted.
+        Each reference row's mean squared z-score against the other
+        reference rows' mean and spread (left out one at a time, as a new
+        subject is), sorted.
         The arrays are None when the network changed after they were
         measured (a warm start that did not finish).
     covariate_ranges : tuple of (str, float, float, float, float, int)
@@ -104,8 +107,9 @@ class NormativeReference:
         # reference rows would turn any change into a z-score of millions:
         # its spread is at least a hundredth of the typical feature's.
         positive = scale[scale > 0]
-        scale = np.maximum(scale, 0.01 * np.median(positive) if positive.size else 1.0)
-        deviations = np.sort(np.mean(((residuals - mean) / scale) ** 2, axis=1))
+        floor = 0.01 * np.median(positive) if positive.size else 1.0
+        scale = np.maximum(scale, floor)
+        deviations = np.sort(_left_out_deviations(residuals, floor))
         return cls(float(fraction), np.asarray(indices, dtype=np.int64), mean, scale, deviations,
                    _covariate_ranges(encoded_training, encoding))
 
@@ -163,6 +167,21 @@ class NormativeReference:
             arrays.get("residual_scale"), arrays.get("deviations"),
             tuple(tuple(r) for r in document["covariate_ranges"]),
         )
+
+
+def _left_out_deviations(residuals, floor):
+    """Each row's mean squared z-score against the mean and spread of the
+    *other* rows: a new subject is not among the rows that define its
+    spread, so scored against its own row a reference subject would look
+    more typical than new ones (its percentiles then too high)."""
+    n = len(residuals)
+    mean = residuals.mean(axis=0)
+    squares = ((residuals - mean) ** 2).sum(axis=0)
+    left_out_mean = (n * mean - residuals) / (n - 1)
+    # The sum of squares about the mean without row i (an exact identity).
+    left_out_squares = squares - n / (n - 1) * (residuals - mean) ** 2
+    left_out_scale = np.maximum(np.sqrt(np.maximum(left_out_squares, 0) / (n - 2)), floor)
+    return np.mean(((residuals - left_out_mean) / left_out_scale) ** 2, axis=1)
 
 
 def _covariate_ranges(encoded, encoding):

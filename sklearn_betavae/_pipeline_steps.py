@@ -3,8 +3,10 @@
 Shared by ``inspection``, ``plotting`` and ``reporting``: ``split_pipeline``
 finds the fitted ``BetaVAETransformer`` of an estimator or pipeline and the
 steps before it, ``compute_latent_maps`` takes every latent's map back
-through those steps, and ``check_traversal_values`` checks the values a
-latent traversal takes.
+through those steps, ``feature_maps`` takes per-feature values (z-scores)
+back through a masker, ``check_same_space`` refuses images a masker would
+resample, and ``check_traversal_values`` checks the values a latent
+traversal takes.
 """
 
 import numpy as np
@@ -103,3 +105,54 @@ def split_pipeline(estimator):
     preceding = estimator[:-1] if isinstance(estimator, Pipeline) and len(estimator) > 1 else None
     return vae, preceding
 
+
+
+def _masker_index(preceding):
+    """The index of the last step that turns images into features (a nilearn
+    masker: it has ``mask_img_``), or None."""
+    found = [i for i, (_, step) in enumerate(preceding.steps) if hasattr(step, "mask_img_")]
+    return found[-1] if found else None
+
+
+def feature_maps(preceding, values):
+    """Per-feature ``values`` (n_rows, n_features), such as z-scores, placed
+    back in space by the ``preceding`` steps' masker, unscaled: the steps
+    after the masker must keep its features one to one. Without a masker,
+    ``values`` as they are."""
+    index = _masker_index(preceding)
+    if index is None:
+        return values
+    masker = preceding.steps[index][1]
+    n_voxels = int(np.count_nonzero(np.asarray(masker.mask_img_.dataobj)))
+    if values.shape[1] != n_voxels:
+        raise ValueError(
+            f"The steps between the masker and the beta-VAE change the number of features "
+            f"({n_voxels} voxels, {values.shape[1]} features), so per-feature maps cannot be "
+            "placed back in the mask."
+        )
+    return masker.inverse_transform(values)
+
+
+def check_same_space(preceding, images):
+    """Refuse images whose shape or affine differ from the masker's mask:
+    the masker would resample them silently, and a deviation map of a
+    resampled image is not the subject's."""
+    index = _masker_index(preceding)
+    if index is None:
+        return
+    import nibabel
+
+    mask = preceding.steps[index][1].mask_img_
+    single = isinstance(images, (str, nibabel.spatialimages.SpatialImage)) or hasattr(images, "__fspath__")
+    for position, image in enumerate([images] if single else images):
+        image = nibabel.load(image) if isinstance(image, str) or hasattr(image, "__fspath__") else image
+        if not hasattr(image, "affine"):
+            return  # not images: the masker says what is wrong
+        if tuple(image.shape[:3]) != tuple(mask.shape[:3]) or not np.allclose(image.affine, mask.affine):
+            raise ValueError(
+                f"Image {position} has shape {tuple(image.shape[:3])} and affine\n{image.affine}\n"
+                f"but the masker's mask has shape {tuple(mask.shape[:3])} and affine\n"
+                f"{mask.affine}\nA deviation map compares voxels with the reference's: "
+                "resample the image to the mask first (nilearn.image.resample_to_img(image, "
+                "mask_img)) and check the registration."
+            )

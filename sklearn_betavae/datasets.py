@@ -180,7 +180,7 @@ def make_brain_cohort(
     ``n_patients`` further subjects, drawn the same way, each carry one focal
     atrophy, independent of their covariates: a Gaussian loss centred at a
     random grey-matter voxel, of width (standard deviation) uniform in
-    [6, 12] mm and depth uniform in [0.3, 0.6] (the share of the value lost
+    [6, 12] mm and depth uniform in [0.1, 0.4] (the share of the value lost
     at its centre), applied before the site's scale and offset. Their true
     abnormality mask is where the loss is at least half its depth. The
     patients come after the controls, which are the same as with
@@ -299,7 +299,7 @@ def make_brain_cohort(
     patient_factors, patient_covariates = subjects(n_patients, patient_rng)
     centres = in_mask[patient_rng.randint(len(in_mask), size=n_patients)]
     widths = patient_rng.uniform(6.0, 12.0, size=n_patients)
-    depths = patient_rng.uniform(0.3, 0.6, size=n_patients)
+    depths = patient_rng.uniform(0.1, 0.4, size=n_patients)
     abnormalities = np.stack(
         [depth * _blob(millimetres, centre, width)
          for centre, width, depth in zip(centres, widths, depths)]

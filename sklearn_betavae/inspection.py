@@ -2,7 +2,8 @@
 
 ``latent_kl`` says which latents carry information, ``latent_traversal``
 decodes codes that vary one latent, ``latent_maps`` gives every latent's
-pattern in input space (a brain map after a ``NiftiMasker``). The scores of
+pattern in input space (a brain map after a ``NiftiMasker``), and
+``deviation_maps`` each subject's z-map against a normative model. The scores of
 how well codes recover known factors are in ``sklearn_betavae.metrics``.
 Core dependencies only.
 """
@@ -10,11 +11,20 @@ Core dependencies only.
 from numbers import Integral
 
 import numpy as np
+from sklearn.utils import Bunch
 from sklearn.utils._param_validation import validate_params
 
-from ._pipeline_steps import check_traversal_values, compute_latent_maps, repeat_row, split_pipeline
+from ._pipeline_steps import (
+    check_same_space,
+    check_traversal_values,
+    compute_latent_maps,
+    feature_maps,
+    repeat_row,
+    split_pipeline,
+)
 
 __all__ = [
+    "deviation_maps",
     "latent_kl",
     "latent_maps",
     "latent_traversal",
@@ -184,3 +194,66 @@ def latent_maps(estimator, X=None, *, covariates=None):
     vae, preceding = split_pipeline(estimator)
     kl = None if X is None else latent_kl(estimator, X, covariates=covariates)
     return compute_latent_maps(vae, preceding, kl, covariates)
+
+
+@validate_params({"X": "no_validation", "covariates": "no_validation"},
+                 prefer_skip_nested_validation=True)
+def deviation_maps(estimator, X, *, covariates=None):
+    """Each subject's deviation map against a normative model, in brain space.
+
+    ``BetaVAETransformer.deviation_scores`` of every subject (per-feature
+    z-scores against the model's expectation, scaled by the spread among
+    the reference controls held out in ``fit``) and its
+    ``deviation_percentiles``, in one pass. After a ``NiftiMasker`` the
+    z-maps come back as one 4D image, one volume per subject, in the
+    masker's space (zero outside the mask).
+
+    Parameters
+    ----------
+    estimator : BetaVAETransformer or Pipeline ending in one
+        Fitted with ``reference_fraction > 0``. A pipeline's steps before it
+        transform X; the z-maps go back through its masker's
+        ``inverse_transform`` (a z-score is already in units of the spread,
+        so steps after the masker that keep its features one to one, such
+        as a scaler, leave it as it is).
+    X : array-like or list of images
+        New subjects, in the estimator's input space (images for a brain
+        pipeline: each must have the mask's shape and affine).
+    covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+        Their covariates, as passed to ``fit``.
+
+    Returns
+    -------
+    result : sklearn.utils.Bunch
+        ``maps``: the z-maps, an ndarray of shape (n_samples,
+        n_features_in_) or, after a masker, a 4D ``Nifti1Image``;
+        ``percentiles``: ndarray of shape (n_samples,), each subject's
+        ``deviation_percentiles``.
+
+    Raises
+    ------
+    ValueError
+        For a model without a reference, and for images whose shape or
+        affine differ from the masker's mask (resample them first, with
+        ``nilearn.image.resample_to_img``).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_betavae import BetaVAETransformer
+    >>> from sklearn_betavae.inspection import deviation_maps
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = BetaVAETransformer(n_components=4, max_iter=5, reference_fraction=0.2,
+    ...                          random_state=0).fit(X[:500])
+    >>> result = deviation_maps(vae, X[500:503])
+    >>> result.maps.shape, result.percentiles.shape
+    ((3, 64), (3,))
+    """
+    vae, preceding = split_pipeline(estimator)
+    if preceding is not None:
+        check_same_space(preceding, X)
+        X = preceding.transform(X)
+    z = vae.deviation_scores(X, covariates=covariates)
+    percentiles = vae._reference_.percentiles(np.mean(z**2, axis=1))
+    return Bunch(maps=z if preceding is None else feature_maps(preceding, z),
+                 percentiles=percentiles)

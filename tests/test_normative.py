@@ -16,17 +16,33 @@ from tests.conftest import FAST_PARAMS
 N, D = 300, 40
 
 
-@pytest.fixture(scope="module")
-def controls():
-    """Low-rank rows with a site offset and an age effect, and their covariates."""
+N_NEW = 200
+
+
+def _population():
+    """Low-rank rows with a site offset and an age effect, and their
+    covariates: N to fit on, then N_NEW new controls."""
     rng = np.random.default_rng(0)
-    site = rng.choice(["a", "b", "c"], N)
-    age = rng.uniform(20, 80, N)
-    X = (rng.normal(size=(N, 3)) @ rng.normal(size=(3, D))
+    n = N + N_NEW
+    site = rng.choice(["a", "b", "c"], n)
+    age = rng.uniform(20, 80, n)
+    X = (rng.normal(size=(n, 3)) @ rng.normal(size=(3, D))
          + np.eye(3)[pd.Categorical(site).codes] @ rng.normal(size=(3, D))
          + (age[:, None] - 50) / 30 * rng.normal(size=(1, D))
-         + 0.3 * rng.normal(size=(N, D)))
+         + 0.3 * rng.normal(size=(n, D)))
     return X, pd.DataFrame({"age": age, "site": site})
+
+
+@pytest.fixture(scope="module")
+def controls():
+    X, covariates = _population()
+    return X[:N], covariates.iloc[:N].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def new_controls():
+    X, covariates = _population()
+    return X[N:], covariates.iloc[N:].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +73,35 @@ def test_reference_z_scores_are_standardized(controls, normative):
     assert z.shape == (len(rows), D)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-9)
     np.testing.assert_allclose(z.std(axis=0, ddof=1), 1, rtol=1e-9)
-    np.testing.assert_allclose(np.sort(np.mean(z**2, axis=1)), normative.reference_deviations_)
+    # Each reference row's deviation is measured against the others, as a new subject's is.
+    left_out = []
+    for i in range(len(rows)):
+        others = np.delete(np.arange(len(rows)), i)
+        residuals = z * normative._reference_.residual_scale  # the residuals, up to their mean
+        mean, scale = residuals[others].mean(axis=0), residuals[others].std(axis=0, ddof=1)
+        left_out.append(np.mean(((residuals[i] - mean) / scale) ** 2))
+    np.testing.assert_allclose(normative.reference_deviations_, np.sort(left_out), rtol=1e-9)
 
 
-def test_a_focal_deviation_is_found_where_it_is_and_with_its_sign(controls, normative):
-    X, covariates = controls
-    rows = normative.reference_indices_[:20]
-    patients = X[rows].copy()
+@pytest.mark.filterwarnings("ignore:deviation_scores. covariate 'age'")
+def test_a_focal_deviation_is_found_where_it_is_and_with_its_sign(new_controls, normative):
+    X, covariates = new_controls
+    patients = X[:20].copy()
     patients[:, :4] -= 3.0  # a loss in four features, ten residual spreads deep
-    z = normative.deviation_scores(patients, covariates=covariates.iloc[rows])
-    assert (z[:, :4] < -3).mean() > 0.9
+    z = normative.deviation_scores(patients, covariates=covariates.iloc[:20])
+    assert (z[:, :4] < -3).mean() > 0.8 and z[:, :4].mean() < -4
     assert (np.abs(z[:, 4:]) > 3).mean() < 0.05
-    assert normative.deviation_percentiles(patients, covariates=covariates.iloc[rows]).min() > 90
-    controls_percentiles = normative.deviation_percentiles(X[rows], covariates=covariates.iloc[rows])
-    assert 20 < np.median(controls_percentiles) < 80
+    assert normative.deviation_percentiles(patients, covariates=covariates.iloc[:20]).min() > 90
+
+
+@pytest.mark.filterwarnings("ignore:deviation_scores. covariate 'age'")
+def test_new_controls_fall_evenly_among_the_reference(new_controls, normative):
+    """Percentiles of new controls are about uniform: the reference's own
+    deviations are measured leaving each subject out, as a new one is."""
+    X, covariates = new_controls
+    percentiles = normative.deviation_percentiles(X, covariates=covariates)
+    assert 40 < percentiles.mean() < 60
+    assert 0.05 < np.mean(percentiles > 90) < 0.2
 
 
 def test_the_split_keeps_every_level_in_training_and_in_proportion():
@@ -79,7 +110,7 @@ def test_the_split_keeps_every_level_in_training_and_in_proportion():
     assert np.bincount(strata[reference], minlength=3).tolist() == [20, 4, 0]
     assert set(strata[training]) == {0, 1, 2}
     np.testing.assert_array_equal(np.sort(np.concatenate([training, reference])), np.arange(121))
-    with pytest.raises(ValueError, match="gives 1 reference row.*at least 2"):
+    with pytest.raises(ValueError, match="gives 1 reference row.*at least 3"):
         reference_split(5, 0.2, seed=0)
 
 
@@ -171,3 +202,56 @@ def test_deviation_scores_without_covariates_and_bad_input(controls):
         vae.deviation_scores(np.full((2, D), np.nan))
     with pytest.raises(ValueError, match="fitted without covariates"):
         vae.deviation_scores(X[:2], covariates=np.zeros((2, 1)))
+
+
+# In brain space ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def brain_normative():
+    nilearn = pytest.importorskip("nilearn")  # noqa: F841
+    import sklearn
+    from nilearn.maskers import NiftiMasker
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_betavae.datasets import make_brain_cohort
+
+    cohort = make_brain_cohort(80, n_sites=2, n_patients=4, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        vae = BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.25).set_fit_request(covariates=True)
+        pipe = Pipeline([("masker", NiftiMasker(cohort.mask_img, standardize=None)), ("vae", vae)])
+        pipe.fit(cohort.images[:80], covariates=cohort.covariates.iloc[:80])
+    return pipe, cohort
+
+
+def test_deviation_maps_through_a_masker_pipeline(brain_normative):
+    from sklearn_betavae.inspection import deviation_maps
+
+    pipe, cohort = brain_normative
+    subjects, covariates = cohort.images[78:], cohort.covariates.iloc[78:]
+    result = deviation_maps(pipe, subjects, covariates=covariates)
+    assert result.maps.shape == (*cohort.mask_img.shape, 6)
+    np.testing.assert_array_equal(result.maps.affine, cohort.mask_img.affine)
+    masker, vae = pipe.named_steps["masker"], pipe.named_steps["vae"]
+    z = vae.deviation_scores(masker.transform(subjects), covariates=covariates)
+    np.testing.assert_allclose(masker.transform(result.maps), z, rtol=1e-6, atol=1e-6)
+    outside = cohort.mask_img.get_fdata() == 0
+    assert (result.maps.get_fdata()[outside] == 0).all()
+    np.testing.assert_allclose(result.percentiles, vae.deviation_percentiles(
+        masker.transform(subjects), covariates=covariates))
+
+
+def test_deviation_maps_refuse_images_of_another_space(brain_normative):
+    import nibabel
+
+    from sklearn_betavae.inspection import deviation_maps
+
+    pipe, cohort = brain_normative
+    image = cohort.images[0]
+    shifted = nibabel.Nifti1Image(image.get_fdata(), image.affine + np.diag([0, 0, 0, 0]) +
+                                  np.eye(4)[[0]].T @ np.array([[0, 0, 0, 2.0]]))
+    with pytest.raises(ValueError, match="(?s)Image 1 has shape .* resample the image to the mask"):
+        deviation_maps(pipe, [image, shifted], covariates=cohort.covariates.iloc[:2])
+    with pytest.raises(ValueError, match="has none: fit it with reference_fraction"):
+        X = np.random.default_rng(0).normal(size=(30, 5))
+        deviation_maps(BetaVAETransformer(**FAST_PARAMS).fit(X), X[:2])
