@@ -63,6 +63,8 @@ LEVERS = {
     "beta=16": {"beta": 16.0},
     "beta=1": {"beta": 1.0},
     "hidden=() (linear)": {"hidden_layer_sizes": ()},
+    "input_lr_scale=1": {"input_lr_scale": 1.0},
+    "beta_warmup=0": {"beta_warmup": 0.0},
 }
 HEADER = (
     "| n_train | population | seed | method | held-out MSE | held-out log-lik/map | train log-lik/map "
