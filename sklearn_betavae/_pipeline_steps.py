@@ -3,7 +3,8 @@
 Shared by ``inspection``, ``plotting`` and ``reporting``: ``split_pipeline``
 finds the fitted ``BetaVAETransformer`` of an estimator or pipeline and the
 steps before it, ``compute_latent_maps`` takes every latent's map back
-through those steps, ``feature_maps`` takes per-feature values (z-scores)
+through those steps, ``masker_index`` finds the masker among them,
+``feature_maps`` takes per-feature values (z-scores)
 back through a masker, ``check_same_space`` refuses images a masker would
 resample, and ``check_traversal_values`` checks the values a latent
 traversal takes.
@@ -107,7 +108,7 @@ def split_pipeline(estimator):
 
 
 
-def _masker_index(preceding):
+def masker_index(preceding):
     """The index of the last step that turns images into features (a nilearn
     masker: it has ``mask_img_``), or None."""
     found = [i for i, (_, step) in enumerate(preceding.steps) if hasattr(step, "mask_img_")]
@@ -119,7 +120,7 @@ def feature_maps(preceding, values):
     back in space by the ``preceding`` steps' masker, unscaled: the steps
     after the masker must keep its features one to one. Without a masker,
     ``values`` as they are."""
-    index = _masker_index(preceding)
+    index = masker_index(preceding)
     if index is None:
         return values
     masker = preceding.steps[index][1]
@@ -137,7 +138,7 @@ def check_same_space(preceding, images):
     """Refuse images whose shape or affine differ from the masker's mask:
     the masker would resample them silently, and a deviation map of a
     resampled image is not the subject's."""
-    index = _masker_index(preceding)
+    index = masker_index(preceding)
     if index is None:
         return
     import nibabel

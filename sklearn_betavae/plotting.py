@@ -74,10 +74,11 @@ def plot_training_curves(estimator, path=None):
 
 
 @validate_params(
-    {"X": "no_validation", "kind": [StrOptions({"stat_map", "prob_atlas"})], "path": _PATH},
+    {"X": "no_validation", "covariates": "no_validation",
+     "kind": [StrOptions({"stat_map", "prob_atlas"})], "path": _PATH},
     prefer_skip_nested_validation=True,
 )
-def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
+def plot_latent_maps(estimator, X=None, *, covariates=None, kind="stat_map", path=None):
     """Every latent's map (``inspection.latent_maps``), as nilearn shows decompositions.
 
     Parameters
@@ -90,6 +91,10 @@ def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
     X : array-like, list of images or None, default=None
         Data to order the latents by their KL on (most informative first;
         the KL is in each title); None keeps the index order.
+    covariates : array-like or DataFrame of shape (n_samples, n_covariates) or None, default=None
+        For a model fitted with covariates (required then): the covariates
+        of X's rows, or without X of any rows (a population). The maps are
+        averaged over them (see ``inspection.latent_maps``).
     kind : {"stat_map", "prob_atlas"}, default="stat_map"
         For brain maps: one ``plot_stat_map`` per latent, cut through its
         largest absolute value (red: the reconstruction rises with the
@@ -118,16 +123,16 @@ def plot_latent_maps(estimator, X=None, *, kind="stat_map", path=None):
     >>> len(plot_latent_maps(vae, X[100:200]).axes)
     2
     """
-    return draw_latent_maps(latent_maps(estimator, X), kind, path)
+    return draw_latent_maps(latent_maps(estimator, X, covariates=covariates), kind, path)
 
 
 @validate_params(
     {"latents": ["array-like", None], "values": ["array-like"], "reference": ["array-like", None],
-     "cut_coords": [Real, None], "path": _PATH},
+     "cut_coords": [Real, None], "path": _PATH, "covariates": "no_validation"},
     prefer_skip_nested_validation=True,
 )
 def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0, 5),
-                           reference=None, cut_coords=None, path=None):
+                           reference=None, cut_coords=None, path=None, *, covariates=None):
     """A grid of decoded traversals: one row per latent, one column per value.
 
     Parameters
@@ -147,6 +152,10 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
         The z coordinate (mm) of the axial slice; nilearn chooses when None.
     path : str or path-like or None, default=None
         Where to save the figure (format from the suffix).
+    covariates : array-like or DataFrame of shape (1, n_covariates) or None, default=None
+        For a model fitted with covariates (required then): the one row of
+        covariates every code is decoded with (a subject's age, sex, site;
+        see ``inspection.latent_traversal``).
 
     Returns
     -------
@@ -176,7 +185,8 @@ def plot_latent_traversals(estimator, latents=None, values=np.linspace(-2.0, 2.0
     figure, axes = plt.subplots(len(latents), len(values), squeeze=False,
                                 figsize=(2.2 * len(values), 2.0 * len(latents)))
     for row, latent in enumerate(latents):
-        traversal = latent_traversal(estimator, latent, values=values, reference=reference)
+        traversal = latent_traversal(estimator, latent, values=values, reference=reference,
+                                     covariates=covariates)
         for column, value in enumerate(values):
             ax = axes[row, column]
             _draw_cell(ax, traversal, column, cut_coords, centre=int(np.argmin(np.abs(values))))

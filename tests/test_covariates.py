@@ -347,13 +347,19 @@ def test_covariates_go_through_a_masker_pipeline():
     np.testing.assert_array_equal(Z, pipe.named_steps["vae"].transform(masked, covariates=covariates))
 
 
-def test_the_report_and_the_plots_refuse_a_model_with_covariates_for_now(conditioned, population):
+def test_the_plots_take_covariates_and_refuse_a_conditional_model_without(conditioned, population):
     pytest.importorskip("matplotlib")
     from sklearn_betavae.plotting import plot_latent_maps, plot_latent_traversals
 
+    X, covariates = population
+    assert len(plot_latent_maps(conditioned, X[:40], covariates=covariates.iloc[:40]).axes) == 3
+    figure = plot_latent_traversals(conditioned, values=[-1, 0, 1], covariates=covariates.iloc[:1])
+    assert len(figure.axes) == 9
     for call in (lambda: plot_latent_maps(conditioned), lambda: plot_latent_traversals(conditioned)):
         with pytest.raises(ValueError, match="fitted with 3 covariate"):
             call()
+    with pytest.raises(ValueError, match="covariates must be one row"):
+        plot_latent_traversals(conditioned, covariates=covariates.iloc[:2])
 
 
 @requires_cuda

@@ -125,6 +125,25 @@ def test_traversal_plot_arguments_are_validated(fitted, bad, match):
         plot_latent_traversals(fitted, **bad)
 
 
+def test_traversal_plot_decodes_with_the_covariates_given(random_data):
+    import pandas as pd
+
+    from sklearn_betavae.inspection import latent_traversal
+
+    covariates = pd.DataFrame({"site": ["a", "b"] * 20})
+    vae = BetaVAETransformer(**FAST_PARAMS).fit(random_data, covariates=covariates)
+    curves = []
+    for row in (covariates.iloc[[0]], covariates.iloc[[1]]):
+        figure = plot_latent_traversals(vae, latents=[1], values=[-1.0, 1.0], covariates=row)
+        # 9 features: a 3 x 3 image per cell.
+        curves.append(np.asarray(figure.axes[1].images[0].get_array()).ravel())
+        expected = latent_traversal(vae, 1, values=[-1.0, 1.0], covariates=row)[1]
+        np.testing.assert_allclose(curves[-1], expected)
+    assert not np.allclose(*curves)  # the site changes what is decoded
+    with pytest.raises(ValueError, match="fitted with 1 covariate"):
+        plot_latent_traversals(vae)
+
+
 def test_traversal_plot_draws_the_fitted_latents(digits):
     vae = BetaVAETransformer(**FAST_PARAMS).fit(digits).set_params(n_components=5)
     figure = plot_latent_traversals(vae, values=[0.0, 1.0])
