@@ -59,6 +59,12 @@ from sklearn_betavae.datasets import make_brain_cohort
 
 POPULATIONS = ["amplitude/3", "overlapping/3", "nonlinear/3", "amplitude/5", "nonlinear/5"]
 METHODS = ["GLM", "PCA on GLM residuals", "beta-VAE", "conditional beta-VAE"]
+# One change from the estimator's defaults each, for the beta-VAE methods.
+LEVERS = {
+    "max_iter=50": {"max_iter": 50},
+    "max_iter=100": {"max_iter": 100},
+    "beta=1": {"beta": 1.0},
+}
 REFERENCE_FRACTION = 0.2
 NOMINAL = 0.0027  # P(|z| > 3) of a standard normal
 HEADER = (
@@ -115,10 +121,10 @@ class ResidualPCA:
 
 
 class VAE:
-    def __init__(self, conditional, n_components, seed):
+    def __init__(self, conditional, n_components, seed, **params):
         self.conditional = conditional
         self.model = BetaVAETransformer(n_components=n_components, random_state=seed,
-                                        reference_fraction=REFERENCE_FRACTION)
+                                        reference_fraction=REFERENCE_FRACTION, **params)
 
     def fit(self, X, covariates):
         self.model.fit(X, covariates=covariates if self.conditional else None)
@@ -129,11 +135,12 @@ class VAE:
 
 
 def _model(method, n_components, seed):
+    method, _, lever = method.partition(" + ")
     if method == "GLM":
         return GLM()
     if method == "PCA on GLM residuals":
         return ResidualPCA(n_components, seed)
-    return VAE(method == "conditional beta-VAE", n_components, seed)
+    return VAE(method == "conditional beta-VAE", n_components, seed, **LEVERS.get(lever, {}))
 
 
 def _scores(z, is_patient, truth):
@@ -173,6 +180,8 @@ def main():
                         help="held-out controls, and as many patients")
     parser.add_argument("--n-components", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--levers", nargs="*", default=[], choices=list(LEVERS),
+                        help="add, for each beta-VAE method, a row per lever")
     parser.add_argument("--left-out-site", action="store_true",
                         help="test on a site left out of training (one more site is drawn)")
     parser.add_argument("--threads", type=int, default=1)
@@ -185,6 +194,8 @@ def main():
     torch.set_num_threads(args.threads)
     from nilearn.maskers import NiftiMasker
 
+    methods = args.methods + [f"{method} + {lever}" for method in args.methods
+                              if "beta-VAE" in method for lever in args.levers]
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
     rows = []
@@ -209,7 +220,7 @@ def main():
                 truth = masker.transform(
                     _images(cohort.abnormality_masks[test[is_patient] - first_patient],
                             cohort.mask_img)) > 0.5
-                for method in args.methods:
+                for method in methods:
                     row = dict(n_train=n_train, population=label, seed=seed, method=method)
                     try:
                         with warnings.catch_warnings():
@@ -238,7 +249,7 @@ def _read_rows(path):
     with open(path, encoding="utf-8") as file:
         for line in file:
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            if len(cells) < 5 or not cells[0].isdigit() or cells[3] not in METHODS:
+            if len(cells) < 5 or not cells[0].isdigit() or cells[3].partition(" + ")[0] not in METHODS:
                 continue
             row = dict(n_train=int(cells[0]), population=cells[1], seed=int(cells[2]),
                        method=cells[3])
@@ -264,7 +275,7 @@ def _summary(rows):
     print("|---|---|---|---|---|---|---|")
     done = [row for row in rows if "error" not in row]
     for n_train in sorted({row["n_train"] for row in rows}):
-        for method in METHODS:
+        for method in dict.fromkeys(r["method"] for r in rows):
             group = [r for r in done if r["n_train"] == n_train and r["method"] == method]
             if group:
                 subject = np.mean([r["subject"] for r in group], axis=0)
@@ -274,35 +285,36 @@ def _summary(rows):
     by_fit = {}
     for r in done:
         by_fit.setdefault((r["n_train"], r["population"], r["seed"]), {})[r["method"]] = r
-    fits = [fit for fit in by_fit.values() if "conditional beta-VAE" in fit]
-    _targets("all cohorts", fits)
-    for n_train in sorted({key[0] for key in by_fit}):
-        for kind in ("nonlinear", "amplitude", "overlapping"):
-            _targets(f"{n_train} controls, {kind} populations",
-                     [fit for key, fit in by_fit.items() if key[0] == n_train
-                      and key[1].startswith(kind) and "conditional beta-VAE" in fit])
+    for method in dict.fromkeys(r["method"] for r in done if r["method"].startswith("conditional")):
+        _targets("all cohorts", method, [fit for fit in by_fit.values() if method in fit])
+        for n_train in sorted({key[0] for key in by_fit}):
+            for kind in ("nonlinear", "amplitude", "overlapping"):
+                _targets(f"{n_train} controls, {kind} populations", method,
+                         [fit for key, fit in by_fit.items() if key[0] == n_train
+                          and key[1].startswith(kind) and method in fit])
     print(f"\nFailed fits: {sum('error' in r for r in rows)}")
 
 
-def _targets(label, fits):
-    """The issue's targets: the conditional beta-VAE against each other method on ``fits``."""
+def _targets(label, method, fits):
+    """The issue's targets: ``method`` (a conditional beta-VAE) against each
+    other method on ``fits``."""
     if fits:
-        print(f"\nTargets, {label}, over {len(fits)} cohorts (conditional beta-VAE against "
-              "each other method):")
-        for other in ("GLM", "PCA on GLM residuals", "beta-VAE"):
+        print(f"\nTargets, {label}, over {len(fits)} cohorts ({method} against each other "
+              "method):")
+        others = [other for other in METHODS if other != method]
+        for other in others + [m for m in fits[0] if m not in METHODS and m != method]:
             pairs = [fit for fit in fits if other in fit]
             for name, get in (("subject AUC (mean z^2)", lambda r: r["subject"][0]),
                               ("subject AUC (top 1%)", lambda r: r["subject"][1]),
                               ("voxel AUC", lambda r: r["voxel"])):
-                gaps = [get(fit["conditional beta-VAE"]) - get(fit[other]) for fit in pairs]
+                gaps = [get(fit[method]) - get(fit[other]) for fit in pairs]
                 if gaps:
                     print(f"- {name} ahead of {other}: {sum(g > 0 for g in gaps)}/{len(gaps)} "
                           f"(differences {min(gaps):+.3f} to {max(gaps):+.3f})")
-        ratios = [fit["conditional beta-VAE"]["calibration"] / NOMINAL for fit in fits]
+        ratios = [fit[method]["calibration"] / NOMINAL for fit in fits]
         print(f"- calibration within a factor of 2 of nominal: "
               f"{sum(0.5 <= r <= 2 for r in ratios)}/{len(ratios)} "
               f"(|z| > 3 at {min(ratios):.2f} to {max(ratios):.2f} times nominal)")
-
 
 if __name__ == "__main__":
     main()
