@@ -64,6 +64,7 @@ LEVERS = {
     "max_iter=50": {"max_iter": 50},
     "max_iter=100": {"max_iter": 100},
     "beta=1": {"beta": 1.0},
+    "beta=16": {"beta": 16.0},
 }
 REFERENCE_FRACTION = 0.2
 NOMINAL = 0.0027  # P(|z| > 3) of a standard normal
