@@ -91,7 +91,10 @@ class GLM:
         return self
 
     def residuals(self, X, covariates):
-        return X - self.regression.predict(self.design.transform(covariates))
+        return X - self.expected(X, covariates)
+
+    def expected(self, X, covariates):
+        return self.regression.predict(self.design.transform(covariates))
 
     def z(self, X, covariates):
         return self.residuals(X, covariates) / self.spread
@@ -117,6 +120,9 @@ class ResidualPCA:
         residuals = self.glm.residuals(X, covariates)
         return residuals - self.pca.inverse_transform(self.pca.transform(residuals))
 
+    def expected(self, X, covariates):
+        return X - self._unexplained(X, covariates)
+
     def z(self, X, covariates):
         return (self._unexplained(X, covariates) - self.mean) / self.spread
 
@@ -134,9 +140,45 @@ class VAE:
     def z(self, X, covariates):
         return self.model.deviation_scores(X, covariates=covariates if self.conditional else None)
 
+    def expected(self, X, covariates):
+        covariates = covariates if self.conditional else None
+        return self.model.inverse_transform(self.model.transform(X, covariates=covariates),
+                                            covariates=covariates)
+
+    @property
+    def mean(self):
+        return self.model._reference_.residual_mean
+
+    @property
+    def spread(self):
+        return self.model._reference_.residual_scale
+
+
+class Robust:
+    """A second pass that does not read the abnormality: the features whose
+    first-pass |z| exceeds 3 are replaced by what the model expects there,
+    the row is encoded again, and the original row is scored against that
+    expectation (the spread is the model's)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def fit(self, X, covariates):
+        self.model.fit(X, covariates)
+        return self
+
+    def z(self, X, covariates):
+        first = self.model.z(X, covariates)
+        expected = self.model.expected(X, covariates) + self.model.mean
+        cleaned = np.where(np.abs(first) > 3, expected, X)
+        again = self.model.expected(cleaned, covariates)
+        return (X - again - self.model.mean) / self.model.spread
+
 
 def _model(method, n_components, seed):
     method, _, lever = method.partition(" + ")
+    if lever == "robust":
+        return Robust(_model(method, n_components, seed))
     if method == "GLM":
         return GLM()
     if method == "PCA on GLM residuals":
@@ -183,6 +225,9 @@ def main():
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--levers", nargs="*", default=[], choices=list(LEVERS),
                         help="add, for each beta-VAE method, a row per lever")
+    parser.add_argument("--robust", action="store_true",
+                        help="add, for each method with a learnt expectation, a row scored by a "
+                             "second pass that replaces the features with |z| > 3 first")
     parser.add_argument("--left-out-site", action="store_true",
                         help="test on a site left out of training (one more site is drawn)")
     parser.add_argument("--threads", type=int, default=1)
@@ -197,6 +242,7 @@ def main():
 
     methods = args.methods + [f"{method} + {lever}" for method in args.methods
                               if "beta-VAE" in method for lever in args.levers]
+    methods += [f"{method} + robust" for method in args.methods if args.robust and method != "GLM"]
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
     rows = []
