@@ -908,8 +908,6 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X = check_numbers(validate_data(self, X, reset=new, dtype="numeric"))
         if self.default_dist == "bernoulli":
             check_unit_interval(X, self.default_dist)
-        if self.early_stopping:
-            check_validation_split(self.validation_fraction, X.shape[0])
         if new:
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             if self.accelerator is not None:
@@ -923,7 +921,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 encoding = CovariateEncoding.fit(
                     _covariate_rows(covariates, rows[0]), self.categorical_covariates, len(rows[0]))
                 encoded = encoding.transform(covariates, X.shape[0], "fit")
-            X_fit, encoded_fit = _training_rows(X, encoded, rows)
+            X_fit, encoded_fit = self._training_rows(X, encoded, rows)
             architecture = self._architecture(X.shape[1], 0 if encoding is None else encoding.width)
             settings = self._training_settings(X_fit.shape, split_seed=seed)
             net = build_net(
@@ -946,7 +944,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             # is ever trained on.
             rows = self._reference_rows(X.shape[0], self._split_seed_, encoded,
                                         self._covariate_encoding_)
-            X_fit, encoded_fit = _training_rows(X, encoded, rows)
+            X_fit, encoded_fit = self._training_rows(X, encoded, rows)
             settings = self._training_settings(X_fit.shape, split_seed=self._split_seed_)
             without_inference_tensors(self.net_)
             # Measured again below, on the network as it ends: until then
@@ -957,6 +955,14 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._train(X_fit, encoded_fit, pca_seed=self._split_seed_ if init == "pca" else None)
         if rows is not None:
             self._reference_ = self._measure_reference(X, encoded, rows)
+
+    def _training_rows(self, X, encoded, rows):
+        """X and its encoded covariates without the reference rows, checked
+        for the early-stopping split (before anything fitted changes)."""
+        X_fit, encoded_fit = _training_rows(X, encoded, rows)
+        if self.early_stopping:
+            check_validation_split(self.validation_fraction, X_fit.shape[0])
+        return X_fit, encoded_fit
 
     def _reference_rows(self, n_rows, seed, encoded, encoding):
         """The ``(training, reference)`` rows of ``reference_fraction``, or None."""

@@ -293,3 +293,16 @@ def test_the_conditional_model_stands_where_the_benchmark_found_it():
     assert subject > scores["PCA on GLM residuals"][0][0] - 0.02, scores
     assert voxel > scores["PCA on GLM residuals"][1] - 0.02, scores
     assert 0.5 < calibration / bench.NOMINAL < 2, scores
+
+
+def test_early_stopping_splits_the_training_rows_only(controls):
+    X, covariates = controls
+    vae = BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.25, early_stopping=True,
+                             validation_fraction=0.2)
+    vae.fit(X, covariates=covariates)
+    assert "valid_loss" in vae.net_.history[-1]
+    # 15 rows: 3 held out as the reference, 12 to train on, of which a
+    # validation share of 0.99 leaves none to train on.
+    with pytest.raises(ValueError, match="validation_fraction=0.99 of the 12 samples"):
+        BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.2, early_stopping=True,
+                           validation_fraction=0.99).fit(X[:15])
