@@ -9,8 +9,10 @@ hangs is killed with its children, and the check goes on to the next one):
 
 * ``gpu tests``: ``pytest -m gpu tests`` (they skip without CUDA);
 * ``smoke``: fit, transform, inverse_transform, score, sample, the same seed
-  twice, a save/load round trip (on the device and onto the CPU) and
-  ``device="auto"``, on ``--device`` (this script, ``--smoke``);
+  twice, a save/load round trip (on the device and onto the CPU), a
+  conditional model with a reference and its deviation scores (on the
+  device and onto the CPU) and ``device="auto"``, on ``--device`` (this
+  script, ``--smoke``);
 * ``inference``: ``bench_inference.py`` (8,656 and 200,000 features, 1,000
   query rows);
 * ``train b1024`` and ``train b128``: ``bench_training.py`` with the plain
@@ -298,6 +300,22 @@ def smoke(device):
         assert difference <= 1e-5 * np.abs(state["Z"]).max(), f"CPU codes differ by {difference:.3g}"
         return f"on the CPU within {difference:.2g}"
 
+    def covariates_and_deviations():
+        # Issues 34 and 35: a conditional model with a reference, on the device.
+        covariates = np.column_stack([rng.uniform(20, 80, len(X)), rng.randint(3, size=len(X))])
+        vae = BetaVAETransformer(device=device, reference_fraction=0.2, categorical_covariates=[1],
+                                 **params).fit(X, covariates=covariates)
+        z = vae.deviation_scores(X[:50], covariates=covariates[:50])
+        _assert_numpy(z, (50, 50))
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "conditional.safetensors")
+            vae.save(path)
+            on_cpu = BetaVAETransformer.load(path, device="cpu")
+            z_cpu = on_cpu.deviation_scores(X[:50], covariates=covariates[:50])
+        difference = np.abs(z_cpu - z).max()
+        assert difference <= 1e-3 * np.abs(z).max(), f"CPU z-scores differ by {difference:.3g}"
+        return f"z-scores on the CPU within {difference:.2g}"
+
     def auto():
         vae = BetaVAETransformer(device="auto", **dict(params, max_iter=1)).fit(X)
         expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -312,6 +330,7 @@ def smoke(device):
         ("sample", sample),
         ("same_seed", same_seed),
         ("save_load", save_load),
+        ("covariates_and_deviations", covariates_and_deviations),
     ]:
         check(name, test if "vae" in state else _no_model)
     check("device_auto", auto)

@@ -48,7 +48,7 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     for step in expected:
         assert (tmp_path / (step.replace(" ", "_") + ".log")).is_file()
         assert table[step][0] == ("skip" if step == "gpu tests" and not torch.cuda.is_available() else "pass")
-    assert table["smoke"][1] == "8 of 8 checks passed"
+    assert table["smoke"][1] == "9 of 9 checks passed"
     assert "estimator" in table["train b128"][1] and "skorch default" in table["train b128"][1]
     assert "transform" in table["inference"][1]
     assert f"torch {torch.__version__}" in result.stdout
