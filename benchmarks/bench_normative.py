@@ -65,6 +65,8 @@ LEVERS = {
     "max_iter=100": {"max_iter": 100},
     "beta=1": {"beta": 1.0},
     "beta=16": {"beta": 16.0},
+    # Not a parameter: age given to the network as the GLM's spline basis.
+    "spline age": {},
 }
 REFERENCE_FRACTION = 0.2
 NOMINAL = 0.0027  # P(|z| > 3) of a standard normal
@@ -128,20 +130,30 @@ class ResidualPCA:
 
 
 class VAE:
-    def __init__(self, conditional, n_components, seed, **params):
+    def __init__(self, conditional, n_components, seed, spline_age=False, **params):
         self.conditional = conditional
+        self.spline = SplineTransformer(n_knots=5, degree=3) if spline_age else None
         self.model = BetaVAETransformer(n_components=n_components, random_state=seed,
                                         reference_fraction=REFERENCE_FRACTION, **params)
 
+    def _covariates(self, covariates, fit=False):
+        if not self.conditional:
+            return None
+        if self.spline is None:
+            return covariates
+        basis = (self.spline.fit_transform if fit else self.spline.transform)(covariates[["age"]])
+        columns = {f"age_{j}": basis[:, j] for j in range(basis.shape[1])}
+        return covariates.drop(columns="age").assign(**columns)
+
     def fit(self, X, covariates):
-        self.model.fit(X, covariates=covariates if self.conditional else None)
+        self.model.fit(X, covariates=self._covariates(covariates, fit=True))
         return self
 
     def z(self, X, covariates):
-        return self.model.deviation_scores(X, covariates=covariates if self.conditional else None)
+        return self.model.deviation_scores(X, covariates=self._covariates(covariates))
 
     def expected(self, X, covariates):
-        covariates = covariates if self.conditional else None
+        covariates = self._covariates(covariates)
         return self.model.inverse_transform(self.model.transform(X, covariates=covariates),
                                             covariates=covariates)
 
@@ -183,7 +195,8 @@ def _model(method, n_components, seed):
         return GLM()
     if method == "PCA on GLM residuals":
         return ResidualPCA(n_components, seed)
-    return VAE(method == "conditional beta-VAE", n_components, seed, **LEVERS.get(lever, {}))
+    return VAE(method == "conditional beta-VAE", n_components, seed,
+               spline_age=lever == "spline age", **LEVERS.get(lever, {}))
 
 
 def _scores(z, is_patient, truth):
