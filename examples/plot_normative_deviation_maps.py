@@ -37,7 +37,6 @@ from sklearn_betavae.datasets import make_brain_cohort
 from sklearn_betavae.inspection import deviation_maps
 
 os.makedirs("results", exist_ok=True)
-sklearn.set_config(enable_metadata_routing=True)  # covariates travel as metadata
 cohort = make_brain_cohort(400, kind="nonlinear", n_sites=3, n_patients=40, random_state=0)
 train = slice(0, 300)  # controls to learn from
 test = slice(300, 440)  # 100 unseen controls, then the 40 patients
@@ -47,10 +46,14 @@ print(cohort.covariates.head())
 # %%
 # The conditional beta-VAE, fitted on controls only
 # --------------------------------------------------
-vae = BetaVAETransformer(reference_fraction=0.2, random_state=0).set_fit_request(covariates=True)
-pipe = Pipeline([("masker", NiftiMasker(cohort.mask_img, standardize=None)), ("vae", vae)])
-start = time.perf_counter()
-pipe.fit(cohort.images[train], covariates=cohort.covariates.iloc[train])
+# The covariates reach the pipeline's last step by metadata routing (here
+# switched on for this block only; ``sklearn.set_config`` switches it on
+# for the session).
+with sklearn.config_context(enable_metadata_routing=True):
+    vae = BetaVAETransformer(reference_fraction=0.2, random_state=0).set_fit_request(covariates=True)
+    pipe = Pipeline([("masker", NiftiMasker(cohort.mask_img, standardize=None)), ("vae", vae)])
+    start = time.perf_counter()
+    pipe.fit(cohort.images[train], covariates=cohort.covariates.iloc[train])
 print(f"fitted in {time.perf_counter() - start:.1f} s on {300 - len(vae.reference_indices_)} "
       f"controls, {len(vae.reference_indices_)} held out as the reference")
 result = deviation_maps(pipe, cohort.images[test], covariates=cohort.covariates.iloc[test])
