@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gallery_reset
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import sklearn_betavae  # noqa: E402
@@ -53,17 +54,9 @@ numpydoc_xref_param_type = False
 
 # Gallery: the examples/plot_*.py scripts are run and their figures kept;
 # train_with_accelerate.py (launched by `accelerate launch`) is shown, not run.
-def _reset_sklearn_config(gallery_conf, fname):
-    """Every example starts from scikit-learn's default configuration: one
-    that switches metadata routing on for the session must not change how
-    the next one runs (``cross_val_score(groups=...)`` refuses it)."""
-    import sklearn
-
-    sklearn.set_config(enable_metadata_routing=False)
-
-
 sphinx_gallery_conf = {
-    "reset_modules": ("matplotlib", _reset_sklearn_config),
+    # Each example starts from scikit-learn's default configuration.
+    "reset_modules": ("matplotlib", "gallery_reset.reset_sklearn_config"),
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
