@@ -81,7 +81,7 @@ z_glm = (X_test - glm.predict(design.transform(cohort.covariates.iloc[test]))) /
 # Subject level: the AUC of each subject's mean squared z-score, patients
 # against the unseen controls. Voxel level: inside each patient, the AUC of
 # -z for the voxels of the true atrophy (mean over patients). Calibration:
-# the share of |z| > 3 among the unseen controls, 0.27% for a standard
+# the share of ``|z| > 3`` among the unseen controls, 0.27% for a standard
 # normal.
 z_vae = masker.transform(result.maps)
 masks = masker.transform(nibabel.Nifti1Image(
