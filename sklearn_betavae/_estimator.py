@@ -55,15 +55,6 @@ from ._validation import (
 _PICKLE_FORMAT_KEY = "_sklearn_betavae_format"
 
 
-def _training_rows(X, encoded, rows):
-    """X and its encoded covariates without the reference rows (as they are
-    when there are none)."""
-    if rows is None:
-        return X, encoded
-    training = rows[0]
-    return X[training], None if encoded is None else encoded[training]
-
-
 def _covariate_rows(covariates, rows):
     if hasattr(covariates, "iloc"):
         return covariates.iloc[rows]
@@ -773,8 +764,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         >>> vae.deviation_percentiles(X[500:503]).shape
         (3,)
         """
-        z = self.deviation_scores(X, covariates=covariates)
-        return self._reference_.percentiles(np.mean(z**2, axis=1))
+        z = self.deviation_scores(X, covariates=covariates)  # refuses a model without a reference
+        return self._reference_.percentiles(z)
 
     @property
     def reference_indices_(self):
@@ -957,9 +948,13 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             self._reference_ = self._measure_reference(X, encoded, rows)
 
     def _training_rows(self, X, encoded, rows):
-        """X and its encoded covariates without the reference rows, checked
-        for the early-stopping split (before anything fitted changes)."""
-        X_fit, encoded_fit = _training_rows(X, encoded, rows)
+        """X and its encoded covariates without the reference rows (as they
+        are when there are none), checked for the early-stopping split
+        (before anything fitted changes)."""
+        X_fit, encoded_fit = X, encoded
+        if rows is not None:
+            training = rows[0]
+            X_fit, encoded_fit = X[training], None if encoded is None else encoded[training]
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X_fit.shape[0])
         return X_fit, encoded_fit

@@ -125,8 +125,10 @@ class NormativeReference:
         """Each feature's residual, centred and scaled by the reference's."""
         return (residuals - self.residual_mean) / self.residual_scale
 
-    def percentiles(self, deviations):
-        """Where each mean squared z-score falls among the reference rows', 0-100."""
+    def percentiles(self, z):
+        """Where each row's mean squared z-score (rows of ``z``, as
+        ``z_scores`` gives them) falls among the reference rows', 0-100."""
+        deviations = mean_squared(z)
         below = np.searchsorted(self.deviations, deviations, side="left")
         at_or_below = np.searchsorted(self.deviations, deviations, side="right")
         return 100.0 * (below + at_or_below) / (2 * len(self.deviations))
@@ -169,6 +171,11 @@ class NormativeReference:
         )
 
 
+def mean_squared(z):
+    """Each row's mean squared z-score: the per-subject deviation statistic."""
+    return np.mean(np.asarray(z) ** 2, axis=-1)
+
+
 def _left_out_deviations(residuals, floor):
     """Each row's mean squared z-score against the mean and spread of the
     *other* rows: a new subject is not among the rows that define its
@@ -181,7 +188,7 @@ def _left_out_deviations(residuals, floor):
     # The sum of squares about the mean without row i (an exact identity).
     left_out_squares = squares - n / (n - 1) * (residuals - mean) ** 2
     left_out_scale = np.maximum(np.sqrt(np.maximum(left_out_squares, 0) / (n - 2)), floor)
-    return np.mean(((residuals - left_out_mean) / left_out_scale) ** 2, axis=1)
+    return mean_squared((residuals - left_out_mean) / left_out_scale)
 
 
 def _covariate_ranges(encoded, encoding):

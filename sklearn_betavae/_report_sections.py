@@ -17,6 +17,7 @@ from sklearn.utils import Bunch
 
 from ._covariates import CONTINUOUS, CovariateEncoding
 from ._figures import pyplot
+from ._normative import mean_squared
 from ._pipeline_steps import masker_index
 from .inspection import deviation_maps
 
@@ -147,7 +148,7 @@ def subject_deviation(estimator, vae, preceding, subject, covariates):
     else:
         z = np.asarray(result.maps, dtype=np.float64)[0]
     return Bunch(z=z, image=image, percentile=float(result.percentiles[0]),
-                 value=float(np.mean(z**2)), n_reference=len(vae.reference_deviations_))
+                 value=float(mean_squared(z)), n_reference=len(vae.reference_deviations_))
 
 
 def deviation_map_figure(image):

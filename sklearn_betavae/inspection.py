@@ -254,6 +254,6 @@ def deviation_maps(estimator, X, *, covariates=None):
         check_same_space(preceding, X)
         X = preceding.transform(X)
     z = vae.deviation_scores(X, covariates=covariates)
-    percentiles = vae._reference_.percentiles(np.mean(z**2, axis=1))
+    percentiles = vae._reference_.percentiles(z)
     return Bunch(maps=z if preceding is None else feature_maps(preceding, z),
                  percentiles=percentiles)

@@ -92,3 +92,24 @@ def brain_pipeline():
         ("vae", BetaVAETransformer(n_components=4, max_iter=20, device="cpu", random_state=0)),
     ])
     return pipe.fit(population.images), population
+
+
+def fit_normative_brain(n_controls, n_patients):
+    """``(pipeline, cohort)``: NiftiMasker + a conditional BetaVAETransformer
+    (``FAST_PARAMS``, ``reference_fraction=0.25``) fitted, with metadata
+    routing, on the ``n_controls`` controls of a two-site
+    ``make_brain_cohort`` whose ``n_patients`` patients come after them."""
+    pytest.importorskip("nilearn")
+    import sklearn
+    from nilearn.maskers import NiftiMasker
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_betavae import BetaVAETransformer
+    from sklearn_betavae.datasets import make_brain_cohort
+
+    cohort = make_brain_cohort(n_controls, n_sites=2, n_patients=n_patients, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        vae = BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.25).set_fit_request(covariates=True)
+        pipe = Pipeline([("masker", NiftiMasker(cohort.mask_img, standardize=None)), ("vae", vae)])
+        pipe.fit(cohort.images[:n_controls], covariates=cohort.covariates.iloc[:n_controls])
+    return pipe, cohort

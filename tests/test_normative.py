@@ -11,7 +11,7 @@ from skorch.callbacks import Callback
 
 from sklearn_betavae import BetaVAETransformer, load_pipeline, save_pipeline
 from sklearn_betavae._normative import reference_split
-from tests.conftest import FAST_PARAMS
+from tests.conftest import FAST_PARAMS, fit_normative_brain
 
 N, D = 300, 40
 
@@ -209,19 +209,7 @@ def test_deviation_scores_without_covariates_and_bad_input(controls):
 
 @pytest.fixture(scope="module")
 def brain_normative():
-    nilearn = pytest.importorskip("nilearn")  # noqa: F841
-    import sklearn
-    from nilearn.maskers import NiftiMasker
-    from sklearn.pipeline import Pipeline
-
-    from sklearn_betavae.datasets import make_brain_cohort
-
-    cohort = make_brain_cohort(80, n_sites=2, n_patients=4, random_state=0)
-    with sklearn.config_context(enable_metadata_routing=True):
-        vae = BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.25).set_fit_request(covariates=True)
-        pipe = Pipeline([("masker", NiftiMasker(cohort.mask_img, standardize=None)), ("vae", vae)])
-        pipe.fit(cohort.images[:80], covariates=cohort.covariates.iloc[:80])
-    return pipe, cohort
+    return fit_normative_brain(80, n_patients=4)
 
 
 def test_deviation_maps_through_a_masker_pipeline(brain_normative):

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression
 
 from sklearn_betavae import BetaVAETransformer
-from tests.conftest import FAST_PARAMS
+from tests.conftest import FAST_PARAMS, fit_normative_brain
 
 pytest.importorskip("matplotlib")
 
@@ -108,19 +108,7 @@ def test_report_checks_its_arguments(digits):
 def conditional_brain():
     """A conditional normative pipeline fitted on 60 simulated controls of two
     sites, and the cohort (two patients after the controls)."""
-    pytest.importorskip("nilearn")
-    import sklearn
-    from nilearn.maskers import NiftiMasker
-    from sklearn.pipeline import Pipeline
-
-    from sklearn_betavae.datasets import make_brain_cohort
-
-    cohort = make_brain_cohort(60, n_sites=2, n_patients=2, random_state=0)
-    with sklearn.config_context(enable_metadata_routing=True):
-        vae = BetaVAETransformer(**FAST_PARAMS, reference_fraction=0.25).set_fit_request(covariates=True)
-        pipe = Pipeline([("masker", NiftiMasker(cohort.mask_img, standardize=None)), ("vae", vae)])
-        pipe.fit(cohort.images[:60], covariates=cohort.covariates.iloc[:60])
-    return pipe, cohort
+    return fit_normative_brain(60, n_patients=2)
 
 
 def test_report_of_a_conditional_brain_model_with_a_patient(conditional_brain):
