@@ -36,6 +36,7 @@ LEVERS = {
     "defaults": {},
     "beta_warmup=0": {"beta_warmup": 0.0},
     "standardize=False": {"standardize": False},
+    "standardize=True": {"standardize": True},
     # The same digits in [0, 1] units: standardization makes the defaults
     # independent of the units, which raw training is not.
     "X/16, standardize=False": {"standardize": False, "unit_scale": 16.0},

@@ -12,6 +12,9 @@ components, so that a budget rule can be read off every data set at once:
   ``bench_real_maps.py``), k latents (``--k-maps``, default 10);
 - ``digits``: ``load_digits`` as it comes, 75/25 split with seed ``s``, 8
   latents (as ``bench_digits_defaults.py``);
+- ``wine`` / ``cancer``: ``load_wine`` (13 features) / ``load_breast_cancer``
+  (30 features) as they come, tabular rows whose features have their own
+  units, 75/25 split with seed ``s``, 4 / 6 latents;
 - ``amplitude`` / ``overlapping`` / ``nonlinear``: ``make_brain_population``
   population ``s``, ``--n-train`` subjects (300 or 3,000) and 200 held out,
   masked at 6 mm, 6 latents (as ``bench_brain_factors.py``).
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from skorch.callbacks import Callback
@@ -90,6 +93,9 @@ class R2Curve(Callback):
             )
 
 
+TABULAR = {"wine": (load_wine, 4), "cancer": (load_breast_cancer, 6)}
+
+
 def load_set(name, seed, args):
     """(X_train, X_test, n_components, description) of one data set."""
     if name in ("maps6", "maps4"):
@@ -103,6 +109,11 @@ def load_set(name, seed, args):
         X, _ = load_digits(return_X_y=True)
         X_train, X_test = train_test_split(X, test_size=0.25, random_state=seed)
         return X_train, X_test, 8, f"{len(X_train)}x64"
+    if name in TABULAR:
+        load, k = TABULAR[name]
+        X, _ = load(return_X_y=True)
+        X_train, X_test = train_test_split(X, test_size=0.25, random_state=seed)
+        return X_train, X_test, k, f"{len(X_train)}x{X.shape[1]}"
     from nilearn.maskers import NiftiMasker
 
     from sklearn_betavae.datasets import make_brain_population
@@ -129,7 +140,7 @@ def main():
         "--sets",
         nargs="+",
         default=["maps6:0", "digits:0", "amplitude:0"],
-        help="NAME:SEED, NAME one of maps6 maps4 digits amplitude overlapping nonlinear",
+        help="NAME:SEED, NAME one of maps6 maps4 digits wine cancer amplitude overlapping nonlinear",
     )
     parser.add_argument(
         "--n-train", type=int, default=300, help="training subjects of the simulated populations"

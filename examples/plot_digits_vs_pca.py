@@ -39,8 +39,10 @@ X_train, X_test = train_test_split(X, test_size=0.25, random_state=0)
 # Gaussian negative log-likelihood, so beta = 1 weighs the KL half as much as
 # the ELBO that ``score`` reports (beta = 2 would be that plain VAE), and
 # beta = 4 twice as much.
-# The estimator standardizes each pixel inside ``fit`` and undoes it on the
-# way out, so the reconstructions below are in pixel units.
+# The estimator centres each pixel and divides all of them by one scale
+# inside ``fit`` (``standardize="auto"``), so that it starts at PCA of the
+# pixels as they are, and undoes it on the way out: the reconstructions
+# below are in pixel units.
 models = {"PCA": PCA(N_COMPONENTS)}
 for beta in (1.0, 4.0):
     models[f"beta-VAE, beta={beta:g}"] = BetaVAETransformer(

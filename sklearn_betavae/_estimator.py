@@ -48,7 +48,6 @@ from ._validation import (
     check_validation_split,
     input_lr_factor,
     resolve_max_iter,
-    resolve_standardize,
 )
 
 # The key of the format version in a pickled estimator's state.
@@ -83,11 +82,12 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     Scale matters for a VAE: its reconstruction loss is a sum over features
     with unit observation variance, so on data with a small spread the KL term
     dominates and latents collapse. With ``standardize="auto"`` (the default)
-    the normal and laplace decoders therefore train on standardized data:
-    each feature z-scored for tabular data, and, from 1,000 features on
-    (masked brain images, pixels), all features divided by one common scale,
-    which keeps PCA's geometry. ``inverse_transform``, ``sample`` and
-    ``score`` undo it, so everything is in the input's own units.
+    the normal and laplace decoders therefore train on centred data divided
+    by one common scale, which keeps PCA's geometry: the network starts at
+    PCA of the data as they are. ``inverse_transform``, ``sample`` and
+    ``score`` undo it, so everything is in the input's own units. For
+    features in different units, z-score each (``standardize=True``), as
+    you would put a ``StandardScaler`` before ``PCA``.
 
     Parameters
     ----------
@@ -159,11 +159,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         outside the regions that vary) weigh less. False trains on X as
         given. ``"auto"`` means False for the bernoulli decoder, whose data
         must stay in [0, 1] (True or ``"global"`` with bernoulli is an
-        error); for the normal and laplace decoders it means ``"global"``
-        from 1,000 features on (images, masked brain maps, whose features
-        share one unit) and True below (tabular data, where each feature
-        has its own). The rule is on the number of features only, so every
-        split of a search makes the same choice. Measurements:
+        error), and ``"global"`` for the normal and laplace decoders: use
+        True for tabular features in different units. Measurements:
         :doc:`/user_guide/standardization`.
     init : {"auto", "pca", "random"}, default="auto"
         How a new network starts. ``"pca"`` (as ``TSNE(init="pca")``)
@@ -913,7 +910,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     _covariate_rows(covariates, rows[0]), self.categorical_covariates, len(rows[0]))
                 encoded = encoding.transform(covariates, X.shape[0], "fit")
             X_fit, encoded_fit = self._training_rows(X, encoded, rows)
-            architecture = self._architecture(X.shape[1], 0 if encoding is None else encoding.width)
+            architecture = self._architecture(0 if encoding is None else encoding.width)
             settings = self._training_settings(X_fit.shape, split_seed=seed)
             net = build_net(
                 architecture,
@@ -1003,21 +1000,20 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             self._rng_state_ = rng_state
         self.n_iter_ = n_iter
 
-    def _architecture(self, n_features, n_covariates):
-        """The ``Architecture`` the parameters describe, for ``n_features``
-        and ``n_covariates`` encoded covariate columns."""
-        standardize = check_standardize(self.standardize, self.default_dist)
+    def _architecture(self, n_covariates):
+        """The ``Architecture`` the parameters describe, for ``n_covariates``
+        encoded covariate columns."""
         return Architecture(
             n_components=self.n_components,
             hidden_layer_sizes=check_hidden_layer_sizes(self.hidden_layer_sizes),
             default_dist=self.default_dist,
-            standardize=resolve_standardize(standardize, n_features),
+            standardize=check_standardize(self.standardize, self.default_dist),
             n_covariates=n_covariates,
         )
 
     def _check_continuable(self, device):
         """Refuse a warm start that cannot continue the fitted network."""
-        architecture = self._architecture(self.n_features_in_, self._architecture_.n_covariates)
+        architecture = self._architecture(self._architecture_.n_covariates)
         for name, fitted in vars(self._architecture_).items():
             value = getattr(architecture, name)
             if value != fitted:

@@ -239,7 +239,8 @@ def test_the_pca_start_regresses_out_the_covariates():
     # One step of a vanishing learning rate: the start itself. beta=0.1 keeps
     # the posterior mean's shrinkage small (seen: 1.0004; 1.03 at beta=1).
     vae = BetaVAETransformer(beta=0.1, device="cpu", n_components=3, hidden_layer_sizes=(),
-                             max_iter=1, learning_rate_init=1e-12, random_state=0)
+                             max_iter=1, learning_rate_init=1e-12, standardize=True,
+                             random_state=0)
     vae.fit(X[train], covariates=covariates.iloc[train])
     # The linear baseline: PCA of the standardized rows after their
     # regression on the covariates.
