@@ -225,6 +225,22 @@ def row_blocks(data, step=None, order=None, width=1):
             yield torch.cat([dataset.standardize(block), covariates.to(block.device, block.dtype)], 1)
 
 
+def on_the_fly_standardization(data):
+    """The ``Standardization`` a ``RowDataset`` (or ``Subset`` of one)
+    applies to its stored rows batch by batch; None when it applies none, or
+    when it appends covariates (its rows are then read standardized)."""
+    dataset, _ = _dataset_of(data)
+    return dataset.standardization if dataset.covariates is None else None
+
+
+def stored_row_blocks(data):
+    """``row_blocks`` of a ``RowDataset`` (or ``Subset`` of one) as it stores
+    them: before its standardization, without covariates, on its storage's
+    device."""
+    dataset, indices = _dataset_of(data)
+    return row_blocks(dataset.X, order=indices)
+
+
 class SliceLoader:
     """Iterate over mini-batches ``(X[batch_rows], None)`` of a ``RowDataset``.
 

@@ -77,16 +77,27 @@ def ppca_solution(eigenvalues, beta, floor=0.0):
     return gain, np.clip(logvar, *LOGVAR_RANGE), loading
 
 
-def training_rows(net, dataset):
-    """A callable giving, at each call, the standardized rows ``net`` trains
-    on (its validation split left out) as float32 NumPy chunks, in order,
-    and their number."""
+def training_rows(net, dataset, stored=False):
+    """A callable giving, at each call, the rows ``net`` trains on (its
+    validation split left out) as NumPy chunks, in order; their number; and
+    the standardization still to apply to them.
+
+    With ``stored=False`` the rows come standardized (float32, covariate
+    columns appended) and the standardization is None. With ``stored=True``
+    they come as the dataset stores them, before any standardization it
+    applies batch by batch, which is then returned: ``fit_pca`` applies it
+    to its few basis vectors instead of to every row at every pass.
+    """
     train_part, _ = net.get_split_datasets(dataset)
+    standardization = _data.on_the_fly_standardization(train_part) if stored else None
+    if standardization is None:
+        def chunks():
+            return (rows.float().cpu().numpy() for rows in _data.row_blocks(train_part))
+    else:
+        def chunks():
+            return (rows.cpu().numpy() for rows in _data.stored_row_blocks(train_part))
 
-    def chunks():
-        return (rows.float().cpu().numpy() for rows in _data.row_blocks(train_part))
-
-    return chunks, len(train_part)
+    return chunks, len(train_part), standardization
 
 
 def covariate_regression(chunks, n_features):
@@ -120,7 +131,8 @@ def _residuals(chunks, n_features, coef):
     return residual_chunks
 
 
-def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
+def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
+            standardization=None):
     """PCA of the rows that ``chunks()`` yields, without a copy of them.
 
     scikit-learn's ``PCA`` needs the centred rows in memory, a copy of X, so
@@ -128,16 +140,28 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
     ``_data.CHUNK_VALUES`` values at most, a chunk-sized copy). Otherwise,
     when the ``n_features x n_features`` scatter matrix
     ``(X - mean)^T (X - mean)`` is no larger than a chunk (up to 2,896
-    features), it is summed chunk by chunk and diagonalised: exact too.
-    Wider data get randomized subspace iteration (Halko, Martinsson and
-    Tropp, 2011) on that scatter matrix, applied one chunk at a time, with
-    scikit-learn's randomized-PCA settings for few components
-    (``k + 10`` dimensions, 7 iterations) and a final Rayleigh-Ritz step:
-    leading components with a spectral gap are found to float64 rounding,
-    those in a flat noise spectrum within a few percent. Either way only a
-    few ``n_features x (k + 10)`` arrays and one chunk are held, so the start
-    keeps ``fit``'s promise of at most one copy of X. At most ``n_rows - 1``
-    components have a non-zero variance; fewer are returned then.
+    features), it is summed chunk by chunk in float64 and diagonalised:
+    exact. Wider data get randomized subspace iteration (Halko, Martinsson
+    and Tropp, 2011) on that scatter matrix, applied one chunk at a time,
+    with scikit-learn's randomized-PCA settings for few components
+    (``k + 10`` dimensions, 7 iterations) and a final Rayleigh-Ritz step.
+    Its products with the rows run in float32, the rows' own precision (as
+    scikit-learn's for float32 X), and the centring and standardization are
+    applied to the basis, not to the rows: each pass costs two
+    matrix products and no elementwise pass over X. Rows whose mean is far
+    from zero next to their spread are shifted near zero first, so that the
+    float32 products keep the centred part. Leading components with a
+    spectral gap are found to float32 rounding, those in a flat noise
+    spectrum within a few percent. Only a few ``n_features x (k + 10)``
+    arrays and one chunk are held, so the start keeps ``fit``'s promise of
+    at most one copy of X. At most ``n_rows - 1`` components have a
+    non-zero variance; fewer are returned then.
+
+    Parameters
+    ----------
+    standardization : _data.Standardization or None, default=None
+        When given, the PCA is that of the standardized rows
+        ``(row - mean) / scale``, the rows being given as they are.
 
     Returns
     -------
@@ -149,46 +173,89 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7):
     explained : ndarray of shape (k,)
         The share of the rows' total variance each explains.
     """
-    mean = np.zeros(n_features)
+    if standardization is None:
+        standardization = _data.Standardization(np.zeros(n_features), np.ones(n_features))
+    scale = standardization.scale_array
+    raw_mean = np.zeros(n_features)
     for chunk in chunks():
-        mean += chunk.sum(axis=0, dtype=np.float64)
-    mean /= n_rows
+        raw_mean += chunk.sum(axis=0, dtype=np.float64)
+    raw_mean /= n_rows
+    mean = standardization.apply(raw_mean)
     k = min(n_components, n_rows - 1, n_features)
     if k < 1:
         return mean, np.zeros((0, n_features)), np.zeros(0), np.zeros(0)
     if n_rows * n_features <= _data.CHUNK_VALUES:
-        rows = np.concatenate(list(chunks()))
+        # The rows the network trains on, bit for bit (float64 arithmetic,
+        # rounded once to the rows' dtype), as one chunk-sized array.
+        rows = np.concatenate([standardization.apply(chunk).astype(chunk.dtype)
+                               for chunk in chunks()])
         pca = PCA(k, svd_solver="full").fit(rows)
-        return (mean, pca.components_.astype(np.float64),
+        return (rows.sum(axis=0, dtype=np.float64) / n_rows, pca.components_.astype(np.float64),
                 pca.singular_values_.astype(np.float64) ** 2 / n_rows,
                 np.nan_to_num(pca.explained_variance_ratio_.astype(np.float64)))
     if n_features**2 <= _data.CHUNK_VALUES:
-        # The whole space: Rayleigh-Ritz on it diagonalises the scatter itself.
-        width, n_iter, basis = n_features, 0, np.eye(n_features)
-    else:
-        width = min(k + 10, n_features)
-        rng = check_random_state(random_state)
-        basis = linalg.qr(rng.standard_normal((n_features, width)), mode="economic")[0]
+        # The whole scatter matrix, summed in float64 and diagonalised.
+        scatter = np.zeros((n_features, n_features))
+        for chunk in chunks():
+            centred = (chunk - raw_mean) / scale
+            scatter += centred.T @ centred
+        values, vectors = linalg.eigh(scatter)
+        order = np.argsort(values)[::-1][:k]
+        eigenvalues = np.maximum(values[order], 0.0) / n_rows
+        total = np.trace(scatter)
+        explained = eigenvalues * n_rows / total if total > 0 else np.zeros(k)
+        return mean, vectors[:, order].T, eigenvalues, explained
+    return (mean, *_randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter))
 
-    def centred_chunks():
-        # (A chunk may be a view of X itself: never modified in place.)
-        return (chunk - mean for chunk in chunks())
 
+# Rows whose mean is more than this many (standardized) spreads from zero are
+# shifted near zero before the float32 products of the randomized PCA.
+FAR_FROM_ZERO = 16
+
+
+def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
+    """``fit_pca``'s randomized subspace iteration, for the rows ``chunks()``
+    yields as they are, their mean ``raw_mean``, divided by ``scale``."""
+    n_features = len(raw_mean)
+    # A float32 product of rows loses about 6e-8 of their magnitude; far from
+    # zero next to their spread, that would be a large part of what varies.
+    # (Any shift is undone exactly by the centring below.)
+    far = np.max(np.abs(raw_mean) / scale) > FAR_FROM_ZERO
+    shift = raw_mean.astype(np.float32) if far else np.zeros(n_features, dtype=np.float32)
+    offset = raw_mean - shift  # the mean of the shifted rows, in float64
+
+    def shifted_chunks():
+        for chunk in chunks():
+            chunk = np.asarray(chunk, dtype=np.float32)
+            yield chunk - shift if far else chunk
+
+    def centred_codes(chunk, basis):
+        # (chunk - offset) / scale @ basis, with the product in float32.
+        scaled = basis / scale[:, None]
+        return (chunk @ scaled.astype(np.float32)).astype(np.float64) - offset @ scaled
+
+    width = min(k + 10, n_features)
+    rng = check_random_state(random_state)
+    basis = linalg.qr(rng.standard_normal((n_features, width)), mode="economic")[0]
     for _ in range(n_iter):
         scatter_basis = np.zeros_like(basis)
-        for chunk in centred_chunks():
-            scatter_basis += chunk.T @ (chunk @ basis)
+        for chunk in shifted_chunks():
+            codes = centred_codes(chunk, basis)
+            # ((chunk - offset) / scale)^T @ codes
+            product = (chunk.T @ codes.astype(np.float32)).astype(np.float64)
+            scatter_basis += (product - np.outer(offset, codes.sum(axis=0))) / scale[:, None]
         basis = linalg.qr(scatter_basis, mode="economic", overwrite_a=True)[0]
-    projected, total = np.zeros((width, width)), 0.0
-    for chunk in centred_chunks():
-        codes = chunk @ basis
+    projected, squares = np.zeros((width, width)), np.zeros(n_features)
+    for chunk in shifted_chunks():
+        codes = centred_codes(chunk, basis)
         projected += codes.T @ codes
-        total += float(np.square(chunk).sum())
+        squares += np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
+    total = float(np.sum((squares - n_rows * offset**2) / scale**2))
     values, vectors = linalg.eigh(projected)
     order = np.argsort(values)[::-1][:k]
     eigenvalues = np.maximum(values[order], 0.0) / n_rows
     explained = eigenvalues * n_rows / total if total > 0 else np.zeros(k)
-    return mean, (basis @ vectors[:, order]).T, eigenvalues, explained
+    return (basis @ vectors[:, order]).T, eigenvalues, explained
 
 
 def pca_start(net, dataset, beta, random_state, log=None):
@@ -222,7 +289,7 @@ def pca_start(net, dataset, beta, random_state, log=None):
     n_components = encoder.linear_map().out_features // 2
     n_covariates = module.n_covariates
     n_features = encoder.linear_map().in_features - n_covariates
-    chunks, n_rows = training_rows(net, dataset)
+    chunks, n_rows, standardization = training_rows(net, dataset, stored=not n_covariates)
     if n_covariates:
         # The conditional model's linear optimum: pPCA of what the covariates'
         # linear effect leaves, that effect in the decoder's covariate weights.
@@ -231,7 +298,8 @@ def pca_start(net, dataset, beta, random_state, log=None):
         chunks = _residuals(chunks, n_features, coef)
     with np.errstate(all="ignore"):
         mean, components, eigenvalues, explained = fit_pca(
-            chunks, n_rows, n_features, n_components, random_state
+            chunks, n_rows, n_features, n_components, random_state,
+            standardization=standardization,
         )
     if not all(np.isfinite(a).all() for a in (mean, components, eigenvalues)):
         raise ValueError(

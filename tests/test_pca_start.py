@@ -186,6 +186,37 @@ def test_chunked_pca_matches_scikit_learn(path, monkeypatch):
         assert abs(found @ direction) > 1 - 1e-5
 
 
+@pytest.mark.parametrize("path", ["one chunk", "exact scatter", "randomized"])
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_chunked_pca_standardizes_the_rows_it_is_given(path, offset, monkeypatch):
+    # The rows as the dataset stores them, float32, far from zero or not,
+    # each feature in its own units: the PCA of the standardized rows.
+    from sklearn_betavae import _data
+
+    n_rows, n_features = (300, 40) if path != "randomized" else (30, 500)
+    if path != "one chunk":
+        monkeypatch.setattr(_data, "CHUNK_VALUES", 2000)
+    rng = np.random.default_rng(1)
+    units = rng.uniform(0.1, 10.0, n_features)
+    X = np.float32(low_rank(n_rows, n_features=n_features, rank=3, noise=0.5) * units + offset)
+    standardization = _data.Standardization(X.mean(axis=0, dtype=np.float64),
+                                            X.std(axis=0, dtype=np.float64))
+    step = 7
+    chunks = lambda: (X[i:i + step] for i in range(0, n_rows, step))  # noqa: E731
+    mean, components, eigenvalues, explained = fit_pca(
+        chunks, n_rows, n_features, 5, 0, standardization=standardization)
+    standardized = standardization.apply(np.float64(X))
+    pca = PCA(5, svd_solver="full").fit(standardized)
+    np.testing.assert_allclose(mean, 0, atol=1e-5)
+    signal = 3 if path == "randomized" else 5
+    expected = pca.explained_variance_ * (n_rows - 1) / n_rows
+    np.testing.assert_allclose(eigenvalues[:signal], expected[:signal], rtol=1e-4)
+    np.testing.assert_allclose(explained[:signal], pca.explained_variance_ratio_[:signal],
+                               rtol=1e-4)
+    for found, direction in zip(components[:signal], pca.components_):
+        assert abs(found @ direction) > 1 - 1e-5
+
+
 def test_chunked_pca_leaves_its_chunks_alone():
     X = np.float32(low_rank(50, n_features=20))
     before = X.copy()
