@@ -58,24 +58,42 @@ class Standardization:
     def chunks(self, X, dtype, device="cpu", width=1):
         """Standardized row chunks of X, rounded to ``dtype`` (the network's).
 
-        The arithmetic is ``apply``'s (float64, then one rounding), so the
-        values are those of ``apply(X).to(dtype)`` bit for bit, but on the
-        CPU each chunk takes two passes over reused buffers (a subtraction
-        that also widens X's values, a division that writes ``dtype``)
-        instead of a float64 copy and two new float64 arrays; without
-        standardization (mean 0, scale 1: the same bits) a float32 X is not
-        copied at all. A chunk's buffer is reused for the next one: use each
-        chunk before taking the next. Chunked as ``row_blocks``.
+        Rows of any dtype but float32 are standardized with ``apply``'s
+        arithmetic (float64, then one rounding: the same bits), so a large
+        offset keeps its precision; on the CPU each chunk takes two passes
+        over reused buffers (a subtraction that also widens X's values, a
+        division that writes ``dtype``) instead of a float64 copy and two new
+        float64 arrays. float32 rows for a float32 network, which hold no
+        more precision than that, are standardized in float32 by torch on
+        the device (in parallel, and sent as float32 to a GPU: no float64
+        copy of them anywhere): ``(x - m32) * (1 / scale) - (mean - m32) /
+        scale``, with ``m32`` the mean rounded to float32, so a large offset
+        costs nothing either; the values are ``apply``'s within a few float32
+        roundings. Without standardization (mean 0,
+        scale 1) a float32 X is not copied at all. A chunk's buffer is
+        reused for the next one: use each chunk before taking the next.
+        Chunked as ``row_blocks``.
         """
-        if torch.device(device).type != "cpu":
-            for chunk in iter_chunks(X, torch.float64, device, width):
-                yield self.apply(chunk).to(dtype)
-            return
         numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         identity = not self.mean_array.any() and bool((self.scale_array == 1).all())
+        on_cpu = torch.device(device).type == "cpu"
         widened = narrow = None
         for chunk in row_blocks(X, width=width):
             chunk = np.asarray(chunk)
+            if chunk.dtype == np.float32 and numpy_dtype == np.float32:
+                rows = _shared_tensor(chunk).to(device, non_blocking=True)
+                if identity:
+                    yield rows
+                    continue
+                if narrow is None:
+                    shift, reciprocal, residual = self._float32_terms(rows.device)
+                    narrow = torch.empty(rows.shape, dtype=torch.float32, device=rows.device)
+                out = torch.sub(rows, shift, out=narrow[:len(rows)])
+                yield out.mul_(reciprocal).sub_(residual)
+                continue
+            if not on_cpu:
+                yield self.apply(_shared_tensor(np.asarray(chunk, np.float64)).to(device)).to(dtype)
+                continue
             if chunk.dtype.kind != "f":  # integers and booleans: exact in float64
                 chunk = chunk.astype(np.float64)
             if identity:
@@ -88,6 +106,13 @@ class Standardization:
             np.subtract(chunk, self.mean_array, out=widened[:n])
             np.divide(widened[:n], self.scale_array, out=narrow[:n], casting="same_kind")
             yield torch.from_numpy(narrow[:n])
+
+    def _float32_terms(self, device):
+        """``m32``, ``1 / scale`` and ``(mean - m32) / scale`` as float32
+        tensors on ``device``: ``chunks``'s float32 arithmetic."""
+        shift = self.mean_array.astype(np.float32)
+        terms = (shift, 1.0 / self.scale_array, (self.mean_array - shift) / self.scale_array)
+        return tuple(torch.as_tensor(np.asarray(t, dtype=np.float32), device=device) for t in terms)
 
     def invert_into(self, y, out):
         """``out[:] = y * scale + mean`` (``invert``'s arithmetic, the same

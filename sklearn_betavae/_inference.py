@@ -5,11 +5,12 @@ fitted module itself: no copy of the weights is made, so a call costs what
 a plain PyTorch pass costs (``benchmarks/bench_inference.py``), also on a
 GPU, where float64 runs 30-60 times slower. Everything around the network
 is computed in float64: the standardization on the way in (rounded once to
-the network's dtype, in reused buffers: ``Standardization.chunks``) and
-out, the sums of the log-likelihood, the KL term and the outputs. Results
-therefore depend on how rows are chunked only through the network's
-float32 rounding (about 1e-7 of the values; measured in
-``tests/test_inference.py``).
+the network's dtype, in reused buffers: ``Standardization.chunks``; float32
+rows, which hold no more precision, are standardized in float32 by torch,
+in parallel and on the device) and out, the sums of the log-likelihood, the
+KL term and the outputs. Results therefore depend on how rows are chunked
+only through the network's float32 rounding (about 1e-7 of the values;
+measured in ``tests/test_inference.py``).
 
 Chunks of rows are sized so that each of their layers' activations holds
 about ``_data.CHUNK_VALUES`` values, the widest layer counting, not only the
