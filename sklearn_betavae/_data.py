@@ -349,11 +349,22 @@ def standardization(X, standardize):
     if not standardize:
         return np.zeros(n_features), np.ones(n_features)
     with np.errstate(over="ignore", invalid="ignore"):
-        # Each chunk as C-ordered float64 first: the sums then run in the same
+        # One pass: each chunk's mean and sum of squared deviations, merged
+        # as Chan, Golub and LeVeque (1979) do, as stable as two passes. Each
+        # chunk is C-ordered float64 first: the sums then run in the same
         # order whatever X's layout and dtype, and so give the same bits.
-        chunks = lambda: (np.ascontiguousarray(chunk, dtype=np.float64) for chunk in row_blocks(X))  # noqa: E731
-        mean = sum(chunk.sum(axis=0) for chunk in chunks()) / n_samples
-        squares = sum(np.square(chunk - mean).sum(axis=0) for chunk in chunks())
+        count, mean, squares = 0, np.zeros(n_features), np.zeros(n_features)
+        for chunk in row_blocks(X):
+            chunk = np.ascontiguousarray(chunk, dtype=np.float64)
+            rows = len(chunk)
+            chunk_mean = chunk.sum(axis=0) / rows
+            deviations = np.subtract(chunk, chunk_mean)  # (chunk may be X itself)
+            np.square(deviations, out=deviations)
+            delta = chunk_mean - mean
+            total = count + rows
+            squares += deviations.sum(axis=0) + np.square(delta) * (count * rows / total)
+            mean += delta * (rows / total)
+            count = total
         scale = np.sqrt(squares / n_samples)
     if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
         raise ValueError(
