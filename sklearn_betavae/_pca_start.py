@@ -229,25 +229,30 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
             chunk = np.asarray(chunk, dtype=np.float32)
             yield chunk - shift if far else chunk
 
-    def centred_codes(chunk, basis):
-        # (chunk - offset) / scale @ basis, with the product in float32.
+    def centred_codes(basis):
+        """``chunk -> (chunk - offset) / scale @ basis``, the product in
+        float32; the basis is scaled once, not at every chunk."""
         scaled = basis / scale[:, None]
-        return (chunk @ scaled.astype(np.float32)).astype(np.float64) - offset @ scaled
+        scaled32, offset_codes = scaled.astype(np.float32), offset @ scaled
+        return lambda chunk: (chunk @ scaled32).astype(np.float64) - offset_codes
 
     width = min(k + 10, n_features)
     rng = check_random_state(random_state)
     basis = linalg.qr(rng.standard_normal((n_features, width)), mode="economic")[0]
     for _ in range(n_iter):
-        scatter_basis = np.zeros_like(basis)
+        # ((rows - offset) / scale)^T @ codes, summed over the chunks: the
+        # offset and the scale are applied once, after the sums.
+        encode, product, code_sums = centred_codes(basis), np.zeros_like(basis), np.zeros(width)
         for chunk in shifted_chunks():
-            codes = centred_codes(chunk, basis)
-            # ((chunk - offset) / scale)^T @ codes
-            product = (chunk.T @ codes.astype(np.float32)).astype(np.float64)
-            scatter_basis += (product - np.outer(offset, codes.sum(axis=0))) / scale[:, None]
+            codes = encode(chunk)
+            product += (chunk.T @ codes.astype(np.float32)).astype(np.float64)
+            code_sums += codes.sum(axis=0)
+        scatter_basis = (product - np.outer(offset, code_sums)) / scale[:, None]
         basis = linalg.qr(scatter_basis, mode="economic", overwrite_a=True)[0]
+    encode = centred_codes(basis)
     projected, squares = np.zeros((width, width)), np.zeros(n_features)
     for chunk in shifted_chunks():
-        codes = centred_codes(chunk, basis)
+        codes = encode(chunk)
         projected += codes.T @ codes
         squares += np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
     total = float(np.sum((squares - n_rows * offset**2) / scale**2))
