@@ -30,7 +30,9 @@ class Standardization:
 
     One definition, in float64 arithmetic whatever the rows' dtype (a large
     offset keeps its precision, and every layout of X gives the same bits),
-    for NumPy rows and torch tensors alike.
+    for NumPy rows and torch tensors alike; only ``chunks`` standardizes
+    float32 rows for a float32 network in float32 (with a correction term:
+    a large offset keeps its precision there too).
 
     Parameters
     ----------
