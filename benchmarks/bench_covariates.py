@@ -36,7 +36,10 @@ the beta-VAE switched off varies by a few hundredths of a prior standard
 deviation, but standardizing it, or a tree, finds what it carries); and the
 fit time. Prints one row per fit, failures included, then a summary against
 the issue's targets. ``--levers`` adds, for each beta-VAE method, a row
-per lever (one change from the defaults).
+per lever (one change from the defaults). ``--without-site-scale`` removes
+the sites' multiplicative scale from every image (its offset map, the
+other covariates and the noise kept), to measure what the scale leaves in
+the codes.
 """
 
 import argparse
@@ -148,6 +151,19 @@ def _fit_and_score(method, X_train, X_test, C_train, C_test, k, seed):
     return Z, in_use, float(np.mean((reconstruction - X_test) ** 2)), scores, seconds
 
 
+def _without_site_scale(X, cohort):
+    """The images as if every site's scale were 1: the noise-free volume
+    (scale times anatomy, plus offset) is re-rendered with the anatomy at
+    scale 1 and the same noise added back."""
+    clean = cohort.render(cohort.factors, cohort.covariates)
+    site = cohort.covariates["site"].cat.codes.to_numpy()
+    offsets = cohort.site_offsets[site]
+    unscaled = (clean - offsets) / cohort.site_scales[site][:, None, None, None] + offsets
+    # Boolean indexing keeps the masker's voxel order (C order of the mask).
+    mask = np.asarray(cohort.mask_img.dataobj) > 0
+    return X - clean[:, mask] + unscaled[:, mask]
+
+
 def _leakage(Z, C_test, seed):
     """What the held-out codes tell of the site and the age, cross-validated among them."""
     sites = np.asarray(C_test["site"].astype(str))
@@ -181,6 +197,8 @@ def main():
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--levers", nargs="*", default=[], choices=list(LEVERS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--without-site-scale", action="store_true",
+                        help="divide out each site's scale (the offset map and noise kept)")
     args = parser.parse_args()
     methods = args.methods + [f"{method} + {lever}" for method in args.methods
                               if "beta-VAE" in method for lever in args.levers]
@@ -197,6 +215,8 @@ def main():
                 cohort = make_brain_cohort(n_train + args.n_test, kind, n_sites=int(n_sites),
                                            random_state=seed)
                 X = NiftiMasker(cohort.mask_img, standardize=None).fit_transform(cohort.images)
+                if args.without_site_scale:
+                    X = _without_site_scale(X, cohort)
                 X_train, X_test = X[:n_train], X[n_train:]
                 C_train = cohort.covariates.iloc[:n_train].reset_index(drop=True)
                 C_test = cohort.covariates.iloc[n_train:].reset_index(drop=True)

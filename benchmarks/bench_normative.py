@@ -24,7 +24,12 @@ and each number of training controls, masks the images with
   the residual, and each voxel's spread is measured on the other 20%;
 - ``beta-VAE``: ``BetaVAETransformer(reference_fraction=0.2)``, no
   covariates, ``deviation_scores``;
-- ``conditional beta-VAE``: the same with ``covariates=``.
+- ``conditional beta-VAE``: the same with ``covariates=``;
+- ``oracle`` (not run unless named in ``--methods``): the ceiling of any
+  normative model of these data, each test subject's true healthy image
+  (the simulation's noise-free rendering of its factors and covariates,
+  without its abnormality) as the expectation and the noise's standard
+  deviation as the spread; it fits nothing.
 
 Each is tested on ``--n-test`` unseen controls and as many patients of the
 same sites (with ``--left-out-site``, of a site no method trained on: the
@@ -59,6 +64,8 @@ from sklearn_betavae.datasets import make_brain_cohort
 
 POPULATIONS = ["amplitude/3", "overlapping/3", "nonlinear/3", "amplitude/5", "nonlinear/5"]
 METHODS = ["GLM", "PCA on GLM residuals", "beta-VAE", "conditional beta-VAE"]
+ORACLE = "oracle"
+NOISE = 0.02  # make_brain_cohort's default noise, which this script keeps
 # One change from the estimator's defaults each, for the beta-VAE methods.
 LEVERS = {
     "max_iter=50": {"max_iter": 50},
@@ -187,10 +194,25 @@ class Robust:
         return (X - again - self.model.mean) / self.model.spread
 
 
+class Oracle:
+    """The true healthy image of each test subject as its expectation."""
+
+    def __init__(self, cohort, test):
+        self.cohort, self.test = cohort, test
+
+    def fit(self, X, covariates):
+        return self
+
+    def z(self, X, covariates):
+        healthy = self.cohort.render(self.cohort.factors[self.test], covariates)
+        # Boolean indexing keeps the masker's voxel order (C order of the mask).
+        return (X - healthy[:, np.asarray(self.cohort.mask_img.dataobj) > 0]) / NOISE
+
+
 def _model(method, n_components, seed):
+    if method.endswith(" + robust"):
+        return Robust(_model(method.removesuffix(" + robust"), n_components, seed))
     method, _, lever = method.partition(" + ")
-    if lever == "robust":
-        return Robust(_model(method, n_components, seed))
     if method == "GLM":
         return GLM()
     if method == "PCA on GLM residuals":
@@ -235,12 +257,13 @@ def main():
     parser.add_argument("--n-test", type=int, default=200,
                         help="held-out controls, and as many patients")
     parser.add_argument("--n-components", type=int, default=10)
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=[*METHODS, ORACLE])
     parser.add_argument("--levers", nargs="*", default=[], choices=list(LEVERS),
                         help="add, for each beta-VAE method, a row per lever")
     parser.add_argument("--robust", action="store_true",
-                        help="add, for each method with a learnt expectation, a row scored by a "
-                             "second pass that replaces the features with |z| > 3 first")
+                        help="add, for each method with a learnt expectation (and lever), a row "
+                             "scored by a second pass that replaces the features with |z| > 3 "
+                             "first")
     parser.add_argument("--left-out-site", action="store_true",
                         help="test on a site left out of training (one more site is drawn)")
     parser.add_argument("--threads", type=int, default=1)
@@ -255,7 +278,8 @@ def main():
 
     methods = args.methods + [f"{method} + {lever}" for method in args.methods
                               if "beta-VAE" in method for lever in args.levers]
-    methods += [f"{method} + robust" for method in args.methods if args.robust and method != "GLM"]
+    methods += [f"{method} + robust" for method in methods
+                if args.robust and method not in ("GLM", ORACLE)]
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")
     rows = []
@@ -286,7 +310,9 @@ def main():
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             start = time.perf_counter()
-                            model = _model(method, args.n_components, seed).fit(X_train, C_train)
+                            model = (Oracle(cohort, test) if method == ORACLE
+                                     else _model(method, args.n_components, seed))
+                            model.fit(X_train, C_train)
                             seconds = time.perf_counter() - start
                             z = model.z(X_test, C_test)
                         subject, voxel, calibration = _scores(z, is_patient, truth)
@@ -309,7 +335,8 @@ def _read_rows(path):
     with open(path, encoding="utf-8") as file:
         for line in file:
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            if len(cells) < 5 or not cells[0].isdigit() or cells[3].partition(" + ")[0] not in METHODS:
+            known = cells[3].partition(" + ")[0] in [*METHODS, ORACLE]
+            if len(cells) < 5 or not cells[0].isdigit() or not known:
                 continue
             row = dict(n_train=int(cells[0]), population=cells[1], seed=int(cells[2]),
                        method=cells[3])

@@ -1,0 +1,119 @@
+"""How much site a linear conditional model leaves in held-out codes by sampling alone (issue 34).
+
+Usage:
+    OMP_NUM_THREADS=1 python benchmarks/diagnose_site_leak_sampling.py
+    OMP_NUM_THREADS=1 python benchmarks/diagnose_site_leak_sampling.py --n-train 300 \
+        --populations amplitude/3 --seeds 0 --n-reference 3000
+
+A model that learns each site's effect from its training subjects also
+learns the chance imbalance of their anatomy: the subjects of one site have,
+by chance, a slightly higher mean of some factor, the site's fitted offset
+takes it in, and the held-out subjects of that site come out shifted the
+other way in the codes, which a classifier then finds. This sets a floor
+under the leak that no conditional model fitted on the same subjects can go
+below, and it shrinks as the sites' training samples grow.
+
+For each population (``make_brain_cohort``: a kind of factors and a number
+of sites), seed and training size, scores the site balanced accuracy of
+held-out codes (logistic regression on standardized codes, 5-fold
+stratified cross-validation among the held-out subjects, as
+``bench_covariates.py`` does) of PCA after the regression of every voxel on
+the encoded covariates, the regression fitted
+
+- on the ``n_train`` training subjects (``bench_covariates.py``'s
+  "PCA after regression");
+- on ``--n-reference`` further subjects of the same sites (the same
+  ``random_state`` draws the same sites) rendered without noise, so that
+  the sites' effects are known almost exactly; PCA is still fitted on the
+  training subjects;
+
+and the same accuracy with the held-out site labels permuted
+(``--permutations`` times), the spread of the accuracy when the codes carry
+no site at all: its mean and 95th percentile.
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+from bench_covariates import POPULATIONS, _covariate_encoder
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_betavae.datasets import make_brain_cohort
+
+
+def _site_accuracy(Z, sites, seed):
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return balanced_accuracy_score(sites, cross_val_predict(model, Z, sites, cv=folds))
+
+
+def _masked(cohort):
+    from nilearn.maskers import NiftiMasker
+
+    return NiftiMasker(cohort.mask_img, standardize=None).fit_transform(cohort.images)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--populations", nargs="+", default=POPULATIONS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--n-train", nargs="+", type=int, default=[300, 1000])
+    parser.add_argument("--n-test", type=int, default=300)
+    parser.add_argument("--n-reference", type=int, default=3000)
+    parser.add_argument("--n-components", type=int, default=10)
+    parser.add_argument("--permutations", type=int, default=20)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    print("| n_train | population | seed | chance | regression on the training subjects "
+          "| regression on the reference subjects | permuted sites: mean | permuted: 95th pct |")
+    print("|---|---|---|---|---|---|---|---|")
+    for population in args.populations:
+        kind, n_sites = population.split("/")
+        for seed in args.seeds:
+            n_train_most = max(args.n_train)
+            n_subjects = n_train_most + args.n_test
+            cohort = make_brain_cohort(n_subjects, kind, n_sites=int(n_sites), random_state=seed)
+            X = _masked(cohort)
+            C = cohort.covariates
+            test = slice(n_train_most, n_subjects)
+            sites = C["site"].astype(str).to_numpy()[test]
+            encoder = _covariate_encoder().fit(C)
+            # The same random_state draws the same sites first; the subjects
+            # after the first n_subjects are new draws. Without noise, the
+            # regression's error is the reference's chance imbalance of
+            # factors (a few directions, shrinking with n_reference), not
+            # the mean of its noise (one direction per site among all the
+            # voxels, which PCA of the training residuals would pick up).
+            reference = make_brain_cohort(n_subjects + args.n_reference, kind,
+                                          n_sites=int(n_sites), noise=0.0, random_state=seed)
+            assert np.array_equal(reference.site_offsets, cohort.site_offsets)
+            X_reference = _masked(reference)[n_subjects:]
+            C_reference = reference.covariates[n_subjects:]
+            reference = LinearRegression().fit(encoder.transform(C_reference), X_reference)
+            for n_train in args.n_train:
+                train = slice(0, n_train)
+                own = LinearRegression().fit(encoder.transform(C[train]), X[train])
+                row = [n_train, population, seed, f"{1 / int(n_sites):.3f}"]
+                for regression in (own, reference):
+                    train_rows, test_rows = (
+                        X[part] - regression.predict(encoder.transform(C[part]))
+                        for part in (train, test)
+                    )
+                    pca = PCA(args.n_components, random_state=seed).fit(train_rows)
+                    Z = pca.transform(test_rows)
+                    row.append(f"{_site_accuracy(Z, sites, seed):.3f}")
+                rng = np.random.RandomState(seed)
+                null = [_site_accuracy(Z, rng.permutation(sites), seed)
+                        for _ in range(args.permutations)]
+                row += [f"{np.mean(null):.3f}", f"{np.percentile(null, 95):.3f}"]
+                print("| " + " | ".join(map(str, row)) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
