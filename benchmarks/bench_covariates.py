@@ -77,12 +77,15 @@ LEVERS = {
 HEADER = (
     "| n_train | population | seed | method | held-out MSE | held-out log-lik/map | train log-lik/map "
     "| best match | latents in use | site bal. acc., in use (logistic / boosting) "
-    "| site bal. acc., all (logistic / boosting) | chance | age R^2, in use (ridge / boosting) "
+    "| site bal. acc., all (logistic / boosting) | chance "
+    "| permuted sites, 95th pct (logistic, in use) | age R^2, in use (ridge / boosting) "
     "| age R^2, all (ridge / boosting) | fit s |"
 )
 # A latent is in use when its mean KL from the prior on the held-out rows
 # exceeds this (as the report says): the others are switched off.
 IN_USE_KL = 0.1
+# Permutations of the held-out sites behind the null's 95th percentile.
+PERMUTATIONS = 20
 
 
 class RegressedPCA:
@@ -164,17 +167,31 @@ def _without_site_scale(X, cohort):
     return X - clean[:, mask] + unscaled[:, mask]
 
 
+def _logistic():
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def _site_accuracy(model, Z, sites, seed):
+    """Balanced accuracy of ``model`` predicting ``sites`` from ``Z``, 5-fold stratified CV."""
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return balanced_accuracy_score(sites, cross_val_predict(model, Z, sites, cv=folds))
+
+
+def _permuted_site_accuracies(Z, sites, seed, n_permutations=PERMUTATIONS):
+    """The logistic model's accuracy with the sites permuted: its spread when
+    the codes carry no site (cross-validated balanced accuracy has a spread
+    of a few points around chance on 300 subjects, and sits slightly below
+    it on average)."""
+    rng = np.random.RandomState(seed)
+    return [_site_accuracy(_logistic(), Z, rng.permutation(sites), seed)
+            for _ in range(n_permutations)]
+
+
 def _leakage(Z, C_test, seed):
     """What the held-out codes tell of the site and the age, cross-validated among them."""
     sites = np.asarray(C_test["site"].astype(str))
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    site = [
-        balanced_accuracy_score(sites, cross_val_predict(model, Z, sites, cv=folds))
-        for model in (
-            make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-            HistGradientBoostingClassifier(random_state=seed),
-        )
-    ]
+    site = [_site_accuracy(model, Z, sites, seed)
+            for model in (_logistic(), HistGradientBoostingClassifier(random_state=seed))]
     age_folds = KFold(5, shuffle=True, random_state=seed)
     age = [
         r2_score(C_test["age"], cross_val_predict(model, Z, C_test["age"], cv=age_folds))
@@ -230,14 +247,16 @@ def main():
                                 method, X_train, X_test, C_train, C_test, args.n_components, seed)
                             site, age = _leakage(Z[:, in_use], C_test, seed)
                             site_all, age_all = _leakage(Z, C_test, seed)
+                            null = np.percentile(_permuted_site_accuracies(
+                                Z[:, in_use], C_test["site"].astype(str).to_numpy(), seed), 95)
                         match = best_match_scores(Z, cohort.factors[n_train:]).mean()
                         row.update(mse=mse, ll_test=ll_test, ll_train=ll_train, match=match,
-                                   site=site, age=age, site_all=site_all, age_all=age_all,
+                                   site=site, age=age, site_all=site_all, age_all=age_all, null=null,
                                    in_use=int(in_use.sum()), seconds=seconds)
                         print(f"| {n_train} | {population} | {seed} | {method} | {mse:.3e} | "
                               f"{ll_test:.1f} | {ll_train:.1f} | {match:.3f} | {row['in_use']} | "
                               f"{site[0]:.3f} / {site[1]:.3f} | {site_all[0]:.3f} / {site_all[1]:.3f} | "
-                              f"{row['chance']:.3f} | {age[0]:.3f} / {age[1]:.3f} | "
+                              f"{row['chance']:.3f} | {null:.3f} | {age[0]:.3f} / {age[1]:.3f} | "
                               f"{age_all[0]:.3f} / {age_all[1]:.3f} | {seconds:.1f} |", flush=True)
                     except Exception as error:  # a failure is a row too
                         row["error"] = f"{type(error).__name__}: {error}"
@@ -273,13 +292,18 @@ def _summary(rows):
     for r in done:
         by_fit.setdefault((r["n_train"], r["population"], r["seed"]), {})[r["method"]] = r
     for method in dict.fromkeys(r["method"] for r in done if r["method"].startswith("conditional")):
-        _targets(method, [fit for fit in by_fit.values() if method in fit])
+        _targets("all cohorts", method, [fit for fit in by_fit.values() if method in fit])
+        for n_train in sorted({key[0] for key in by_fit}):
+            _targets(f"{n_train} subjects", method,
+                     [fit for key, fit in by_fit.items() if key[0] == n_train and method in fit])
     print(f"\nFailed fits: {sum('error' in r for r in rows)}")
 
 
-def _targets(method, fits):
+def _targets(label, method, fits):
     """The issue's targets for one conditional method, against the fits of the same cohorts."""
-    print(f"\nTargets, {method}, over {len(fits)} cohorts:")
+    if not fits:
+        return
+    print(f"\nTargets, {method}, {label}, over {len(fits)} cohorts:")
     for key, latents in (("site", "latents in use"), ("site_all", "all latents")):
         for j, name in enumerate(("logistic", "boosting")):
             gaps = [fit[method][key][j] - fit[method]["chance"] for fit in fits]
@@ -289,6 +313,11 @@ def _targets(method, fits):
                   f"{sum(abs(g) <= 0.05 for g in gaps)}/{len(gaps)} (excess {min(gaps):+.3f} to "
                   f"{max(gaps):+.3f})"
                   + (f"; from the plain codes {min(plain):+.3f} to {max(plain):+.3f}" if plain else ""))
+    for who in (method, "PCA after regression"):
+        scored = [fit[who] for fit in fits if "null" in fit.get(who, {})]
+        if scored:
+            print(f"- site above the permuted-site null's 95th percentile ({who}, latents in use, "
+                  f"logistic): {sum(r['site'][0] > r['null'] for r in scored)}/{len(scored)}")
     for other, key, what, unit in (("PCA after regression", "match", "best match", ""),
                                    ("beta-VAE", "ll_test", "held-out ELBO", " nats/map")):
         gaps = [fit[method][key] - fit[other][key] for fit in fits if other in fit]

@@ -36,21 +36,17 @@ import argparse
 import warnings
 
 import numpy as np
-from bench_covariates import POPULATIONS, _covariate_encoder
+from bench_covariates import (
+    POPULATIONS,
+    _covariate_encoder,
+    _logistic,
+    _permuted_site_accuracies,
+    _site_accuracy,
+)
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.linear_model import LinearRegression
 
 from sklearn_betavae.datasets import make_brain_cohort
-
-
-def _site_accuracy(Z, sites, seed):
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return balanced_accuracy_score(sites, cross_val_predict(model, Z, sites, cv=folds))
 
 
 def _masked(cohort):
@@ -107,10 +103,8 @@ def main():
                     )
                     pca = PCA(args.n_components, random_state=seed).fit(train_rows)
                     Z = pca.transform(test_rows)
-                    row.append(f"{_site_accuracy(Z, sites, seed):.3f}")
-                rng = np.random.RandomState(seed)
-                null = [_site_accuracy(Z, rng.permutation(sites), seed)
-                        for _ in range(args.permutations)]
+                    row.append(f"{_site_accuracy(_logistic(), Z, sites, seed):.3f}")
+                null = _permuted_site_accuracies(Z, sites, seed, args.permutations)
                 row += [f"{np.mean(null):.3f}", f"{np.percentile(null, 95):.3f}"]
                 print("| " + " | ".join(map(str, row)) + " |", flush=True)
 
