@@ -29,7 +29,9 @@ the mean best-match rank correlation of the codes with the true factors
 covariates); how well the held-out codes predict the site (balanced
 accuracy, 5-fold stratified cross-validation among the held-out subjects,
 logistic regression on standardized codes and gradient boosting; chance is
-1 / n_sites) and the age (R^2, ridge regression and gradient boosting;
+1 / n_sites, and the 95th percentile of the logistic model's accuracy with
+the held-out sites permuted 20 times says how far from chance codes with
+no site in them stray) and the age (R^2, ridge regression and gradient boosting;
 chance 0), from the latents in use (mean KL from the prior on the held-out
 rows above 0.1 nats; every PCA component) and from all latents (a latent
 the beta-VAE switched off varies by a few hundredths of a prior standard

@@ -68,6 +68,7 @@ ORACLE = "oracle"
 NOISE = 0.02  # make_brain_cohort's default noise, which this script keeps
 # One change from the estimator's defaults each, for the beta-VAE methods.
 LEVERS = {
+    "max_iter=30": {"max_iter": 30},
     "max_iter=50": {"max_iter": 50},
     "max_iter=100": {"max_iter": 100},
     "beta=1": {"beta": 1.0},
