@@ -69,12 +69,14 @@ def _masked(cohort):
 def _shrink_site_offsets(regression, encoder, X, covariates, n_components):
     """A copy of ``regression`` whose site offsets are shrunk along the
     principal directions of its training residuals (empirical Bayes)."""
+    one_hot = encoder.named_transformers_["onehotencoder"]
+    # The site's levels in the encoding's order; its first is the dropped one.
+    levels = [str(level) for level in one_hot.categories_[one_hot.feature_names_in_.tolist().index("site")]]
     names = list(encoder.get_feature_names_out())
-    columns = [j for j, name in enumerate(names) if "site_" in name]
+    columns = [names.index(f"onehotencoder__site_{level}") for level in levels[1:]]
     D = encoder.transform(covariates)
     pca = PCA(n_components).fit(X - regression.predict(D))
     sites = covariates["site"].astype(str).to_numpy()
-    levels = sorted(set(sites))  # the first is the one-hot encoding's dropped level
     counts = np.array([np.sum(sites == level) for level in levels])
     # Each site's offset from the first site, then from their weighted mean.
     offsets = np.vstack([np.zeros(X.shape[1]), regression.coef_[:, columns].T])
