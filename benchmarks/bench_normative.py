@@ -207,10 +207,13 @@ class Oracle:
     def fit(self, X, covariates):
         return self
 
-    def z(self, X, covariates):
+    def expected(self, X, covariates):
         healthy = self.cohort.render(self.cohort.factors[self.test], covariates)
         # Boolean indexing keeps the masker's voxel order (C order of the mask).
-        return (X - healthy[:, np.asarray(self.cohort.mask_img.dataobj) > 0]) / NOISE
+        return healthy[:, np.asarray(self.cohort.mask_img.dataobj) > 0]
+
+    def z(self, X, covariates):
+        return (X - self.expected(X, covariates)) / NOISE
 
 
 def _model(method, n_components, seed):

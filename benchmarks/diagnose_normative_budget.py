@@ -36,8 +36,7 @@ import warnings
 
 import numpy as np
 import torch
-from bench_normative import VAE, ResidualPCA, _scores, _split
-from sklearn.metrics import roc_auc_score
+from bench_normative import VAE, Oracle, ResidualPCA, _scores, _split
 
 from sklearn_betavae.datasets import make_brain_cohort
 
@@ -70,7 +69,7 @@ def main():
             X_train, X_test = X[:len(train)], X[len(train):]
             C_train = cohort.covariates.iloc[train].reset_index(drop=True)
             C_test = cohort.covariates.iloc[test].reset_index(drop=True)
-            healthy = cohort.render(cohort.factors[test], C_test)[:, mask]
+            healthy = Oracle(cohort, test).expected(X_test, C_test)
             first_patient = np.flatnonzero(cohort.diagnosis == "patient")[0]
             patients = test[is_patient] - first_patient
             truth = cohort.abnormality_masks[patients][:, mask]
@@ -90,8 +89,7 @@ def main():
                 left = (X_test - expected)[is_patient]
                 share = np.sum(-left[truth]) / np.sum(loss[truth])
                 z = model.z(X_test, C_test)
-                subject = roc_auc_score(is_patient, np.mean(z**2, axis=1))
-                voxel = _scores(z, is_patient, truth)[1]
+                (subject, _), voxel, _ = _scores(z, is_patient, truth)
                 print(f"| {population} | {seed} | {name} | {train_error:.3e} | {healthy_error:.3e} | "
                       f"{np.mean(model.spread):.4f} | {share:.3f} | {subject:.3f} | {voxel:.3f} |",
                       flush=True)
