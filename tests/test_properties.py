@@ -520,7 +520,7 @@ def cached_templates():
 @given(kwargs=arguments(
     valid=dict(
         n_subjects=st.integers(1, 4),
-        kind=st.sampled_from(["amplitude", "overlapping", "nonlinear"]),
+        kind=st.sampled_from(["amplitude", "overlapping", "nonlinear", "deformation"]),
         noise=st.sampled_from([0.0, 0.02, 1.0, 1e30, 1e36]),
         resolution=st.sampled_from([8, 12]),
         random_state=st.sampled_from([0, None, np.random.RandomState(0)]),
@@ -556,7 +556,7 @@ def populations(cached_templates):
     from sklearn_betavae.datasets import make_brain_population
 
     return {kind: make_brain_population(1, kind=kind, resolution=12, random_state=0)
-            for kind in ("amplitude", "overlapping", "nonlinear")}
+            for kind in ("amplitude", "overlapping", "nonlinear", "deformation")}
 
 
 @st.composite
@@ -571,7 +571,7 @@ def brain_factors(draw, n_factors):
 
 
 @_settings(30)
-@given(kind=st.sampled_from(["amplitude", "overlapping", "nonlinear"]), data=st.data())
+@given(kind=st.sampled_from(["amplitude", "overlapping", "nonlinear", "deformation"]), data=st.data())
 def test_brain_render(populations, kind, data):
     population = populations[kind]
     n_factors = len(population.factor_names)
