@@ -6,8 +6,10 @@ Normative deviation maps: a patient's atrophy, found again
 A normative model learns healthy variation from controls and scores how far
 each new subject is from what is expected of someone of that age, sex and
 scanner site. This example simulates controls from three sites
-(``make_brain_cohort``: age, sex and site change the images) and patients
-carrying one focal atrophy each, fits a conditional beta-VAE on the
+(``make_brain_cohort``: age, sex and site change the images) whose brains
+also differ in shape (``kind="deformation"``: the ventricles' expansion and
+the brain's length, variation shared between voxels and far from linear)
+and patients carrying one focal atrophy each, fits a conditional beta-VAE on the
 controls alone (holding 20% out as the reference), draws one patient's
 deviation map beside the true atrophy, and compares it with the standard
 mass-univariate answer, a voxel-wise regression on the covariates (the
@@ -37,7 +39,7 @@ from sklearn_betavae.datasets import make_brain_cohort
 from sklearn_betavae.inspection import deviation_maps
 
 os.makedirs("results", exist_ok=True)
-cohort = make_brain_cohort(400, kind="nonlinear", n_sites=3, n_patients=40, random_state=0)
+cohort = make_brain_cohort(400, kind="deformation", n_sites=3, n_patients=40, random_state=0)
 train = slice(0, 300)  # controls to learn from
 test = slice(300, 440)  # 100 unseen controls, then the 40 patients
 is_patient = cohort.diagnosis[test] == "patient"
