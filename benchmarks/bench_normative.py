@@ -44,8 +44,9 @@ number of training controls and by kind of population (the issue's targets
 are for 1,000 controls or more, on populations whose healthy variation is
 nonlinear: the ``deformation`` kind, where 10 principal components of
 noise-free maps leave about 40% of the noise's variance unexplained; the
-``nonlinear`` kind's moving lesion, less than 1%). ``--from-table`` prints the summary of rows printed before
-(one or more such tables) without fitting anything.
+``nonlinear`` kind's moving lesion, less than 1%). ``--from-table``
+prints the summary of rows printed before (one or more such tables)
+without fitting anything.
 """
 
 import argparse

@@ -9,11 +9,11 @@ scanner site. This example simulates controls from three sites
 (``make_brain_cohort``: age, sex and site change the images) whose brains
 also differ in shape (``kind="deformation"``: the ventricles' expansion and
 the brain's length, variation shared between voxels and far from linear)
-and patients carrying one focal atrophy each, fits a conditional beta-VAE on the
-controls alone (holding 20% out as the reference), draws one patient's
-deviation map beside the true atrophy, and compares it with the standard
-mass-univariate answer, a voxel-wise regression on the covariates (the
-GLM). About half a minute on a CPU; the figure goes to ``results/``.
+and patients carrying one focal atrophy each, fits a conditional beta-VAE
+on the controls alone (holding 20% out as the reference), draws one
+patient's deviation map beside the true atrophy, and compares it with the
+standard mass-univariate answer, a voxel-wise regression on the covariates
+(the GLM). About half a minute on a CPU; the figure goes to ``results/``.
 """
 
 # %%
