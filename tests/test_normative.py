@@ -245,9 +245,11 @@ def test_deviation_maps_refuse_images_of_another_space(brain_normative):
         deviation_maps(BetaVAETransformer(**FAST_PARAMS).fit(X), X[:2])
 
 
-def _benchmark_scores(kind, n_controls, n_test, n_patients, methods):
-    """benchmarks/bench_normative.py's scores of ``methods`` on one cohort
-    (seed 0, 3 sites): each method's (subject AUCs, voxel AUC, calibration)."""
+def _benchmark_scores(kind, n_controls, n_test):
+    """benchmarks/bench_normative.py's scores of the GLM, PCA on GLM
+    residuals and the conditional beta-VAE on one cohort (seed 0, 3 sites,
+    ``n_test`` unseen controls and as many patients): each method's
+    (subject AUCs, voxel AUC, calibration)."""
     pytest.importorskip("nilearn")
     import importlib.util
     from pathlib import Path
@@ -260,7 +262,7 @@ def _benchmark_scores(kind, n_controls, n_test, n_patients, methods):
 
     from sklearn_betavae.datasets import make_brain_cohort
 
-    cohort = make_brain_cohort(n_controls + n_test, kind, n_sites=3, n_patients=n_patients,
+    cohort = make_brain_cohort(n_controls + n_test, kind, n_sites=3, n_patients=n_test,
                                random_state=0)
     masker = NiftiMasker(cohort.mask_img, standardize=None).fit()
     train, test, is_patient = bench._split(cohort, n_controls, n_test, left_out_site=False)
@@ -268,7 +270,7 @@ def _benchmark_scores(kind, n_controls, n_test, n_patients, methods):
     C = cohort.covariates.iloc[np.concatenate([train, test])].reset_index(drop=True)
     truth = masker.transform(bench._images(cohort.abnormality_masks, cohort.mask_img)) > 0.5
     scores = {}
-    for method in methods:
+    for method in ("GLM", "PCA on GLM residuals", "conditional beta-VAE"):
         model = bench._model(method, 10, 0).fit(X[:n_controls],
                                                 C.iloc[:n_controls].reset_index(drop=True))
         z = model.z(X[n_controls:], C.iloc[n_controls:].reset_index(drop=True))
@@ -284,8 +286,7 @@ def test_the_conditional_model_stands_where_the_benchmark_found_it():
     better than the voxel-wise GLM (mean squared z), is within 0.02 AUC of
     PCA on GLM residuals at the subject and the voxel level, and its
     share of |z| > 3 in unseen controls is within a factor of 2 of 0.27%."""
-    scores, nominal = _benchmark_scores(
-        "nonlinear", 300, 100, 100, ("GLM", "PCA on GLM residuals", "conditional beta-VAE"))
+    scores, nominal = _benchmark_scores("nonlinear", 300, 100)
     (subject, _), voxel, calibration = scores["conditional beta-VAE"]
     assert subject > scores["GLM"][0][0], scores
     assert subject > scores["PCA on GLM residuals"][0][0] - 0.02, scores
@@ -302,8 +303,7 @@ def test_on_deformed_brains_the_conditional_model_is_ahead_of_the_linear_ones():
     (mean squared z) and localises their atrophy ahead of both the GLM and
     PCA on GLM residuals (0.743 against 0.707 and 0.473; 0.902 against
     0.897 and 0.733 measured), its share of |z| > 3 within a factor of 2."""
-    scores, nominal = _benchmark_scores(
-        "deformation", 300, 200, 200, ("GLM", "PCA on GLM residuals", "conditional beta-VAE"))
+    scores, nominal = _benchmark_scores("deformation", 300, 200)
     (subject, _), voxel, calibration = scores["conditional beta-VAE"]
     for linear in ("GLM", "PCA on GLM residuals"):
         assert subject > scores[linear][0][0], scores
