@@ -13,13 +13,25 @@ same batch size and epochs through
 * ``estimator``: ``BetaVAETransformer.fit``;
 * ``plain loop``: a hand-written PyTorch loop (data resident on the device,
   shuffled index slices, Adam, the beta-VAE loss inline), the yardstick;
+* ``graphed loop``: the plain loop with its whole step (the batch's gather,
+  forward, loss, backward and a capturable Adam's update) captured once in
+  a CUDA graph and replayed for every full batch, the indices of each batch
+  copied into a fixed index tensor (drawn outside the graph); an epoch's
+  last, partial batch runs eagerly. Captured after 3 eager warm-up steps on
+  a side stream, before the first epoch. On the CPU, which has no graphs,
+  the same steps run eagerly (so its code is tested there);
+* ``plain loop bf16``: the plain loop with the forward pass under
+  ``torch.autocast(dtype=torch.bfloat16)`` (the loss in float32); its
+  held-out MSE says whether quality holds;
 * ``accelerate``: the estimator with ``accelerator=Accelerator()`` in this
   one process (the overhead of the Accelerate path; needs the ``dist``
   extra);
 * ``skorch default``: the same skorch net fed through skorch's default
   ``Dataset`` + ``DataLoader`` path (per-sample indexing and collation);
 
-and fits ``PCA`` and ``FastICA`` with as many components. It prints one
+and fits ``PCA`` and ``FastICA`` with as many components. A method that
+raises prints its error as its row, the others still run, and the exit code
+is then 1. It prints one
 table: seconds per epoch (median over epochs after the first), samples per
 second, peak memory (CPU: growth of the process's resident memory; CUDA:
 peak allocated device memory), held-out reconstruction MSE (in the data's
@@ -39,6 +51,7 @@ cut short keeps the rows it finished.
 import argparse
 import gc
 import statistics
+import sys
 import threading
 import time
 
@@ -149,35 +162,107 @@ def estimator_run(X, X_test, args, device, accelerator=None):
     return times, vae.inverse_transform(vae.transform(X_test))
 
 
-def plain_loop_run(X, X_test, args, device):
-    """What a PyTorch user writes: standardize, put the data on the device, loop."""
-    mean, scale = standardization(X, True)
-    data = torch.as_tensor(((X - mean) / scale).astype(np.float32), device=device)
-    torch.manual_seed(0)
-    module = VAEModule(X.shape[1], args.n_components, args.hidden, "normal").to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
-    module.train()
+def plain_loop_run(X, X_test, args, device, autocast_dtype=None):
+    """What a PyTorch user writes: standardize, put the data on the device,
+    loop (the forward pass under autocast to ``autocast_dtype`` if given)."""
+    data, module, optimizer, mean, scale = _plain_setup(X, args, device)
     times = []
     for _ in range(args.epochs):
         _sync(device)
         start = time.perf_counter()
         order = torch.randperm(len(data), device=device)
         for first in range(0, len(data), args.batch_size):
-            batch = data[order[first : first + args.batch_size]]
-            decoded, mu, logvar = module(batch)
-            rec = (decoded - batch).square().sum() / len(batch)
-            kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum() / len(batch)
-            loss = rec + args.beta * kl
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _plain_step(module, optimizer, data[order[first : first + args.batch_size]], args.beta,
+                        autocast_dtype)
         _sync(device)
         times.append(time.perf_counter() - start)
+    return times, _plain_reconstruction(module, X_test, mean, scale, device)
+
+
+def graphed_loop_run(X, X_test, args, device):
+    """The plain loop, each full batch's step one replay of a CUDA graph."""
+    data, module, optimizer, mean, scale = _plain_setup(X, args, device, capturable=device.type == "cuda")
+    batch_size = min(args.batch_size, len(data))
+    index = torch.zeros(batch_size, dtype=torch.long, device=device)  # the graph's fixed input
+
+    def step(rows):
+        _plain_step(module, optimizer, data[rows], args.beta)
+
+    graph = _capture(step, index, optimizer, len(data), device) if device.type == "cuda" else None
+    n_full = len(data) // batch_size * batch_size
+    times = []
+    for _ in range(args.epochs):
+        _sync(device)
+        start = time.perf_counter()
+        order = torch.randperm(len(data), device=device)
+        for first in range(0, n_full, batch_size):
+            index.copy_(order[first : first + batch_size])
+            if graph is None:
+                optimizer.zero_grad(set_to_none=True)
+                step(index)
+            else:
+                graph.replay()
+        if n_full < len(data):
+            # Eager: the graph's gradients stay in its own memory, so dropping
+            # the parameters' references to them leaves the next replay intact.
+            optimizer.zero_grad(set_to_none=True)
+            step(order[n_full:])
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times, _plain_reconstruction(module, X_test, mean, scale, device)
+
+
+def _capture(step, index, optimizer, n_rows, device, warmup_steps=3):
+    """``step(index)`` with zeroed gradients, captured in a CUDA graph after
+    ``warmup_steps`` eager steps on a side stream (as torch's documentation
+    of whole-network capture does: the optimizer's state and the libraries'
+    workspaces exist before the capture)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup_steps):
+            index.copy_(torch.randperm(n_rows, device=device)[: len(index)])
+            optimizer.zero_grad(set_to_none=True)
+            step(index)
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step(index)
+    return graph
+
+
+def _plain_setup(X, args, device, capturable=False):
+    """The standardized rows resident on ``device``, the network (seed 0),
+    Adam, and the standardization's mean and scale."""
+    mean, scale = standardization(X, True)
+    data = torch.as_tensor(((X - mean) / scale).astype(np.float32), device=device)
+    torch.manual_seed(0)
+    module = VAEModule(X.shape[1], args.n_components, args.hidden, "normal").to(device).train()
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, capturable=capturable)
+    return data, module, optimizer, mean, scale
+
+
+def _plain_step(module, optimizer, batch, beta, autocast_dtype=None):
+    """One update on ``batch`` (gradients zeroed by the caller): the
+    beta-VAE loss of a normal decoder inline, in float32."""
+    with torch.autocast(batch.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        decoded, mu, logvar = module(batch)
+    decoded, mu, logvar = decoded.float(), mu.float(), logvar.float()
+    rec = (decoded - batch).square().sum() / len(batch)
+    kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum() / len(batch)
+    (rec + beta * kl).backward()
+    optimizer.step()
+
+
+def _plain_reconstruction(module, X_test, mean, scale, device):
+    """The held-out rows' reconstruction from their posterior means, in the data's units."""
     module.eval()
     with torch.no_grad():
         test = torch.as_tensor(((X_test - mean) / scale).astype(np.float32), device=device)
         decoded = module.decoder(module.encoder(test)[0]).double().cpu().numpy()
-    return times, decoded * scale + mean
+    return decoded * scale + mean
 
 
 def skorch_default_run(X, X_test, args, device):
@@ -245,6 +330,8 @@ def main():
     runs = {
         "estimator": lambda X, T: estimator_run(X, T, args, device),
         "plain loop": lambda X, T: plain_loop_run(X, T, args, device),
+        "graphed loop": lambda X, T: graphed_loop_run(X, T, args, device),
+        "plain loop bf16": lambda X, T: plain_loop_run(X, T, args, device, torch.bfloat16),
         "accelerate": lambda X, T: estimator_run(X, T, args, device, _accelerator(device)),
         "skorch default": lambda X, T: skorch_default_run(X, T, args, device),
         "PCA": lambda X, T: linear_run(PCA, X, T, args),
@@ -255,6 +342,7 @@ def main():
           f"batch={args.batch_size}, epochs={args.epochs}, MLP {args.hidden} -> {args.n_components}")
     print("| data | method | s/epoch | samples/s | peak MB | held-out MSE | time / plain loop |", flush=True)
     print("|---|---|---|---|---|---|---|", flush=True)
+    failures = 0
     for dataset in args.datasets:
         try:
             X, X_test = make_data(dataset, seed=0, size=args.size,
@@ -264,22 +352,39 @@ def main():
             continue
         rows, printed = {}, set()
         for method in args.methods:  # warm-up: first-call costs are not the method's
-            runs[method](X[:256], X_test[:16])
+            rows[method] = _measured(runs[method], X[:256], X_test[:16], device)
+        rows = {method: row for method, row in rows.items() if isinstance(row, Exception)}
         for method in args.methods:
-            with PeakMemory(device) as memory:
-                times, reconstruction = runs[method](X, X_test)
-            per_epoch = statistics.median(times[1:] or times)
-            mse = float(np.mean((reconstruction - X_test) ** 2))
-            rows[method] = (per_epoch, memory.mb, mse)
+            if method not in rows:
+                rows[method] = _measured(runs[method], X, X_test, device)
             if "plain loop" in rows or "plain loop" not in args.methods:
-                plain = rows.get("plain loop", (None,))[0]
-                for done in [done for done in rows if done not in printed]:
-                    print(_row(f"{dataset} {X.shape[0]}x{X.shape[1]}", done, len(X), *rows[done], plain),
+                plain = rows.get("plain loop")
+                plain = plain[0] if isinstance(plain, tuple) else None
+                for done in [done for done in args.methods if done in rows and done not in printed]:
+                    print(_row(f"{dataset} {X.shape[0]}x{X.shape[1]}", done, len(X), rows[done], plain),
                           flush=True)
                     printed.add(done)
+                    failures += isinstance(rows[done], Exception)
+    sys.exit(1 if failures else 0)
 
 
-def _row(data, method, n_samples, per_epoch, mb, mse, plain):
+def _measured(run, X, X_test, device):
+    """``(seconds per epoch, peak MB, held-out MSE)`` of one method's run,
+    or the exception it raised."""
+    try:
+        with PeakMemory(device) as memory:
+            times, reconstruction = run(X, X_test)
+    except Exception as error:  # noqa: BLE001 (reported as the method's row; the others still run)
+        return error
+    per_epoch = statistics.median(times[1:] or times)
+    return per_epoch, memory.mb, float(np.mean((reconstruction - X_test) ** 2))
+
+
+def _row(data, method, n_samples, measured, plain):
+    if isinstance(measured, Exception):
+        message = (str(measured).splitlines() or [""])[0][:200].replace("|", "/")
+        return f"| {data} | {method} | failed: {type(measured).__name__}: {message} | - | - | - | - |"
+    per_epoch, mb, mse = measured
     neural = method not in ("PCA", "FastICA")
     speed = f"{n_samples / per_epoch:,.0f}" if neural else "-"
     ratio = f"{per_epoch / plain:.2f}" if plain and neural else "-"

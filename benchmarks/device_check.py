@@ -18,6 +18,14 @@ hangs is killed with its children, and the check goes on to the next one):
 * ``train b1024`` and ``train b128``: ``bench_training.py`` with the plain
   loop, the estimator and skorch's default path on 200,000 x 4,096 rows drawn
   on the device (``--data-on-device``), 2 epochs (the second is timed);
+* ``fit set-up``: ``bench_fit_setup.py``, ``fit``'s work before its first
+  epoch on the device (validation, the statistics and the PCA start, the
+  rows resident there) against scikit-learn's randomized PCA on the host, at
+  160,000 x 4,096;
+* ``train beyond`` (only when named in ``--steps``: issue 36's part 4,
+  after the check has passed): ``bench_training.py`` at batch 128, 3 epochs,
+  with the plain loop, the plain loop captured in a CUDA graph and the
+  plain loop under bf16 autocast;
 * ``test suite``: ``pytest -m "not slow and not gpu"`` (doctests included)
   with CUDA visible; last, as it takes the time left. With pytest-xdist
   installed it runs on ``--workers`` processes of one torch thread each
@@ -50,6 +58,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -64,6 +73,10 @@ QUICK_TESTS = [
     "score_samples_is_a_monte_carlo_elbo or batching_changes_results_only "
     "or methods_return_cpu_numpy or round_trip_is_exact",
 ]
+# Steps run only when --steps names them.
+OPTIONAL_STEPS = {"train beyond"}
+TRAINING_METHODS = ("plain loop", "estimator", "skorch default")
+BEYOND_METHODS = ("plain loop", "graphed loop", "plain loop bf16")
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 
 
@@ -91,6 +104,12 @@ def steps(args):
     inference = [python, str(BENCHMARKS / "bench_inference.py"), "--device", device]
     if quick:
         inference += ["--features", "500", "--n-train", "100", "--n-query", "200", "--repeats", "1"]
+    beyond = [*train[: train.index("--epochs")], "--epochs", "3", "--batch-size", "128",
+              "--methods", *BEYOND_METHODS]
+    if quick:
+        beyond += ["--size", "2000", "256"]
+    setup = [python, str(BENCHMARKS / "bench_fit_setup.py"), "--device", device, "--repeats", "1",
+             "--threads", str(os.cpu_count() or 1), "--sizes", "2000x256" if quick else "160000x4096"]
     suite = [*pytest, "-m", "not slow and not gpu", *(QUICK_TESTS if quick else [])]
     workers = args.workers if args.workers is not None else (0 if quick else min(8, os.cpu_count() or 1))
     if workers > 1 and _has_xdist():
@@ -101,6 +120,8 @@ def steps(args):
         ("inference", inference, 45, _summarise_inference),
         ("train b1024", [*train, "--batch-size", "1024"], 75, _summarise_training),
         ("train b128", [*train, "--batch-size", "128"], 90, _summarise_training),
+        ("fit set-up", setup, 45, _summarise_setup),
+        ("train beyond", beyond, 90, partial(_summarise_training, methods=BEYOND_METHODS)),
         ("test suite", suite, 180, _summarise_pytest),
     ]
 
@@ -201,21 +222,27 @@ def _table_rows(text):
     ]
 
 
-def _summarise_training(code, text):
+def _summarise_training(code, text, methods=TRAINING_METHODS):
     rows = {row[1]: row for row in _table_rows(text) if len(row) == 7}
+    failed = {method: row[2] for method, row in rows.items() if row[2].startswith("failed")}
+    rows = {method: row for method, row in rows.items() if method not in failed}
     parts = []
     plain, estimator = rows.get("plain loop"), rows.get("estimator")
     if plain:
-        parts.append(f"plain loop {plain[3]} samples/s")
+        parts.append(f"plain loop {plain[3]} samples/s (held-out MSE {plain[5]})")
     if estimator:
         parts.append(f"estimator {estimator[6]}x plain")
     skorch = rows.get("skorch default")
     if skorch and estimator:
         parts.append(f"skorch default {float(skorch[2]) / float(estimator[2]):.2f}x estimator")
-    missing = [method for method in ("plain loop", "estimator", "skorch default") if method not in rows]
+    for method, row in rows.items():
+        if method not in TRAINING_METHODS:
+            parts.append(f"{method} {row[6]}x plain (held-out MSE {row[5]})")
+    parts += [f"{method} {error}" for method, error in failed.items()]
+    missing = [method for method in methods if method not in rows and method not in failed]
     if missing and code is not None:
         parts.append("no row for " + ", ".join(missing))
-    ok = code == 0 and not missing
+    ok = code == 0 and not missing and not failed
     return ("pass" if ok else "fail"), "; ".join(parts)
 
 
@@ -230,6 +257,14 @@ def _summarise_inference(code, text):
     if figure:
         figure = "worst over widths, estimator / plain pass: " + figure
     return ("pass" if code == 0 and worst else "fail"), figure
+
+
+def _summarise_setup(code, text):
+    """``bench_fit_setup.py``'s lines ``ROWSxFEATURES PCA-s SET-UP-s RATIO``."""
+    found = re.findall(r"^\s*(\d+x\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", text, flags=re.MULTILINE)
+    figure = "; ".join(f"{size}: set-up {setup} s, {ratio}x a randomized PCA fit ({pca} s)"
+                       for size, pca, setup, ratio in found)
+    return ("pass" if code == 0 and found else "fail"), figure
 
 
 # The smoke check, run in its own process ------------------------------------
@@ -430,7 +465,8 @@ def main():
     print("\n".join(lines), flush=True)
     table = []
     for name, command, limit, summarise in steps(args):
-        if args.steps and name not in args.steps:
+        wanted = name in args.steps if args.steps else name not in OPTIONAL_STEPS
+        if not wanted:
             continue
         log_path = out / (name.replace(" ", "_") + ".log")
         extra_env = {} if "pytest" in command else {"PYTHONWARNINGS": "ignore"}

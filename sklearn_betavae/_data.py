@@ -352,19 +352,14 @@ def standardization(X, standardize):
         return np.zeros(n_features), np.ones(n_features)
     with np.errstate(over="ignore", invalid="ignore"):
         # One pass: each chunk's mean and sum of squared deviations, merged
-        # as Chan, Golub and LeVeque (1979) do, as stable as two passes. Each
-        # chunk is C-ordered float64 first: the sums then run in the same
-        # order whatever X's layout and dtype, and so give the same bits.
+        # as Chan, Golub and LeVeque (1979) do, as stable as two passes.
         count, mean, squares = 0, np.zeros(n_features), np.zeros(n_features)
         for chunk in row_blocks(X):
-            chunk = np.ascontiguousarray(chunk, dtype=np.float64)
             rows = len(chunk)
-            chunk_mean = chunk.sum(axis=0) / rows
-            deviations = np.subtract(chunk, chunk_mean)  # (chunk may be X itself)
-            np.square(deviations, out=deviations)
+            chunk_mean, chunk_squares = _moments(chunk)
             delta = chunk_mean - mean
             total = count + rows
-            squares += deviations.sum(axis=0) + np.square(delta) * (count * rows / total)
+            squares += chunk_squares + np.square(delta) * (count * rows / total)
             mean += delta * (rows / total)
             count = total
         scale = np.sqrt(squares / n_samples)
@@ -390,16 +385,50 @@ def standardization(X, standardize):
     return mean, scale
 
 
+def _moments(chunk):
+    """A chunk's per-feature mean and sum of squared deviations, in float64
+    NumPy arrays; a tensor's are computed on its device (rows resident on a
+    GPU are not copied back to the host)."""
+    if isinstance(chunk, torch.Tensor):
+        chunk = chunk.to(torch.float64, copy=True)
+        chunk_mean = chunk.sum(0) / len(chunk)
+        squares = chunk.sub_(chunk_mean).square_().sum(0)
+        return chunk_mean.cpu().numpy(), squares.cpu().numpy()
+    # C-ordered float64 first: the sums then run in the same order whatever
+    # X's layout and dtype, and so give the same bits.
+    chunk = np.ascontiguousarray(chunk, dtype=np.float64)
+    chunk_mean = chunk.sum(axis=0) / len(chunk)
+    deviations = np.subtract(chunk, chunk_mean)  # (chunk may be X itself)
+    np.square(deviations, out=deviations)
+    return chunk_mean, deviations.sum(axis=0)
+
+
+def resident_rows(X, device):
+    """X as a tensor on ``device`` when that is a GPU and X, C-ordered
+    float32 (the rows the network trains on as they are), takes at most
+    ``RESIDENT_SHARE`` of its free memory; else X itself.
+
+    ``fit`` moves its rows there before anything reads them, so that the
+    statistics, the PCA start and the batches all run on the device and
+    the rows cross to it once.
+    """
+    device = with_index(torch.device(device))
+    if device.type != "cuda" or not (X.dtype == np.float32 and X.flags.c_contiguous):
+        return X
+    rows = _resident(_shared_tensor(X), device)
+    return rows if rows.is_cuda else X
+
+
 def training_dataset(X, mean, scale, standardize, device, covariates=None):
     """The ``RowDataset`` to train on, making at most one copy of X.
 
-    A C-ordered float32 X is used as it is (standardized batch by batch).
-    Any other X is converted once to C-ordered float32, standardized on the
+    A C-ordered float32 X, or a tensor (``resident_rows``'s), is used as it
+    is (standardized batch by batch). Any other X is converted once to C-ordered float32, standardized on the
     way in float64 arithmetic, chunk by chunk (so large offsets keep their
     precision and no float64 copy is made). ``covariates`` (encoded) are
     appended to every batch.
     """
-    if X.dtype == np.float32 and X.flags.c_contiguous:
+    if isinstance(X, torch.Tensor) or (X.dtype == np.float32 and X.flags.c_contiguous):
         return RowDataset(X, mean=mean if standardize else None,
                           scale=scale if standardize else None, device=device,
                           covariates=covariates)

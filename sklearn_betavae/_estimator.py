@@ -18,7 +18,7 @@ from skorch.utils import noop
 from torch import nn
 
 from ._covariates import CovariateEncoding
-from ._data import standardization, training_dataset
+from ._data import resident_rows, standardization, training_dataset
 from ._device import training_device, usable_device_param
 from ._distributed import is_main_process, main_process_print, shared_seed
 from ._inference import FittedModel
@@ -909,7 +909,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 encoding = CovariateEncoding.fit(
                     _covariate_rows(covariates, rows[0]), self.categorical_covariates, len(rows[0]))
                 encoded = encoding.transform(covariates, X.shape[0], "fit")
-            X_fit, encoded_fit = self._training_rows(X, encoded, rows)
+            X_fit, encoded_fit = self._training_rows(X, encoded, rows, device)
             architecture = self._architecture(0 if encoding is None else encoding.width)
             settings = self._training_settings(X_fit.shape, split_seed=seed)
             net = build_net(
@@ -932,7 +932,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             # is ever trained on.
             rows = self._reference_rows(X.shape[0], self._split_seed_, encoded,
                                         self._covariate_encoding_)
-            X_fit, encoded_fit = self._training_rows(X, encoded, rows)
+            X_fit, encoded_fit = self._training_rows(X, encoded, rows, device)
             settings = self._training_settings(X_fit.shape, split_seed=self._split_seed_)
             without_inference_tensors(self.net_)
             # Measured again below, on the network as it ends: until then
@@ -944,17 +944,18 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if rows is not None:
             self._reference_ = self._measure_reference(X, encoded, rows)
 
-    def _training_rows(self, X, encoded, rows):
+    def _training_rows(self, X, encoded, rows, device):
         """X and its encoded covariates without the reference rows (as they
         are when there are none), checked for the early-stopping split
-        (before anything fitted changes)."""
+        (before anything fitted changes); X on a GPU ``device`` when it
+        fits there (``resident_rows``)."""
         X_fit, encoded_fit = X, encoded
         if rows is not None:
             training = rows[0]
             X_fit, encoded_fit = X[training], None if encoded is None else encoded[training]
         if self.early_stopping:
             check_validation_split(self.validation_fraction, X_fit.shape[0])
-        return X_fit, encoded_fit
+        return resident_rows(X_fit, device), encoded_fit
 
     def _reference_rows(self, n_rows, seed, encoded, encoding):
         """The ``(training, reference)`` rows of ``reference_fraction``, or None."""

@@ -79,25 +79,33 @@ def ppca_solution(eigenvalues, beta, floor=0.0):
 
 def training_rows(net, dataset, stored=False):
     """A callable giving, at each call, the rows ``net`` trains on (its
-    validation split left out) as NumPy chunks, in order; their number; and
-    the standardization still to apply to them.
+    validation split left out) in chunks, in order; their number; and the
+    standardization still to apply to them.
 
-    With ``stored=False`` the rows come standardized (float32, covariate
-    columns appended) and the standardization is None. With ``stored=True``
-    they come as the dataset stores them, before any standardization it
-    applies batch by batch, which is then returned: ``fit_pca`` applies it
-    to its few basis vectors instead of to every row at every pass.
+    Chunks of rows on the CPU come as NumPy arrays (NumPy's products and
+    sums are the faster there); rows resident on a GPU stay there as
+    tensors, so that the start's passes run on the device and only their
+    sums come back. With ``stored=False`` the rows come standardized
+    (float32, covariate columns appended) and the standardization is None.
+    With ``stored=True`` they come as the dataset stores them, before any
+    standardization it applies batch by batch, which is then returned:
+    ``fit_pca`` applies it to its few basis vectors instead of to every row
+    at every pass.
     """
     train_part, _ = net.get_split_datasets(dataset)
     standardization = _data.on_the_fly_standardization(train_part) if stored else None
     if standardization is None:
         def chunks():
-            return (rows.float().cpu().numpy() for rows in _data.row_blocks(train_part))
+            return (_numpy_on_cpu(rows.float()) for rows in _data.row_blocks(train_part))
     else:
         def chunks():
-            return (rows.cpu().numpy() for rows in _data.stored_row_blocks(train_part))
+            return (_numpy_on_cpu(rows) for rows in _data.stored_row_blocks(train_part))
 
     return chunks, len(train_part), standardization
+
+
+def _numpy_on_cpu(rows):
+    return rows.numpy() if rows.device.type == "cpu" else rows
 
 
 def covariate_regression(chunks, n_features):
@@ -107,17 +115,18 @@ def covariate_regression(chunks, n_features):
     n_features)``, the intercept first, summed over chunks without a copy
     of the rows. One-hot levels with the intercept are collinear: the
     minimum-norm solution is taken, whose fitted values are the same."""
-    gram = cross = None
-    for chunk in chunks():
-        design = _design(chunk, n_features)
-        data = chunk[:, :n_features].astype(np.float64)
-        gram = design.T @ design if gram is None else gram + design.T @ design
-        cross = design.T @ data if cross is None else cross + design.T @ data
+    def terms(chunk):
+        design, data = _design(chunk, n_features), _cast(chunk[:, :n_features], "float64")
+        return design.T @ design, design.T @ data
+
+    gram, cross = _sums(chunks(), terms)
     return np.linalg.lstsq(gram, cross, rcond=None)[0]
 
 
 def _design(chunk, n_features):
-    covariates = chunk[:, n_features:].astype(np.float64)
+    covariates = _cast(chunk[:, n_features:], "float64")
+    if isinstance(covariates, torch.Tensor):
+        return torch.cat([covariates.new_ones((len(chunk), 1)), covariates], 1)
     return np.hstack([np.ones((len(chunk), 1)), covariates])
 
 
@@ -126,9 +135,55 @@ def _residuals(chunks, n_features, coef):
     covariates."""
     def residual_chunks():
         for chunk in chunks():
-            yield chunk[:, :n_features].astype(np.float64) - _design(chunk, n_features) @ coef
+            yield _cast(chunk[:, :n_features], "float64") - _design(chunk, n_features) @ _like(coef, chunk)
 
     return residual_chunks
+
+
+# Chunks are NumPy arrays or (rows resident on a GPU) tensors on their
+# device; these few helpers let one arithmetic serve both.
+
+
+def _cast(chunk, dtype):
+    """``chunk`` in ``dtype`` (``"float32"`` or ``"float64"``), not copied
+    when it already is."""
+    if isinstance(chunk, torch.Tensor):
+        return chunk.to(getattr(torch, dtype))
+    return np.asarray(chunk, dtype=dtype)
+
+
+def _like(array, chunk):
+    """A NumPy ``array`` beside ``chunk``: itself, or a tensor on ``chunk``'s device."""
+    return torch.as_tensor(array, device=chunk.device) if isinstance(chunk, torch.Tensor) else array
+
+
+def _column_sums(chunk):
+    """The sum of each column, in float64."""
+    if isinstance(chunk, torch.Tensor):
+        return chunk.sum(0, dtype=torch.float64)
+    return chunk.sum(axis=0, dtype=np.float64)
+
+
+def _column_squares(chunk):
+    """The sum of each column's squares, in float64."""
+    if isinstance(chunk, torch.Tensor):
+        return chunk.double().square().sum(0)
+    return np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
+
+
+def _sums(chunks, terms):
+    """The sums over ``chunks`` of each array that ``terms(chunk)`` returns,
+    accumulated where the chunks are and returned as NumPy arrays: rows on a
+    GPU send one pass's sums to the host, not every chunk."""
+    totals = None
+    for chunk in chunks:
+        values = terms(chunk)
+        if totals is None:
+            totals = list(values)
+        else:
+            for total, value in zip(totals, values, strict=True):
+                total += value
+    return [total.cpu().numpy() if isinstance(total, torch.Tensor) else total for total in totals]
 
 
 def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
@@ -157,8 +212,14 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
     at most one copy of X. At most ``n_rows - 1`` components have a
     non-zero variance; fewer are returned then.
 
+    The chunks are NumPy arrays or tensors; the passes over tensors run on
+    their device (a GPU, for rows resident there), and only each pass's
+    sums come to the host, where the small factorisations run.
+
     Parameters
     ----------
+    chunks : callable
+        Returns an iterable over the rows in chunks, anew at each call.
     standardization : _data.Standardization or None, default=None
         When given, the PCA is that of the standardized rows
         ``(row - mean) / scale``, the rows being given as they are.
@@ -176,10 +237,7 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
     if standardization is None:
         standardization = _data.Standardization(np.zeros(n_features), np.ones(n_features))
     scale = standardization.scale_array
-    raw_mean = np.zeros(n_features)
-    for chunk in chunks():
-        raw_mean += chunk.sum(axis=0, dtype=np.float64)
-    raw_mean /= n_rows
+    raw_mean = _sums(chunks(), lambda chunk: (_column_sums(chunk),))[0] / n_rows
     mean = standardization.apply(raw_mean)
     k = min(n_components, n_rows - 1, n_features)
     if k < 1:
@@ -187,18 +245,19 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
     if n_rows * n_features <= _data.CHUNK_VALUES:
         # The rows the network trains on, bit for bit (float64 arithmetic,
         # rounded once to the rows' dtype), as one chunk-sized array.
-        rows = np.concatenate([standardization.apply(chunk).astype(chunk.dtype)
-                               for chunk in chunks()])
+        host = [chunk.cpu().numpy() if isinstance(chunk, torch.Tensor) else chunk for chunk in chunks()]
+        rows = np.concatenate([standardization.apply(chunk).astype(chunk.dtype) for chunk in host])
         pca = PCA(k, svd_solver="full").fit(rows)
         return (rows.sum(axis=0, dtype=np.float64) / n_rows, pca.components_.astype(np.float64),
                 pca.singular_values_.astype(np.float64) ** 2 / n_rows,
                 np.nan_to_num(pca.explained_variance_ratio_.astype(np.float64)))
     if n_features**2 <= _data.CHUNK_VALUES:
         # The whole scatter matrix, summed in float64 and diagonalised.
-        scatter = np.zeros((n_features, n_features))
-        for chunk in chunks():
-            centred = (chunk - raw_mean) / scale
-            scatter += centred.T @ centred
+        def scatter_of(chunk):
+            centred = (chunk - _like(raw_mean, chunk)) / _like(scale, chunk)
+            return (centred.T @ centred,)
+
+        scatter = _sums(chunks(), scatter_of)[0]
         values, vectors = linalg.eigh(scatter)
         order = np.argsort(values)[::-1][:k]
         eigenvalues = np.maximum(values[order], 0.0) / n_rows
@@ -224,17 +283,31 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
     shift = raw_mean.astype(np.float32) if far else np.zeros(n_features, dtype=np.float32)
     offset = raw_mean - shift  # the mean of the shifted rows, in float64
 
-    def shifted_chunks():
-        for chunk in chunks():
-            chunk = np.asarray(chunk, dtype=np.float32)
-            yield chunk - shift if far else chunk
-
     def centred_codes(basis):
-        """``chunk -> (chunk - offset) / scale @ basis``, the product in
-        float32; the basis is scaled once, not at every chunk."""
+        """``chunk -> (shifted chunk, (chunk - mean) / scale @ basis)``, the
+        product in float32 on the chunk's device; the basis is scaled once,
+        not at every chunk."""
         scaled = basis / scale[:, None]
         scaled32, offset_codes = scaled.astype(np.float32), offset @ scaled
-        return lambda chunk: (chunk @ scaled32).astype(np.float64) - offset_codes
+
+        def encode(chunk):
+            chunk = _cast(chunk, "float32")
+            if far:
+                chunk = chunk - _like(shift, chunk)
+            return chunk, _cast(chunk @ _like(scaled32, chunk), "float64") - _like(offset_codes, chunk)
+
+        return encode
+
+    def summed(basis, terms):
+        """``terms(shifted chunk, its codes on basis)`` summed over the chunks."""
+        encode = centred_codes(basis)
+        return _sums(chunks(), lambda chunk: terms(*encode(chunk)))
+
+    def scatter_times_codes(chunk, codes):
+        return _cast(chunk.T @ _cast(codes, "float32"), "float64"), codes.sum(0)
+
+    def codes_scatter_and_squares(chunk, codes):
+        return codes.T @ codes, _column_squares(chunk)
 
     width = min(k + 10, n_features)
     rng = check_random_state(random_state)
@@ -242,19 +315,10 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
     for _ in range(n_iter):
         # ((rows - offset) / scale)^T @ codes, summed over the chunks: the
         # offset and the scale are applied once, after the sums.
-        encode, product, code_sums = centred_codes(basis), np.zeros_like(basis), np.zeros(width)
-        for chunk in shifted_chunks():
-            codes = encode(chunk)
-            product += (chunk.T @ codes.astype(np.float32)).astype(np.float64)
-            code_sums += codes.sum(axis=0)
+        product, code_sums = summed(basis, scatter_times_codes)
         scatter_basis = (product - np.outer(offset, code_sums)) / scale[:, None]
         basis = linalg.qr(scatter_basis, mode="economic", overwrite_a=True)[0]
-    encode = centred_codes(basis)
-    projected, squares = np.zeros((width, width)), np.zeros(n_features)
-    for chunk in shifted_chunks():
-        codes = encode(chunk)
-        projected += codes.T @ codes
-        squares += np.einsum("ij,ij->j", chunk, chunk, dtype=np.float64)
+    projected, squares = summed(basis, codes_scatter_and_squares)
     total = float(np.sum((squares - n_rows * offset**2) / scale**2))
     values, vectors = linalg.eigh(projected)
     order = np.argsort(values)[::-1][:k]

@@ -8,6 +8,7 @@ from sklearn_betavae._data import (
     SliceLoader,
     Standardization,
     iter_chunks,
+    resident_rows,
     row_blocks,
     standardization,
     training_dataset,
@@ -252,3 +253,44 @@ def test_batches_reach_the_gpu_resident_or_streamed(monkeypatch, share):
         assert all(batch.is_cuda for batch in gpu)
         for g, c in zip(gpu, cpu, strict=True):
             np.testing.assert_allclose(g.cpu().numpy(), c.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("standardize", [True, "global"])
+def test_standardization_of_a_tensor_is_that_of_its_values_and_leaves_it_alone(standardize, monkeypatch):
+    """Rows resident on a GPU are reduced there (here the CPU stands in):
+    the statistics of the array, to float64 rounding, and the rows intact
+    (a float64 tensor is not standardized in place)."""
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 700)  # 100 rows a chunk: merged as in a large X
+    X = np.random.RandomState(0).normal(3.0, 2.0, size=(950, 7)) * np.arange(1, 8)
+    for rows in (torch.from_numpy(X.copy()), torch.from_numpy(X.astype(np.float32))):
+        before = rows.clone()
+        mean, scale = standardization(rows, standardize)
+        expected_mean, expected_scale = standardization(rows.numpy(), standardize)
+        np.testing.assert_allclose(mean, expected_mean, rtol=1e-12)
+        np.testing.assert_allclose(scale, expected_scale, rtol=1e-12)
+        assert torch.equal(rows, before)
+
+
+def test_rows_stay_on_the_host_for_a_cpu_fit():
+    X = np.ones((4, 3), dtype=np.float32)
+    assert resident_rows(X, "cpu") is X
+
+
+@requires_cuda
+@pytest.mark.parametrize("share", [0.5, 0.0])
+def test_c_ordered_float32_rows_go_to_the_gpu_when_they_fit(monkeypatch, share):
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(_data, "RESIDENT_SHARE", share)
+    X = np.random.RandomState(0).normal(size=(100, 5)).astype(np.float32)
+    rows = resident_rows(X, "cuda")
+    if share:
+        assert rows.is_cuda and np.array_equal(rows.cpu().numpy(), X)
+        # The dataset trains on that tensor as it is: no second copy.
+        assert training_dataset(rows, np.zeros(5), np.ones(5), True, "cuda").X is rows
+    else:
+        assert rows is X
+    for other in (X.astype(np.float64), np.asfortranarray(X)):  # converted by training_dataset
+        assert resident_rows(other, "cuda") is other

@@ -43,7 +43,7 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     table = _table((tmp_path / "summary.md").read_text())
-    expected = ["gpu tests", "smoke", "inference", "train b1024", "train b128", "test suite"]
+    expected = ["gpu tests", "smoke", "inference", "train b1024", "train b128", "fit set-up", "test suite"]
     assert list(table) == expected, table
     for step in expected:
         assert (tmp_path / (step.replace(" ", "_") + ".log")).is_file()
@@ -51,6 +51,7 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     assert table["smoke"][1] == "9 of 9 checks passed"
     assert "estimator" in table["train b128"][1] and "skorch default" in table["train b128"][1]
     assert "transform" in table["inference"][1]
+    assert table["fit set-up"][1].startswith("2000x256: set-up ")
     assert f"torch {torch.__version__}" in result.stdout
 
 
@@ -125,12 +126,21 @@ def test_benchmark_tables_give_the_key_figures(device_check):
 """
     assert device_check._summarise_training(0, training) == (
         "pass",
-        "plain loop 266,667 samples/s; estimator 1.05x plain; skorch default 4.00x estimator",
+        "plain loop 266,667 samples/s (held-out MSE 1.07); estimator 1.05x plain; "
+        "skorch default 4.00x estimator",
     )
     cut_short = training.rsplit("| big", 1)[0]
     assert device_check._summarise_training(None, cut_short) == (
         "fail",
-        "plain loop 266,667 samples/s; estimator 1.05x plain",
+        "plain loop 266,667 samples/s (held-out MSE 1.07); estimator 1.05x plain",
+    )
+    beyond = training.split("| big 160000x4096 | estimator")[0] + (
+        "| big 160000x4096 | graphed loop | 0.200 | 800,000 | 9 | 1.07 | 0.33 |\n"
+        "| big 160000x4096 | plain loop bf16 | failed: RuntimeError: no bf16 / here | - | - | - | - |\n")
+    assert device_check._summarise_training(1, beyond, methods=device_check.BEYOND_METHODS) == (
+        "fail",
+        "plain loop 266,667 samples/s (held-out MSE 1.07); graphed loop 0.33x plain (held-out MSE 1.07); "
+        "plain loop bf16 failed: RuntimeError: no bf16 / here",
     )
     inference = """| features | call | estimator s | peak MB | PCA s | plain torch s | estimator / plain |
 |---|---|---|---|---|---|---|
@@ -142,6 +152,13 @@ def test_benchmark_tables_give_the_key_figures(device_check):
         "pass",
         "worst over widths, estimator / plain pass: transform 8.60x (8,656), score_samples 1.35x (200,000)",
     )
+    setup = """bench_fit_setup: torch 2.11.0, 16 thread(s), cuda (NVIDIA H100), 10 components, best of 1
+   rows x features   PCA s  set-up s  set-up / PCA
+       160000x4096    4.10      1.20          0.29
+"""
+    assert device_check._summarise_setup(0, setup) == (
+        "pass", "160000x4096: set-up 1.20 s, 0.29x a randomized PCA fit (4.10 s)")
+    assert device_check._summarise_setup(None, setup.rsplit("\n", 2)[0]) == ("fail", "")
     assert device_check._summarise_pytest(5, "no tests ran in 0.01s") == ("skip", "no test ran")
     assert device_check._summarise_pytest(0, "4 skipped, 300 deselected in 1.0s") == ("skip", "4 skipped")
     assert device_check._summarise_smoke(1, "FAIL fit: boom\nsmoke: 7 of 8 checks passed") == (

@@ -9,7 +9,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from sklearn_betavae import BetaVAETransformer
 from sklearn_betavae._pca_start import fit_pca, ppca_solution
-from tests.conftest import FAST_PARAMS, LinearEncoder
+from tests.conftest import FAST_PARAMS, LinearEncoder, requires_cuda
 
 
 def low_rank(n_samples, n_features=200, rank=3, noise=0.3, seed=0):
@@ -264,3 +264,87 @@ def test_pca_needs_the_builtin_normal_network(digits, unit_data):
     # "auto" falls back to a random start there.
     BetaVAETransformer(**FAST_PARAMS, encoder=LinearEncoder(64, 3)).fit(digits)
     BetaVAETransformer(**FAST_PARAMS, default_dist="laplace").fit(digits)
+
+
+@pytest.mark.parametrize("path", ["exact scatter", "randomized"])
+def test_chunked_pca_moves_only_its_sums_to_the_host(path, monkeypatch):
+    """Tensor chunks (rows resident on a GPU, in a fit there; CPU tensors
+    stand in) are reduced where they are: what crosses to the host is a
+    pass's sums, never a chunk. The results are those of the same rows
+    given as NumPy chunks, to rounding."""
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 2000)
+    n_rows, n_features = (300, 40) if path == "exact scatter" else (30, 500)
+    X = np.float32(low_rank(n_rows, n_features=n_features, rank=3, noise=0.5) + 100.0)
+    step = 7
+    expected = fit_pca(lambda: (X[i:i + step] for i in range(0, n_rows, step)), n_rows, n_features, 5, 0)
+    rows = torch.from_numpy(X)
+    moved = []
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def method(tensor, *args, **kwargs):
+            moved.append(tuple(tensor.shape))
+            return original(tensor, *args, **kwargs)
+
+        return method
+
+    for name in ("cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, spy(name))
+    found = fit_pca(lambda: (rows[i:i + step] for i in range(0, n_rows, step)), n_rows, n_features, 5, 0)
+    assert moved and not any(len(shape) == 2 and shape[0] <= step for shape in moved), moved
+    # The 3 signal components to float32 rounding (those of the flat noise
+    # spectrum are not defined much better than that).
+    np.testing.assert_allclose(found[0], expected[0], rtol=1e-9)
+    np.testing.assert_allclose(found[2][:3], expected[2][:3], rtol=1e-5)
+    assert (np.abs(np.sum(found[1][:3] * expected[1][:3], axis=1)) > 1 - 1e-6).all()
+
+
+def test_the_fit_path_of_rows_resident_on_a_device(monkeypatch):
+    """What a fit does with rows ``resident_rows`` put on a GPU, with the
+    CPU standing in for the GPU: the statistics, the PCA start (a conditional
+    one too) and training read the tensor, and the model is the one of the
+    same rows as NumPy, to rounding."""
+    from sklearn_betavae import _data, _estimator
+
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 2000)  # the chunked PCA, not one chunk
+    rng = np.random.RandomState(0)
+    X = np.float32(low_rank(400, n_features=30, rank=3, noise=0.5) * 5 + 2)
+    covariates = np.column_stack([rng.uniform(20, 80, 400), rng.randint(3, size=400)])
+    params = dict(FAST_PARAMS, max_iter=2, reference_fraction=0.2, categorical_covariates=[1])
+
+    def fits():
+        return [BetaVAETransformer(**params).fit(X),
+                BetaVAETransformer(**params).fit(X, covariates=covariates)]
+
+    expected = fits()
+    given = []
+
+    def as_if_resident(X_fit, device):
+        given.append(X_fit.shape)
+        return torch.from_numpy(X_fit)
+
+    monkeypatch.setattr(_estimator, "resident_rows", as_if_resident)
+    found = fits()
+    assert given == [(320, 30), (320, 30)]
+    for vae, reference in zip(found, expected, strict=True):
+        np.testing.assert_allclose(vae.mean_, reference.mean_, rtol=1e-12)
+        np.testing.assert_allclose(vae.scale_, reference.scale_, rtol=1e-12)
+    np.testing.assert_allclose(found[0].transform(X), expected[0].transform(X), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(found[1].deviation_scores(X[:20], covariates=covariates[:20]),
+                               expected[1].deviation_scores(X[:20], covariates=covariates[:20]),
+                               rtol=1e-3, atol=1e-3)
+
+
+@requires_cuda
+def test_the_pca_start_on_a_gpu_is_the_cpus():
+    X = np.float32(low_rank(2000, n_features=600, rank=3, noise=0.5))
+    starts = [start_weights(BetaVAETransformer(device=device, n_components=4, hidden_layer_sizes=(16,),
+                                               max_iter=1, learning_rate_init=1e-12, random_state=0,
+                                               callbacks=[RecordStart()]).fit(X))
+              for device in ("cpu", "cuda")]
+    for name, weight in starts[0].items():
+        np.testing.assert_allclose(starts[1][name].cpu().numpy(), weight.numpy(), rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
