@@ -339,8 +339,11 @@ def test_the_fit_path_of_rows_resident_on_a_device(monkeypatch):
 
 
 @requires_cuda
-def test_the_pca_start_on_a_gpu_is_the_cpus():
-    X = np.float32(low_rank(2000, n_features=600, rank=3, noise=0.5))
+@pytest.mark.parametrize("shape", [(20_000, 600), (3_000, 3_000)])  # exact scatter, randomized
+def test_the_pca_start_on_a_gpu_is_the_cpus(shape):
+    """Rows resident on the GPU: the statistics and the start's passes run
+    there, and give the CPU's start to float32 rounding."""
+    X = np.float32(low_rank(shape[0], n_features=shape[1], rank=3, noise=0.5))
     starts = [start_weights(BetaVAETransformer(device=device, n_components=4, hidden_layer_sizes=(16,),
                                                max_iter=1, learning_rate_init=1e-12, random_state=0,
                                                callbacks=[RecordStart()]).fit(X))
