@@ -18,7 +18,7 @@ same batch size and epochs through
   a CUDA graph and replayed for every full batch, the indices of each batch
   copied into a fixed index tensor (drawn outside the graph); an epoch's
   last, partial batch runs eagerly. Captured after 3 eager warm-up steps on
-  a side stream, before the first epoch. On the CPU, which has no graphs,
+  a side stream (their updates then undone), before the first epoch. On the CPU, which has no graphs,
   the same steps run eagerly (so its code is tested there);
 * ``plain loop bf16``: the plain loop with the forward pass under
   ``torch.autocast(dtype=torch.bfloat16)`` (the loss in float32); its
@@ -49,6 +49,7 @@ cut short keeps the rows it finished.
 """
 
 import argparse
+import contextlib
 import gc
 import statistics
 import sys
@@ -217,19 +218,30 @@ def _capture(step, index, optimizer, n_rows, device, warmup_steps=3):
     """``step(index)`` with zeroed gradients, captured in a CUDA graph after
     ``warmup_steps`` eager steps on a side stream (as torch's documentation
     of whole-network capture does: the optimizer's state and the libraries'
-    workspaces exist before the capture)."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(warmup_steps):
-            index.copy_(torch.randperm(n_rows, device=device)[: len(index)])
-            optimizer.zero_grad(set_to_none=True)
+    workspaces exist before the capture). The warm-up's updates are undone
+    in place (the weights restored, Adam's state zeroed), so that the graph
+    trains from the plain loop's start and takes as many steps."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    start = [p.detach().clone() for p in params]
+    with torch.cuda.device(device):  # the capture's stream is the current device's
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup_steps):
+                index.copy_(torch.randperm(n_rows, device=device)[: len(index)])
+                optimizer.zero_grad(set_to_none=True)
+                step(index)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            for p, value in zip(params, start, strict=True):
+                p.copy_(value)
+            for state in optimizer.state.values():
+                for value in state.values():
+                    value.zero_()
+        graph = torch.cuda.CUDAGraph()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
             step(index)
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        step(index)
     return graph
 
 
@@ -247,7 +259,9 @@ def _plain_setup(X, args, device, capturable=False):
 def _plain_step(module, optimizer, batch, beta, autocast_dtype=None):
     """One update on ``batch`` (gradients zeroed by the caller): the
     beta-VAE loss of a normal decoder inline, in float32."""
-    with torch.autocast(batch.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    autocast = (contextlib.nullcontext() if autocast_dtype is None
+                else torch.autocast(batch.device.type, dtype=autocast_dtype))
+    with autocast:
         decoded, mu, logvar = module(batch)
     decoded, mu, logvar = decoded.float(), mu.float(), logvar.float()
     rec = (decoded - batch).square().sum() / len(batch)
@@ -375,6 +389,12 @@ def _measured(run, X, X_test, device):
         with PeakMemory(device) as memory:
             times, reconstruction = run(X, X_test)
     except Exception as error:  # noqa: BLE001 (reported as the method's row; the others still run)
+        # Its traceback holds the failed run's locals (on a GPU, its copy of
+        # the data and its graph's memory): let them go before the next run.
+        error.__traceback__ = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         return error
     per_epoch = statistics.median(times[1:] or times)
     return per_epoch, memory.mb, float(np.mean((reconstruction - X_test) ** 2))

@@ -428,6 +428,8 @@ def training_dataset(X, mean, scale, standardize, device, covariates=None):
     precision and no float64 copy is made). ``covariates`` (encoded) are
     appended to every batch.
     """
+    if isinstance(X, torch.Tensor) and X.dtype != torch.float32:
+        raise TypeError(f"Training rows given as a tensor must be float32 (resident_rows's); got {X.dtype}.")
     if isinstance(X, torch.Tensor) or (X.dtype == np.float32 and X.flags.c_contiguous):
         return RowDataset(X, mean=mean if standardize else None,
                           scale=scale if standardize else None, device=device,

@@ -941,6 +941,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 self._reference_ = self._reference_.unmeasured()
         configure_training(self.net_, settings)
         self._train(X_fit, encoded_fit, pca_seed=self._split_seed_ if init == "pca" else None)
+        del X_fit  # on a GPU, the rows' copy there: not held while the reference is measured
         if rows is not None:
             self._reference_ = self._measure_reference(X, encoded, rows)
 

@@ -157,6 +157,15 @@ def _like(array, chunk):
     return torch.as_tensor(array, device=chunk.device) if isinstance(chunk, torch.Tensor) else array
 
 
+def _product_dtype(chunk):
+    """The precision of the randomized PCA's products with the rows:
+    float32, theirs, for NumPy chunks (NumPy's float32 products are the fast
+    ones on a CPU); float64 for tensors, which a GPU multiplies fast either
+    way and which TF32, where a user has turned it on for float32 products,
+    would round to about 1e-3."""
+    return "float64" if isinstance(chunk, torch.Tensor) else "float32"
+
+
 def _column_sums(chunk):
     """The sum of each column, in float64."""
     if isinstance(chunk, torch.Tensor):
@@ -213,8 +222,9 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
     non-zero variance; fewer are returned then.
 
     The chunks are NumPy arrays or tensors; the passes over tensors run on
-    their device (a GPU, for rows resident there), and only each pass's
-    sums come to the host, where the small factorisations run.
+    their device (a GPU, for rows resident there; the randomized products in
+    float64 there, see ``_product_dtype``), and only each pass's sums come
+    to the host, where the small factorisations run.
 
     Parameters
     ----------
@@ -263,7 +273,7 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
         eigenvalues = np.maximum(values[order], 0.0) / n_rows
         total = np.trace(scatter)
         explained = eigenvalues * n_rows / total if total > 0 else np.zeros(k)
-        return mean, vectors[:, order].T, eigenvalues, explained
+        return mean, _signed(vectors[:, order].T), eigenvalues, explained
     return (mean, *_randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter))
 
 
@@ -285,16 +295,18 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
 
     def centred_codes(basis):
         """``chunk -> (shifted chunk, (chunk - mean) / scale @ basis)``, the
-        product in float32 on the chunk's device; the basis is scaled once,
-        not at every chunk."""
+        product in ``_product_dtype``, where the chunk is; the basis is
+        scaled once, not at every chunk."""
         scaled = basis / scale[:, None]
-        scaled32, offset_codes = scaled.astype(np.float32), offset @ scaled
+        offset_codes = offset @ scaled
 
         def encode(chunk):
-            chunk = _cast(chunk, "float32")
+            dtype = _product_dtype(chunk)
+            chunk = _cast(chunk, dtype)
             if far:
-                chunk = chunk - _like(shift, chunk)
-            return chunk, _cast(chunk @ _like(scaled32, chunk), "float64") - _like(offset_codes, chunk)
+                chunk = chunk - _cast(_like(shift, chunk), dtype)
+            codes = chunk @ _cast(_like(scaled, chunk), dtype)
+            return chunk, _cast(codes, "float64") - _like(offset_codes, chunk)
 
         return encode
 
@@ -304,7 +316,7 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
         return _sums(chunks(), lambda chunk: terms(*encode(chunk)))
 
     def scatter_times_codes(chunk, codes):
-        return _cast(chunk.T @ _cast(codes, "float32"), "float64"), codes.sum(0)
+        return _cast(chunk.T @ _cast(codes, _product_dtype(chunk)), "float64"), codes.sum(0)
 
     def codes_scatter_and_squares(chunk, codes):
         return codes.T @ codes, _column_squares(chunk)
@@ -324,7 +336,17 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
     order = np.argsort(values)[::-1][:k]
     eigenvalues = np.maximum(values[order], 0.0) / n_rows
     explained = eigenvalues * n_rows / total if total > 0 else np.zeros(k)
-    return (basis @ vectors[:, order]).T, eigenvalues, explained
+    return _signed((basis @ vectors[:, order]).T), eigenvalues, explained
+
+
+def _signed(components):
+    """``components`` with each one's largest loading made positive, as
+    scikit-learn signs ``PCA.components_``: an eigensolver may return either
+    sign, and which one can change with the last bits of its input (another
+    device, another BLAS), so the start would otherwise differ by a flip."""
+    rows = np.arange(len(components))
+    signs = np.sign(components[rows, np.abs(components).argmax(axis=1)])
+    return components * np.where(signs == 0, 1.0, signs)[:, None]
 
 
 def pca_start(net, dataset, beta, random_state, log=None):

@@ -182,8 +182,11 @@ def test_chunked_pca_matches_scikit_learn(path, monkeypatch):
     np.testing.assert_allclose(eigenvalues[signal:], expected[signal:], rtol=0.02)
     np.testing.assert_allclose(explained[:signal], pca.explained_variance_ratio_[:signal],
                                rtol=1e-4)
+    # Signed as scikit-learn signs them (largest loading positive), so the
+    # start does not depend on what sign an eigensolver returns.
     for found, direction in zip(components[:signal], pca.components_):
-        assert abs(found @ direction) > 1 - 1e-5
+        assert found @ direction > 1 - 1e-5
+    assert (components[np.arange(5), np.abs(components).argmax(axis=1)] > 0).all()
 
 
 @pytest.mark.parametrize("path", ["one chunk", "exact scatter", "randomized"])
@@ -307,7 +310,7 @@ def test_the_fit_path_of_rows_resident_on_a_device(monkeypatch):
     CPU standing in for the GPU: the statistics, the PCA start (a conditional
     one too) and training read the tensor, and the model is the one of the
     same rows as NumPy, to rounding."""
-    from sklearn_betavae import _data, _estimator
+    from sklearn_betavae import _data, _estimator, _pca_start
 
     monkeypatch.setattr(_data, "CHUNK_VALUES", 2000)  # the chunked PCA, not one chunk
     rng = np.random.RandomState(0)
@@ -327,7 +330,11 @@ def test_the_fit_path_of_rows_resident_on_a_device(monkeypatch):
         return torch.from_numpy(X_fit)
 
     monkeypatch.setattr(_estimator, "resident_rows", as_if_resident)
+    # The start's chunks stay tensors, as on a GPU (a CPU tensor would go to NumPy).
+    tensor_chunks = []
+    monkeypatch.setattr(_pca_start, "_numpy_on_cpu", lambda rows: tensor_chunks.append(rows) or rows)
     found = fits()
+    assert tensor_chunks and all(isinstance(chunk, torch.Tensor) for chunk in tensor_chunks)
     assert given == [(320, 30), (320, 30)]
     for vae, reference in zip(found, expected, strict=True):
         np.testing.assert_allclose(vae.mean_, reference.mean_, rtol=1e-12)
@@ -340,13 +347,19 @@ def test_the_fit_path_of_rows_resident_on_a_device(monkeypatch):
 
 @requires_cuda
 @pytest.mark.parametrize("shape", [(20_000, 600), (3_000, 3_000)])  # exact scatter, randomized
-def test_the_pca_start_on_a_gpu_is_the_cpus(shape):
-    """Rows resident on the GPU: the statistics and the start's passes run
-    there, and give the CPU's start to float32 rounding."""
+@pytest.mark.parametrize("conditional", [False, True])
+def test_the_pca_start_on_a_gpu_is_the_cpus(shape, conditional):
+    """Rows resident on the GPU: the statistics and the start's passes (the
+    covariates' regression too) run there, and give the CPU's start to
+    float32 rounding."""
     X = np.float32(low_rank(shape[0], n_features=shape[1], rank=3, noise=0.5))
+    rng = np.random.RandomState(1)
+    covariates = np.column_stack([rng.uniform(20, 80, len(X)), rng.randint(3, size=len(X))])
+    extra = dict(categorical_covariates=[1]) if conditional else {}
     starts = [start_weights(BetaVAETransformer(device=device, n_components=4, hidden_layer_sizes=(16,),
                                                max_iter=1, learning_rate_init=1e-12, random_state=0,
-                                               callbacks=[RecordStart()]).fit(X))
+                                               callbacks=[RecordStart()], **extra)
+                            .fit(X, covariates=covariates if conditional else None))
               for device in ("cpu", "cuda")]
     for name, weight in starts[0].items():
         np.testing.assert_allclose(starts[1][name].cpu().numpy(), weight.numpy(), rtol=1e-3, atol=1e-4,
