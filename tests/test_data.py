@@ -294,3 +294,10 @@ def test_c_ordered_float32_rows_go_to_the_gpu_when_they_fit(monkeypatch, share):
         assert rows is X
     for other in (X.astype(np.float64), np.asfortranarray(X)):  # converted by training_dataset
         assert resident_rows(other, "cuda") is other
+
+
+def test_training_rows_given_as_a_tensor_must_be_float32():
+    with pytest.raises(TypeError, match="must be float32"):
+        training_dataset(torch.zeros((4, 3), dtype=torch.float64), np.zeros(3), np.ones(3), True, "cpu")
+    rows = torch.zeros((4, 3))
+    assert training_dataset(rows, np.zeros(3), np.ones(3), True, "cpu").X is rows
