@@ -422,11 +422,12 @@ def resident_rows(X, device):
 def training_dataset(X, mean, scale, standardize, device, covariates=None):
     """The ``RowDataset`` to train on, making at most one copy of X.
 
-    A C-ordered float32 X, or a tensor (``resident_rows``'s), is used as it
-    is (standardized batch by batch). Any other X is converted once to C-ordered float32, standardized on the
-    way in float64 arithmetic, chunk by chunk (so large offsets keep their
-    precision and no float64 copy is made). ``covariates`` (encoded) are
-    appended to every batch.
+    A C-ordered float32 X, or a float32 tensor (``resident_rows``'s), is
+    used as it is (standardized batch by batch). Any other X is converted
+    once to C-ordered float32, standardized on the way in float64
+    arithmetic, chunk by chunk (so large offsets keep their precision and
+    no float64 copy is made). ``covariates`` (encoded) are appended to every
+    batch.
     """
     if isinstance(X, torch.Tensor) and X.dtype != torch.float32:
         raise TypeError(f"Training rows given as a tensor must be float32 (resident_rows's); got {X.dtype}.")
