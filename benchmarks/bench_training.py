@@ -220,7 +220,12 @@ def _capture(step, index, optimizer, n_rows, device, warmup_steps=3):
     of whole-network capture does: the optimizer's state and the libraries'
     workspaces exist before the capture). The warm-up's updates are undone
     in place (the weights restored, Adam's state zeroed), so that the graph
-    trains from the plain loop's start and takes as many steps."""
+    trains from the plain loop's start and takes as many steps.
+
+    Moving this into the estimator's step: its private noise generator must
+    be registered with the graph (``graph.register_generator_state``; only
+    the default CUDA generator is registered by itself), and autocast inside
+    a captured region needs ``cache_enabled=False``."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     start = [p.detach().clone() for p in params]
     with torch.cuda.device(device):  # the capture's stream is the current device's
