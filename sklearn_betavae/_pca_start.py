@@ -134,8 +134,9 @@ def _residuals(chunks, n_features, coef):
     """A ``chunks`` callable of the data columns less their regression on the
     covariates."""
     def residual_chunks():
+        coef_beside = _once_per_pass(lambda chunk: _like(coef, chunk))
         for chunk in chunks():
-            yield _cast(chunk[:, :n_features], "float64") - _design(chunk, n_features) @ _like(coef, chunk)
+            yield _cast(chunk[:, :n_features], "float64") - _design(chunk, n_features) @ coef_beside(chunk)
 
     return residual_chunks
 
@@ -155,6 +156,21 @@ def _cast(chunk, dtype):
 def _like(array, chunk):
     """A NumPy ``array`` beside ``chunk``: itself, or a tensor on ``chunk``'s device."""
     return torch.as_tensor(array, device=chunk.device) if isinstance(chunk, torch.Tensor) else array
+
+
+def _once_per_pass(make):
+    """``chunk -> make(chunk)``, made at a pass's first chunk and reused for
+    the others: a pass's chunks are all of one kind, on one device, so what
+    they are combined with is converted (or sent to the device) once, not
+    at every chunk."""
+    made = []
+
+    def beside(chunk):
+        if not made:
+            made.append(make(chunk))
+        return made[0]
+
+    return beside
 
 
 def _product_dtype(chunk):
@@ -263,8 +279,11 @@ def fit_pca(chunks, n_rows, n_features, n_components, random_state, n_iter=7,
                 np.nan_to_num(pca.explained_variance_ratio_.astype(np.float64)))
     if n_features**2 <= _data.CHUNK_VALUES:
         # The whole scatter matrix, summed in float64 and diagonalised.
+        centring = _once_per_pass(lambda chunk: (_like(raw_mean, chunk), _like(scale, chunk)))
+
         def scatter_of(chunk):
-            centred = (chunk - _like(raw_mean, chunk)) / _like(scale, chunk)
+            mean_beside, scale_beside = centring(chunk)
+            centred = (chunk - mean_beside) / scale_beside
             return (centred.T @ centred,)
 
         scatter = _sums(chunks(), scatter_of)[0]
@@ -299,14 +318,18 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
         scaled once, not at every chunk."""
         scaled = basis / scale[:, None]
         offset_codes = offset @ scaled
+        terms = _once_per_pass(lambda chunk: (
+            _product_dtype(chunk),
+            *(_cast(_like(a, chunk), _product_dtype(chunk)) for a in (shift, scaled)),
+            _like(offset_codes, chunk),
+        ))
 
         def encode(chunk):
-            dtype = _product_dtype(chunk)
+            dtype, shift_beside, scaled_beside, offset_codes_beside = terms(chunk)
             chunk = _cast(chunk, dtype)
             if far:
-                chunk = chunk - _cast(_like(shift, chunk), dtype)
-            codes = chunk @ _cast(_like(scaled, chunk), dtype)
-            return chunk, _cast(codes, "float64") - _like(offset_codes, chunk)
+                chunk = chunk - shift_beside
+            return chunk, _cast(chunk @ scaled_beside, "float64") - offset_codes_beside
 
         return encode
 
