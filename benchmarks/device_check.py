@@ -46,8 +46,10 @@ limit fails, the rows it printed kept in its log and its key figure.
 rows, 500 features) in under 2 minutes; ``tests/test_device_check.py`` runs
 ``--device cpu --quick``. The script itself imports only the standard
 library and torch (the steps import the package, skorch, and nilearn and
-nibabel where a test needs them), so on a machine that lacks them, install
-their wheels first, then run the first command above.
+nibabel where a test needs them; the checkout is put first on each step's
+``PYTHONPATH``). On a machine that lacks them, ``device_prepare.sh`` fetches
+their wheels and rehearses the run on the CPU, and ``device_run.sh`` installs
+them there and runs this script.
 """
 
 import argparse
@@ -139,6 +141,11 @@ def run_step(command, limit, log_path, extra_env):
     output in ``log_path``; kill its whole process group after ``limit``
     seconds. Returns ``(return code or None on a timeout, seconds)``."""
     start = time.perf_counter()
+    # The checkout's package first on the path: a GPU machine has it nowhere
+    # else (the steps' scripts sit in benchmarks/, so their own folder does
+    # not find it), and where it is installed, it is this checkout that is
+    # being checked.
+    path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH")) if part)
     with open(log_path, "w") as log:
         settings = " ".join(f"{key}={value}" for key, value in extra_env.items())
         log.write("$ " + (settings + " " if settings else "") + " ".join(_quote(part) for part in command))
@@ -147,7 +154,7 @@ def run_step(command, limit, log_path, extra_env):
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", **extra_env),
+            env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, **extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -103,6 +103,20 @@ def test_a_hanging_step_is_killed_and_the_check_goes_on(device_check, monkeypatc
     assert table["failing"] == ("skip", "no time left in the 3 s budget")
 
 
+def test_steps_import_the_checkouts_package_where_it_is_not_installed(device_check, monkeypatch, tmp_path):
+    """A GPU machine has the checkout but not the package installed, and the
+    steps' scripts sit in benchmarks/: the step's path must name the
+    checkout itself (first, so that it is this checkout that is checked),
+    keeping what PYTHONPATH already held (the carried wheels)."""
+    script = tmp_path / "where.py"
+    script.write_text("import sys; print(sys.path[1:3])")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "wheels"))
+    log = tmp_path / "where.log"
+    code, _ = device_check.run_step([sys.executable, str(script)], 30, log, {})
+    assert code == 0
+    assert repr([str(ROOT), str(tmp_path / "wheels")]) in log.read_text()
+
+
 def _gone(pid, wait=5.0):
     """Whether ``pid`` has exited (a zombie waiting for its reaper counts)."""
     deadline = time.monotonic() + wait
