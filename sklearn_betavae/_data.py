@@ -197,10 +197,21 @@ def _shared_tensor(X):
 def _resident(rows, device):
     if device.type != "cuda" or rows.device == device:
         return rows
-    free, _ = torch.cuda.mem_get_info(device)
-    if rows.element_size() * rows.nelement() <= RESIDENT_SHARE * free:
+    if rows.element_size() * rows.nelement() <= RESIDENT_SHARE * free_memory(device):
         return rows.to(device)
     return rows
+
+
+def free_memory(device):
+    """Bytes this process can still take on a CUDA ``device``.
+
+    The driver's free memory and what torch's caching allocator holds unused:
+    free to this process though not to the driver. Without the latter, an
+    earlier fit's rows (a search's previous fold) would push the next fit's
+    onto the slow streamed path.
+    """
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 def _dataset_of(dataset):

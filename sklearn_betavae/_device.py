@@ -54,6 +54,15 @@ def with_index(device):
     return device
 
 
+def same_device(first, second):
+    """Whether two ``torch.device`` name one device (``cuda`` is ``cuda:0``
+    when that is the current one)."""
+    first, second = torch.device(first), torch.device(second)
+    if first == second:
+        return True
+    return first.type == second.type == "cuda" and with_index(first) == with_index(second)
+
+
 def training_device(device_param, accelerator):
     """The device a fit trains on: the ``device`` parameter's, or with an
     ``accelerator`` the accelerator's, checked against the parameter."""
@@ -65,7 +74,7 @@ def training_device(device_param, accelerator):
         # Processes with different numbers of batches would wait for each
         # other's gradients forever.
         raise ValueError("Training on several processes needs Accelerator(even_batches=True).")
-    if device_param != "auto" and with_index(resolved) != with_index(placed):
+    if device_param != "auto" and not same_device(resolved, placed):
         raise ValueError(
             f"With an accelerator, the network trains on the accelerator's device, "
             f"{placed}; got device={device_param!r}. Leave device='auto'."

@@ -9,6 +9,7 @@ epoch losses, early stopping and the roll-back after a failure see the same
 numbers everywhere.
 """
 
+import math
 import uuid
 
 import torch
@@ -165,10 +166,10 @@ class AcceleratedBetaVAENet(AccelerateMixin, BetaVAENet):
         with self.accelerator.autocast():
             return BetaVAENet.train_step_single(self, batch, **fit_params)
 
-    def finite_everywhere(self, loss):
+    def finite_everywhere(self, loss, value):
         # One process raising alone would leave the others waiting forever in
-        # the gradients' all-reduce.
-        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        # the next all-reduce.
+        finite = torch.tensor([float(math.isfinite(value))], device=loss.device)
         return bool(self.accelerator.gather(finite).min() > 0)
 
     def backward(self, objective):

@@ -19,7 +19,7 @@ from torch import nn
 
 from ._covariates import CovariateEncoding
 from ._data import resident_rows, standardization, training_dataset
-from ._device import training_device, usable_device_param
+from ._device import same_device, training_device, usable_device_param
 from ._distributed import is_main_process, main_process_print, shared_seed
 from ._inference import FittedModel
 from ._loss import DISTRIBUTIONS
@@ -1039,7 +1039,7 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"trained, {'with' if accelerated else 'without'} an accelerator; "
                 "set warm_start=False to fit a new network."
             )
-        if device != self.device_:
+        if not same_device(device, self.device_):
             raise ValueError(
                 f"warm_start=True continues training on the fitted device, {self.device_}; "
                 f"got device={self.device!r}. To move the model, save it and load it with "

@@ -132,9 +132,10 @@ class BetaVAENet(NeuralNet):
         return self.loss_terms(y_pred, X)["loss"]
 
     def _record_terms(self, terms, prefix):
-        for term in LOSS_TERMS:
-            value = terms[term].item()
-            if term == "loss" and not self.finite_everywhere(terms[term]):
+        # One transfer for the three terms: on a GPU each .item() waits for the device.
+        values = torch.stack([terms[term].detach().float() for term in LOSS_TERMS]).tolist()
+        for term, value in zip(LOSS_TERMS, values):
+            if term == "loss" and not self.finite_everywhere(terms[term], value):
                 if math.isfinite(value):
                     value = "non-finite in another process"
                 epoch = len(self.history)
@@ -158,12 +159,15 @@ class BetaVAENet(NeuralNet):
         Xi, _ = batch
         y_pred = self.infer(Xi, **fit_params)
         terms = self.loss_terms(y_pred, Xi)
-        self._record_terms(terms, "train")
         objective = terms["loss"]
         kl_weight = getattr(self, "kl_weight_", 1.0)  # set by the kl_warmup callback
         if kl_weight < 1.0:
             objective = terms["rec_loss"] + kl_weight * self.criterion_.beta * terms["kl_loss"]
         self.backward(objective)
+        # Read after the backward pass is queued, so that a GPU runs the whole
+        # step before the host waits for it; still before the optimizer's step,
+        # which skorch takes once this returns.
+        self._record_terms(terms, "train")
         return {"loss": terms["loss"], "y_pred": y_pred}
 
     @property
@@ -171,10 +175,11 @@ class BetaVAENet(NeuralNet):
         """How many processes train this net together."""
         return 1
 
-    def finite_everywhere(self, loss):
-        """Whether a batch's loss is finite (in every process, for a
-        distributed net: all of them must stop together)."""
-        return bool(torch.isfinite(loss))
+    def finite_everywhere(self, loss, value):
+        """Whether a batch's loss (the tensor ``loss``, whose value on this
+        process is ``value``) is finite in every process: a distributed net's
+        processes must stop together."""
+        return math.isfinite(value)
 
     def backward(self, objective):
         """Back-propagate a batch's objective (a distributed net reduces

@@ -231,7 +231,9 @@ def private_rng(net, cpu_state, device):
     A CPU ``torch.Generator`` in state ``cpu_state`` draws the initial
     weights, the shuffling and (on the CPU) the reparameterisation noise, in
     that order, as torch's global generator did before; on a GPU the noise
-    comes from a generator on that device seeded from it. The net finds them
+    comes from a generator on that device seeded from its state (without
+    advancing it, so that the weights and the shuffling are the CPU's). The
+    net finds them
     as ``generator_``, ``noise_generator_`` and ``iterator_train__generator``
     for the block's duration (generators do not pickle). Fits in several
     threads at once are therefore each reproducible, and the caller's RNG
@@ -245,8 +247,13 @@ def private_rng(net, cpu_state, device):
     generator.set_state(torch.as_tensor(cpu_state, dtype=torch.uint8))
     noise = generator
     if device.type == "cuda":
+        # Seeded from a copy: the weights and the shuffling then draw what
+        # they draw on the CPU, so a seed starts a GPU fit where it starts a
+        # CPU fit.
+        seeder = torch.Generator()
+        seeder.set_state(generator.get_state())
         noise = torch.Generator(device=device)
-        noise.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        noise.manual_seed(int(torch.randint(2**62, (1,), generator=seeder)))
     names = ("generator_", "noise_generator_", "iterator_train__generator")
     for name, value in zip(names, (generator, noise, generator)):
         setattr(net, name, value)

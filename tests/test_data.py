@@ -273,6 +273,28 @@ def test_standardization_of_a_tensor_is_that_of_its_values_and_leaves_it_alone(s
         assert torch.equal(rows, before)
 
 
+def test_memory_cached_by_torch_counts_as_free(monkeypatch):
+    """An earlier fit's rows, released to torch's cache, stay free to the next fit."""
+    from sklearn_betavae import _data
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000, 80_000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 50_000)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 20_000)
+    assert _data.free_memory(torch.device("cuda:0")) == 40_000
+
+
+@requires_cuda
+def test_a_released_gpu_copy_is_free_memory_again():
+    from sklearn_betavae import _data
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    before = _data.free_memory(device)
+    rows = torch.empty(1 << 28, dtype=torch.uint8, device=device)
+    assert _data.free_memory(device) <= before - (1 << 28) + (1 << 22)
+    del rows  # back to torch's cache, not to the driver
+    assert _data.free_memory(device) >= before - (1 << 22)
+
+
 def test_rows_stay_on_the_host_for_a_cpu_fit():
     X = np.ones((4, 3), dtype=np.float32)
     assert resident_rows(X, "cpu") is X

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sklearn_betavae._device import resolve_device, with_index
+from sklearn_betavae._device import resolve_device, same_device, with_index
 
 
 @pytest.mark.parametrize("device", ["cpu", "cpu:0", torch.device("cpu")])
@@ -35,3 +35,13 @@ def test_cuda_without_an_index_means_the_current_device(monkeypatch):
     assert with_index(torch.device("cuda")) == torch.device("cuda:0")
     assert with_index(torch.device("cuda:1")) == torch.device("cuda:1")
     assert with_index(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_cuda_and_its_index_are_the_same_device(monkeypatch):
+    """A model fitted on "cuda:0" continues on "cuda" (or "auto"), and the other way round."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert same_device("cuda", torch.device("cuda:0"))
+    assert same_device(torch.device("cuda:0"), "cuda")
+    assert not same_device("cuda", "cuda:1")
+    assert not same_device("cpu", "cuda:0")
+    assert same_device("cpu", torch.device("cpu"))

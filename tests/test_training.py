@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from skorch.callbacks import Callback, Checkpoint, LoadInitState
 
 from sklearn_betavae import BetaVAETransformer
-from tests.conftest import FAST_PARAMS
+from tests.conftest import FAST_PARAMS, requires_cuda
 
 # No KL warm-up: its schedule depends on max_iter, so only without it is
 # fit(2 + 3 epochs) the same computation as fit(5 epochs).
@@ -413,3 +413,32 @@ def test_a_model_unpickled_inside_inference_mode_trains_on(digits):
     vae.set_params(warm_start=True, max_iter=2).fit(digits)
     revived.set_params(warm_start=True, max_iter=2).fit(digits)
     np.testing.assert_array_equal(revived.transform(digits), vae.transform(digits))
+
+
+def test_a_gpu_fit_draws_the_weights_and_shuffles_of_a_cpu_fit(monkeypatch):
+    """On a GPU the noise has a generator of its own, seeded from the fit's
+    CPU generator without advancing it: the same seed then starts both
+    fits from the same weights and shuffles. (A CPU generator stands in
+    for the CUDA one.)"""
+    from types import SimpleNamespace
+
+    from sklearn_betavae._training import private_rng, seed_state
+
+    cpu_generator = torch.Generator
+    monkeypatch.setattr(torch, "Generator", lambda device="cpu": cpu_generator())
+    draws, noises = {}, {}
+    for device in ("cpu", "cuda"):
+        net = SimpleNamespace()
+        with private_rng(net, seed_state(0), torch.device(device)):
+            noises[device] = net.noise_generator_ is not net.generator_
+            draws[device] = torch.rand(6, generator=net.generator_)
+    assert noises == {"cpu": False, "cuda": True}
+    assert torch.equal(draws["cpu"], draws["cuda"])
+
+
+@requires_cuda
+def test_a_warm_start_continues_on_the_same_gpu_however_named(digits):
+    model = BetaVAETransformer(**dict(FAST_PARAMS, device="cuda:0")).fit(digits)
+    epochs = model.n_iter_
+    model.set_params(warm_start=True, device="cuda", max_iter=1)
+    assert model.fit(digits).n_iter_ == epochs + 1
