@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/device_check.py --out results/device_check            # one GPU: at most 6 minutes
     python benchmarks/device_check.py --device cpu --quick --out /tmp/check # the CPU: under 2 minutes
+    python benchmarks/device_check.py --also "train beyond" --out DIR       # and part 4's step: 7 minutes
 
 Runs, each step in its own process with its own time limit (a step that
 hangs is killed with its children, and the check goes on to the next one):
@@ -22,8 +23,8 @@ hangs is killed with its children, and the check goes on to the next one):
   epoch on the device (validation, the statistics and the PCA start, the
   rows resident there) against scikit-learn's randomized PCA on the host, at
   160,000 x 4,096;
-* ``train beyond`` (only when named in ``--steps``: issue 36's part 4,
-  after the check has passed): ``bench_training.py`` at batch 128, 3 epochs,
+* ``train beyond`` (only when named in ``--steps`` or ``--also``: issue
+  36's part 4): ``bench_training.py`` at batch 128, 3 epochs,
   with the plain loop, the plain loop captured in a CUDA graph and the
   plain loop under bf16 autocast;
 * ``test suite``: ``pytest -m "not slow and not gpu"`` (doctests included)
@@ -39,7 +40,8 @@ key figure (the estimator's time as a multiple of the plain loop's, skorch's
 default path against the estimator; inference: the estimator against a
 plain float32 pass), not in its status. The exit code is 1 when a step
 failed. Each step's limit is capped by what is left of ``--budget`` (330 s:
-with the wheels' install, 6 minutes on one H100); a step that runs past its
+with the wheels' install, 6 minutes on one H100; ``--also`` adds the limits
+of the steps it names); a step that runs past its
 limit fails, the rows it printed kept in its log and its key figure.
 
 ``--quick`` runs the same steps at small sizes (a few tests, 2,000 x 256
@@ -75,7 +77,7 @@ QUICK_TESTS = [
     "score_samples_is_a_monte_carlo_elbo or batching_changes_results_only "
     "or methods_return_cpu_numpy or round_trip_is_exact",
 ]
-# Steps run only when --steps names them.
+# Steps run only when --steps or --also names them.
 OPTIONAL_STEPS = {"train beyond"}
 TRAINING_METHODS = ("plain loop", "estimator", "skorch default")
 BEYOND_METHODS = ("plain loop", "graphed loop", "plain loop bf16")
@@ -119,7 +121,7 @@ def steps(args):
     return [
         ("gpu tests", [*pytest, "-m", "gpu", "tests"], 45, _summarise_pytest),
         ("smoke", [python, __file__, "--smoke", "--device", device], 40, _summarise_smoke),
-        ("inference", inference, 45, _summarise_inference),
+        ("inference", inference, 70, _summarise_inference),
         ("train b1024", [*train, "--batch-size", "1024"], 75, _summarise_training),
         ("train b128", [*train, "--batch-size", "128"], 90, _summarise_training),
         ("fit set-up", setup, 45, _summarise_setup),
@@ -459,6 +461,10 @@ def main():
         help="pytest-xdist workers for the suite (default min(8, cores); --quick 0: serial)",
     )
     parser.add_argument("--steps", nargs="+", default=None, help="only these steps (as the table names them)")
+    parser.add_argument(
+        "--also", nargs="+", default=[], choices=sorted(OPTIONAL_STEPS),
+        help="the default steps and these (their limits added to the default budget)",
+    )
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
@@ -466,13 +472,17 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    budget = args.budget if args.budget is not None else (110.0 if args.quick else 330.0)
+    every = steps(args)
+    budget = args.budget
+    if budget is None:
+        also = sum(limit for name, _, limit, _ in every if name in args.also)
+        budget = (110.0 if args.quick else 330.0) + also
     deadline = time.monotonic() + budget
     lines = header(args.device)
     print("\n".join(lines), flush=True)
     table = []
-    for name, command, limit, summarise in steps(args):
-        wanted = name in args.steps if args.steps else name not in OPTIONAL_STEPS
+    for name, command, limit, summarise in every:
+        wanted = name in args.steps if args.steps else name not in OPTIONAL_STEPS or name in args.also
         if not wanted:
             continue
         log_path = out / (name.replace(" ", "_") + ".log")

@@ -11,14 +11,15 @@
 #    the machines' (torch 2.11.0, the libraries their image holds, neither
 #    this package nor the wheels' packages installed), a copy of what the
 #    tool sends (the files git does not ignore, and .whl/), and in it
-#    `sh benchmarks/device_run.sh rehearsal --device cpu --quick`. Every
+#    `sh benchmarks/device_run.sh rehearsal --device cpu --quick --also
+#    "train beyond"`. Every
 #    step of its table must pass (the gpu tests skip). A first rehearsal
 #    found that the steps could not import the package there.
 #
 # Then, in a session whose `status` shows a device, one call:
-#   run(command='sh benchmarks/device_run.sh check; sh benchmarks/device_run.sh beyond --steps "train beyond"',
-#       carry=[".whl"], timeout_s=480)
-# and read the tables in its output (the logs: device_logs.tar.gz).
+#   run(command='sh benchmarks/device_run.sh check --also "train beyond"', carry=[".whl"], timeout_s=480)
+# (at most 420 s of steps, and the install) and read the table in its output
+# (the logs: device_logs.tar.gz).
 set -eu
 SKORCH=${SKORCH:-1.4.0}
 NIBABEL=${NIBABEL:-5.4.2}
@@ -47,5 +48,5 @@ cd "$tree"
 # What the machine has: its python3 first on the path, no PYTHONPATH, no package installed.
 rm -rf /tmp/site
 PATH="$VENV/bin:$PATH" OUT="$tree/out" LOGS="$tree/logs" PYTHONPATH='' \
-    sh benchmarks/device_run.sh rehearsal --device cpu --quick
+    sh benchmarks/device_run.sh rehearsal --device cpu --quick --also "train beyond"
 echo "rehearsal passed in $tree; logs packed in $tree/out/device_logs.tar.gz"

@@ -35,7 +35,7 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     its speed (the speed is the script's own report, never a unit test's)."""
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--budget", "600",
-         "--out", str(tmp_path)],
+         "--also", "train beyond", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -43,7 +43,8 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     table = _table((tmp_path / "summary.md").read_text())
-    expected = ["gpu tests", "smoke", "inference", "train b1024", "train b128", "fit set-up", "test suite"]
+    expected = ["gpu tests", "smoke", "inference", "train b1024", "train b128", "fit set-up", "train beyond",
+                "test suite"]
     assert list(table) == expected, table
     for step in expected:
         assert (tmp_path / (step.replace(" ", "_") + ".log")).is_file()
@@ -52,6 +53,7 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     assert "estimator" in table["train b128"][1] and "skorch default" in table["train b128"][1]
     assert "transform" in table["inference"][1]
     assert table["fit set-up"][1].startswith("2000x256: set-up ")
+    assert "graphed loop" in table["train beyond"][1] and "plain loop bf16" in table["train beyond"][1]
     assert f"torch {torch.__version__}" in result.stdout
 
 
