@@ -20,6 +20,9 @@ same batch size and epochs through
   last, partial batch runs eagerly. Captured after 3 eager warm-up steps on
   a side stream (their updates then undone), before the first epoch. On the CPU, which has no graphs,
   the same steps run eagerly (so its code is tested there);
+* ``estimator graphed``: the estimator with its full batches' steps
+  replayed from a CUDA graph (``sklearn_betavae._graphs.ENABLED``, off by
+  default until this row is measured); on the CPU, the estimator;
 * ``plain loop bf16``: the plain loop with the forward pass under
   ``torch.autocast(dtype=torch.bfloat16)`` (the loss in float32); its
   held-out MSE says whether quality holds;
@@ -63,7 +66,7 @@ from sklearn.decomposition import PCA, FastICA
 from skorch.dataset import Dataset as SkorchDataset
 from torch.utils.data import DataLoader
 
-from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae import BetaVAETransformer, _graphs
 from sklearn_betavae._data import standardization
 from sklearn_betavae._loss import BetaVAELoss
 from sklearn_betavae._modules import VAEModule
@@ -161,6 +164,15 @@ def estimator_run(X, X_test, args, device, accelerator=None):
     vae.fit(X)
     times = list(vae.net_.history[:, "dur"])
     return times, vae.inverse_transform(vae.transform(X_test))
+
+
+def estimator_graphed_run(X, X_test, args, device):
+    """The estimator, its steps replayed from a CUDA graph where it can."""
+    _graphs.ENABLED = True
+    try:
+        return estimator_run(X, X_test, args, device)
+    finally:
+        _graphs.ENABLED = False
 
 
 def plain_loop_run(X, X_test, args, device, autocast_dtype=None):
@@ -364,6 +376,7 @@ def main():
         "estimator": lambda X, T: estimator_run(X, T, args, device),
         "plain loop": lambda X, T: plain_loop_run(X, T, args, device),
         "graphed loop": lambda X, T: graphed_loop_run(X, T, args, device),
+        "estimator graphed": lambda X, T: estimator_graphed_run(X, T, args, device),
         "plain loop bf16": lambda X, T: plain_loop_run(X, T, args, device, torch.bfloat16),
         "accelerate": lambda X, T: estimator_run(X, T, args, device, _accelerator(device)),
         "skorch default": lambda X, T: skorch_default_run(X, T, args, device),

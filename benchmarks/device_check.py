@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/device_check.py --out results/device_check            # one GPU: at most 6 minutes
     python benchmarks/device_check.py --device cpu --quick --out /tmp/check # the CPU: under 2 minutes
-    python benchmarks/device_check.py --also "train beyond" --out DIR       # and part 4's step: 7 minutes
+    python benchmarks/device_check.py --also "train beyond" --out DIR       # and part 4's step: 7.5 minutes
 
 Runs, each step in its own process with its own time limit (a step that
 hangs is killed with its children, and the check goes on to the next one):
@@ -25,8 +25,9 @@ hangs is killed with its children, and the check goes on to the next one):
   160,000 x 4,096;
 * ``train beyond`` (only when named in ``--steps`` or ``--also``: issue
   36's part 4): ``bench_training.py`` at batch 128, 3 epochs,
-  with the plain loop, the plain loop captured in a CUDA graph and the
-  plain loop under bf16 autocast;
+  with the plain loop, the plain loop captured in a CUDA graph, the
+  plain loop under bf16 autocast and the estimator with its steps replayed
+  from a CUDA graph;
 * ``test suite``: ``pytest -m "not slow and not gpu"`` (doctests included)
   with CUDA visible; last, as it takes the time left. With pytest-xdist
   installed it runs on ``--workers`` processes of one torch thread each
@@ -80,7 +81,7 @@ QUICK_TESTS = [
 # Steps run only when --steps or --also names them.
 OPTIONAL_STEPS = {"train beyond"}
 TRAINING_METHODS = ("plain loop", "estimator", "skorch default")
-BEYOND_METHODS = ("plain loop", "graphed loop", "plain loop bf16")
+BEYOND_METHODS = ("plain loop", "graphed loop", "plain loop bf16", "estimator graphed")
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 
 
@@ -125,7 +126,7 @@ def steps(args):
         ("train b1024", [*train, "--batch-size", "1024"], 75, _summarise_training),
         ("train b128", [*train, "--batch-size", "128"], 90, _summarise_training),
         ("fit set-up", setup, 45, _summarise_setup),
-        ("train beyond", beyond, 90, partial(_summarise_training, methods=BEYOND_METHODS)),
+        ("train beyond", beyond, 120, partial(_summarise_training, methods=BEYOND_METHODS)),
         ("test suite", suite, 180, _summarise_pytest),
     ]
 

@@ -17,8 +17,8 @@
 #    found that the steps could not import the package there.
 #
 # Then, in a session whose `status` shows a device, one call:
-#   run(command='sh benchmarks/device_run.sh check --also "train beyond"', carry=[".whl"], timeout_s=480)
-# (at most 420 s of steps, and the install) and read the table in its output
+#   run(command='sh benchmarks/device_run.sh check --also "train beyond"', carry=[".whl"], timeout_s=540)
+# (at most 450 s of steps, and the install) and read the table in its output
 # (the logs: device_logs.tar.gz).
 set -eu
 SKORCH=${SKORCH:-1.4.0}

@@ -5,7 +5,7 @@
 #
 # Usage, from the checkout's root:
 #   sh benchmarks/device_run.sh NAME [device_check.py arguments ...]
-# e.g. the check and issue 36's part 4 in one budget (7 minutes):
+# e.g. the check and issue 36's part 4 in one budget (7.5 minutes):
 #   sh benchmarks/device_run.sh check --also "train beyond"
 #
 # Installs the wheels in .whl/ once per machine (into /tmp/site, with no

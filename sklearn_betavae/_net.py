@@ -1,13 +1,15 @@
 """BetaVAENet: a skorch ``NeuralNet`` trained without targets on the beta-VAE loss.
 
 Only skorch's documented hooks are overridden (``get_loss``,
-``train_step_single``, ``validation_step``, ``initialize_module``,
-``on_train_begin``, ``_default_callbacks``); the training loop, callbacks
-and history are skorch's own, and the training logic around it (KL warm-up,
-roll-back to the last finite state) is in the default callbacks of
-``_callbacks``. The two step hooks do not call ``super()``: skorch's
-versions need a target and compute one loss, where these record three
-terms. ``n_processes``, ``finite_everywhere``, ``backward``,
+``train_step``, ``train_step_single``, ``validation_step``,
+``initialize_module``, ``on_train_begin``, ``_default_callbacks``); the
+training loop, callbacks and history are skorch's own, and the training
+logic around it (KL warm-up, roll-back to the last finite state) is in the
+default callbacks of ``_callbacks``. The two single-step hooks do not call
+``super()``: skorch's versions need a target and compute one loss, where
+these record three terms. ``train_step`` replays full batches from a CUDA
+graph where ``_graphs`` says it can (off by default) and is skorch's
+otherwise. ``n_processes``, ``finite_everywhere``, ``backward``,
 ``vae_module``, ``truncate_history`` and ``end_run`` are this class's own
 hooks, for the distributed subclass in ``_distributed``.
 """
@@ -20,6 +22,7 @@ from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
 from torch import nn
 
+from . import _graphs
 from ._callbacks import KLWarmup, LastFiniteState
 from ._loss import decoder_distribution, posterior_distribution
 
@@ -90,13 +93,15 @@ class BetaVAENet(NeuralNet):
         # The reparameterisation noise draws from the fit's generator on the
         # training device (None: torch's global one); end_run takes it back.
         self.vae_module().noise_generator = getattr(self, "noise_generator_", None)
+        self.graphed_steps_ = _graphs.GraphedSteps(self) if _graphs.applies(self) else None
 
     def truncate_history(self, n_epochs):
         """Drop the epochs after the first ``n_epochs`` (a roll-back)."""
         del self.history[n_epochs:]
 
     def end_run(self):
-        """Drop the run's noise generator (generators do not pickle)."""
+        """Drop the run's noise generator and graph (neither pickles)."""
+        vars(self).pop("graphed_steps_", None)
         if getattr(self, "initialized_", False):
             vars(self.vae_module()).pop("noise_generator", None)
 
@@ -131,7 +136,7 @@ class BetaVAENet(NeuralNet):
         """The total beta-VAE loss of a batch; ``y_true`` is ignored."""
         return self.loss_terms(y_pred, X)["loss"]
 
-    def _record_terms(self, terms, prefix):
+    def _record_terms(self, terms, prefix, stopped="before that update"):
         # One transfer for the three terms: on a GPU each .item() waits for the device.
         values = torch.stack([terms[term].detach().float() for term in LOSS_TERMS]).tolist()
         for term, value in zip(LOSS_TERMS, values):
@@ -147,11 +152,22 @@ class BetaVAENet(NeuralNet):
                 batch = 1 + done // self.n_processes
                 raise FloatingPointError(
                     f"The {prefix} loss became {value} at epoch {epoch}, batch {batch}; "
-                    "training stopped before that update. Lower learning_rate_init, "
+                    f"training stopped {stopped}. Lower learning_rate_init, "
                     "or check the scale of the data."
                 )
             if term != "loss":  # skorch records "<prefix>_loss" itself
                 self.history.record_batch(f"{prefix}_{term}", value)
+
+    def train_step(self, batch, **fit_params):
+        """skorch's step, or on a GPU, where ``_graphs.applies``, a full
+        batch's step replayed from a CUDA graph (after ordinary warm-up steps)."""
+        graphed = getattr(self, "graphed_steps_", None)
+        if graphed is None or fit_params or not graphed.takes(batch):
+            return super().train_step(batch, **fit_params)
+        if not graphed.ready:
+            with graphed.warming_up():
+                return super().train_step(batch, **fit_params)
+        return graphed.train_step(batch)
 
     def train_step_single(self, batch, **fit_params):
         if not self.module_.training:  # switching walks every submodule: once per phase

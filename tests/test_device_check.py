@@ -53,7 +53,8 @@ def test_quick_run_on_the_cpu_passes_every_step(tmp_path):
     assert "estimator" in table["train b128"][1] and "skorch default" in table["train b128"][1]
     assert "transform" in table["inference"][1]
     assert table["fit set-up"][1].startswith("2000x256: set-up ")
-    assert "graphed loop" in table["train beyond"][1] and "plain loop bf16" in table["train beyond"][1]
+    assert all(method in table["train beyond"][1]
+               for method in ("graphed loop", "plain loop bf16", "estimator graphed"))
     assert f"torch {torch.__version__}" in result.stdout
 
 
@@ -152,10 +153,12 @@ def test_benchmark_tables_give_the_key_figures(device_check):
     )
     beyond = training.split("| big 160000x4096 | estimator")[0] + (
         "| big 160000x4096 | graphed loop | 0.200 | 800,000 | 9 | 1.07 | 0.33 |\n"
-        "| big 160000x4096 | plain loop bf16 | failed: RuntimeError: no bf16 / here | - | - | - | - |\n")
+        "| big 160000x4096 | plain loop bf16 | failed: RuntimeError: no bf16 / here | - | - | - | - |\n"
+        "| big 160000x4096 | estimator graphed | 0.300 | 533,333 | 9 | 1.08 | 0.50 |\n")
     assert device_check._summarise_training(1, beyond, methods=device_check.BEYOND_METHODS) == (
         "fail",
         "plain loop 266,667 samples/s (held-out MSE 1.07); graphed loop 0.33x plain (held-out MSE 1.07); "
+        "estimator graphed 0.50x plain (held-out MSE 1.08); "
         "plain loop bf16 failed: RuntimeError: no bf16 / here",
     )
     inference = """| features | call | estimator s | peak MB | PCA s | plain torch s | estimator / plain |

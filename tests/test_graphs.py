@@ -1,0 +1,133 @@
+"""_graphs: training steps replayed from a CUDA graph.
+
+On the CPU a stand-in replays the step eagerly, so that everything around
+the capture (the warm-up, the step's input and KL factor refilled for each
+replay, the partial batches, the recorded terms, a failure) is tested
+here; the capture itself is tested on a GPU.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from sklearn_betavae import BetaVAETransformer, _graphs
+from tests.conftest import FAST_PARAMS, requires_cuda
+
+# Validation between epochs (the module in evaluation mode before a replay),
+# a KL warm-up (the factor changing between replays), a partial last batch.
+PARAMS = dict(FAST_PARAMS, max_iter=4, beta_warmup=0.5, early_stopping=True, n_iter_no_change=10)
+
+
+class EagerStep:
+    """Stands in for ``CapturedStep``: each replay runs the step itself."""
+
+    made = []
+
+    def __init__(self, step, net):
+        self.step = step
+        self.replays = 0
+        EagerStep.made.append(self)
+
+    def replay(self):
+        self.replays += 1
+        return self.step()
+
+
+@pytest.fixture
+def graphed(monkeypatch):
+    """Fits through ``GraphedSteps``, the capture replaced by ``EagerStep``."""
+    EagerStep.made = []
+    monkeypatch.setattr(_graphs, "applies", lambda net: True)
+    monkeypatch.setattr(_graphs.GraphedSteps, "capture_with", EagerStep)
+    return EagerStep.made
+
+
+def test_a_graphed_fit_computes_what_an_ordinary_fit_does(digits, graphed, monkeypatch):
+    """Bit for bit on the CPU: the objective of a replayed step is the
+    ordinary step's, at each KL weight, after validation passes."""
+    with monkeypatch.context() as ordinary_steps:
+        ordinary_steps.setattr(_graphs, "applies", lambda net: False)
+        ordinary = BetaVAETransformer(**PARAMS).fit(digits)
+    assert graphed == []
+    through_graph = BetaVAETransformer(**PARAMS).fit(digits)
+    (step,) = graphed
+    # 216 training rows in batches of 32: 6 full, 1 partial, each epoch; 3
+    # full ones were the warm-up's.
+    assert step.replays == 4 * 6 - _graphs.WARMUP_STEPS
+    for key in ("train_loss", "train_kl_loss", "valid_loss"):
+        assert through_graph.net_.history[:, key] == ordinary.net_.history[:, key], key
+    np.testing.assert_array_equal(through_graph.transform(digits), ordinary.transform(digits))
+    assert not hasattr(through_graph.net_, "graphed_steps_")  # dropped with the run
+
+
+def test_a_warm_start_captures_again(digits, graphed):
+    model = BetaVAETransformer(**PARAMS).fit(digits)
+    model.set_params(warm_start=True, max_iter=1)
+    model.fit(digits)
+    # Each run warms up and captures anew (its optimizer may have been made anew).
+    assert [step.replays for step in graphed] == [4 * 6 - 3, 6 - 3]
+    assert model.n_iter_ == 5
+
+
+class PoisonWeightsAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
+def test_a_non_finite_replayed_step_stops_the_fit_and_is_undone(digits, graphed):
+    model = BetaVAETransformer(**dict(PARAMS, callbacks=[PoisonWeightsAt(2)]))
+    stopped = r"epoch 2, batch 1; training stopped after that update \(undone\)"
+    with pytest.raises(FloatingPointError, match=stopped):
+        model.fit(digits)
+    assert graphed and graphed[0].replays > 0
+    assert all(torch.isfinite(p).all() for p in model.net_.module_.parameters())
+
+
+def _net(**changes):
+    settings = dict(
+        accelerated=False, device="cuda", optimizer_=SimpleNamespace(param_groups=[{"fused": True}]),
+        callbacks_=[("print_log", Callback())],
+    )
+    return SimpleNamespace(**{**settings, **changes})
+
+
+def test_graphs_apply_only_where_they_can(monkeypatch):
+    monkeypatch.setattr(_graphs, "ENABLED", True)
+    assert _graphs.applies(_net()) == hasattr(torch.cuda.CUDAGraph, "register_generator_state")
+
+    class ClipGradients(Callback):
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            pass
+
+    for net in (_net(device="cpu"), _net(accelerated=True),
+                _net(optimizer_=SimpleNamespace(param_groups=[{"fused": True}, {"fused": None}])),
+                _net(callbacks_=[("clip", ClipGradients())])):
+        assert not _graphs.applies(net)
+    monkeypatch.setattr(_graphs, "ENABLED", False)
+    assert not _graphs.applies(_net())
+
+
+@requires_cuda
+def test_a_fit_through_a_cuda_graph_trains_as_the_eager_fit(digits, monkeypatch):
+    """The same replays on the GPU: the run captures once, replays the full
+    batches, and ends where the eager run ends (the same kernels, and the
+    noise drawn from the same generator through the graph's offsets)."""
+    params = dict(PARAMS, device="cuda")
+    eager = BetaVAETransformer(**params).fit(digits)
+    replays = []
+    replay = _graphs.CapturedStep.replay
+    monkeypatch.setattr(_graphs.CapturedStep, "replay", lambda self: replays.append(1) or replay(self))
+    monkeypatch.setattr(_graphs, "ENABLED", True)
+    graphed = BetaVAETransformer(**params).fit(digits)
+    assert len(replays) == 4 * 6 - _graphs.WARMUP_STEPS
+    np.testing.assert_allclose(graphed.net_.history[:, "train_loss"], eager.net_.history[:, "train_loss"],
+                               rtol=1e-4)
+    np.testing.assert_allclose(graphed.transform(digits), eager.transform(digits), rtol=1e-3, atol=1e-4)
