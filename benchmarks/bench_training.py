@@ -168,11 +168,11 @@ def estimator_run(X, X_test, args, device, accelerator=None):
 
 def estimator_graphed_run(X, X_test, args, device):
     """The estimator, its steps replayed from a CUDA graph where it can."""
-    _graphs.ENABLED = True
+    enabled, _graphs.ENABLED = _graphs.ENABLED, True
     try:
         return estimator_run(X, X_test, args, device)
     finally:
-        _graphs.ENABLED = False
+        _graphs.ENABLED = enabled
 
 
 def plain_loop_run(X, X_test, args, device, autocast_dtype=None):

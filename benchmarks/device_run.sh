@@ -12,7 +12,7 @@
 # index: the machine reaches nothing), writes the logs of run NAME to $LOGS/NAME
 # (default /tmp/device_logs), and packs every run's logs into one file,
 # $OUT/device_logs.tar.gz, when OUT is set: the tool brings back at most 8
-# files, and one check writes 8. The summary tables go to stdout too.
+# files, and a check with --also writes 9. The summary table goes to stdout too.
 # Exits with device_check.py's code.
 set -u
 name=${1:?usage: sh benchmarks/device_run.sh NAME [device_check.py arguments ...]}

@@ -30,11 +30,14 @@ WARMUP_STEPS = 3
 
 def applies(net):
     """Whether ``net``'s run can train through a graph: ``ENABLED``, a CUDA
-    device, no accelerator, fused Adam (whose step counts live on the
-    device), no callback that reads or changes the gradients (they never
-    leave the graph), and a torch that can register a private generator
-    with a graph."""
+    device, no accelerator, the built-in encoder and decoder (a user's
+    module could sync with the host, which a capture cannot hold), fused
+    Adam (whose step counts live on the device), no callback that reads or
+    changes the gradients (they never leave the graph), and a torch that
+    can register a private generator with a graph."""
     if not ENABLED or net.accelerated or torch.device(net.device).type != "cuda":
+        return False
+    if getattr(net, "module__encoder", None) is not None or getattr(net, "module__decoder", None) is not None:
         return False
     if not all(group.get("fused") for group in net.optimizer_.param_groups):
         return False
@@ -67,6 +70,7 @@ class GraphedSteps:
         self.shape = None
         self.warmed_up = 0
         self.step = None
+        self.settings = None  # the optimizer's settings the step was captured with
         self.batch = None  # the captured step's input, refilled for every replay
         self.kl_scale = None  # the KL term's factor in the objective, likewise
 
@@ -95,9 +99,11 @@ class GraphedSteps:
         with torch.cuda.device(device):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                yield
-            torch.cuda.current_stream().wait_stream(side)
+            try:
+                with torch.cuda.stream(side):
+                    yield
+            finally:
+                torch.cuda.current_stream().wait_stream(side)
         self.warmed_up += 1
 
     def train_step(self, batch):
@@ -106,9 +112,14 @@ class GraphedSteps:
         Xi = batch[0]
         if not net.module_.training:  # a validation pass came between; the graph replays training
             net._set_training(True)
-        if self.step is None:
-            self.batch = torch.empty_like(Xi)
-            self.kl_scale = torch.zeros((), dtype=Xi.dtype, device=Xi.device)
+        settings = _optimizer_settings(net.optimizer_)
+        if settings != self.settings:
+            # Adam's settings are constants of the captured kernels: a new
+            # learning rate (a scheduler's) is captured anew.
+            if self.batch is None:
+                self.batch = torch.empty_like(Xi)
+                self.kl_scale = torch.zeros((), dtype=Xi.dtype, device=Xi.device)
+            self.step, self.settings = None, settings
             self.step = self.capture_with(self._objective_step, net)
         self.batch.copy_(Xi)
         # As the ordinary step's objective: the recorded loss when the weight
@@ -116,7 +127,9 @@ class GraphedSteps:
         self.kl_scale.fill_(getattr(net, "kl_weight_", 1.0) * net.criterion_.beta)
         terms, y_pred = self.step.replay()
         net._record_terms(terms, "train", stopped="after that update (undone)")
-        return {"loss": terms["loss"], "y_pred": y_pred}
+        # Copies: the next replay overwrites the graph's outputs, and a
+        # callback may keep a batch's (skorch's EpochScoring caches them).
+        return {"loss": terms["loss"].clone(), "y_pred": tuple(out.clone() for out in y_pred)}
 
     def _objective_step(self):
         net = self.net
@@ -147,7 +160,8 @@ class CapturedStep:
             self.graph.register_generator_state(noise)
         groups = net.optimizer_.param_groups
         with torch.cuda.device(torch.device(net.device)), _capturable(groups):
-            with torch.cuda.graph(self.graph):
+            # thread_local: fits in other threads may go on allocating.
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.outputs = step()
 
     def replay(self):
@@ -156,6 +170,11 @@ class CapturedStep:
 
 
 GraphedSteps.capture_with = CapturedStep
+
+
+def _optimizer_settings(optimizer):
+    groups = optimizer.param_groups
+    return [{key: value for key, value in group.items() if key != "params"} for group in groups]
 
 
 @contextlib.contextmanager

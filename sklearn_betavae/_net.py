@@ -95,6 +95,10 @@ class BetaVAENet(NeuralNet):
         self.vae_module().noise_generator = getattr(self, "noise_generator_", None)
         self.graphed_steps_ = _graphs.GraphedSteps(self) if _graphs.applies(self) else None
 
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        vars(self).pop("graphed_steps_", None)  # the graph's memory, not kept with the model
+
     def truncate_history(self, n_epochs):
         """Drop the epochs after the first ``n_epochs`` (a roll-back)."""
         del self.history[n_epochs:]
@@ -138,7 +142,7 @@ class BetaVAENet(NeuralNet):
 
     def _record_terms(self, terms, prefix, stopped="before that update"):
         # One transfer for the three terms: on a GPU each .item() waits for the device.
-        values = torch.stack([terms[term].detach().float() for term in LOSS_TERMS]).tolist()
+        values = torch.stack([terms[term].detach().double() for term in LOSS_TERMS]).tolist()
         for term, value in zip(LOSS_TERMS, values):
             if term == "loss" and not self.finite_everywhere(terms[term], value):
                 if math.isfinite(value):

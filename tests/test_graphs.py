@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
+from torch.optim.lr_scheduler import StepLR
 
 from sklearn_betavae import BetaVAETransformer, _graphs
 from tests.conftest import FAST_PARAMS, requires_cuda
@@ -22,18 +23,30 @@ PARAMS = dict(FAST_PARAMS, max_iter=4, beta_warmup=0.5, early_stopping=True, n_i
 
 
 class EagerStep:
-    """Stands in for ``CapturedStep``: each replay runs the step itself."""
+    """Stands in for ``CapturedStep``: each replay runs the step itself and,
+    as a graph does, writes its outputs into the same tensors every time."""
 
     made = []
 
     def __init__(self, step, net):
         self.step = step
         self.replays = 0
+        self.outputs = None
         EagerStep.made.append(self)
 
     def replay(self):
         self.replays += 1
-        return self.step()
+        terms, y_pred = self.step()
+        with torch.no_grad():
+            if self.outputs is None:
+                self.outputs = ({key: value.detach().clone() for key, value in terms.items()},
+                                tuple(out.detach().clone() for out in y_pred))
+            else:
+                for key, value in terms.items():
+                    self.outputs[0][key].copy_(value)
+                for kept, out in zip(self.outputs[1], y_pred, strict=True):
+                    kept.copy_(out)
+        return self.outputs
 
 
 @pytest.fixture
@@ -61,6 +74,38 @@ def test_a_graphed_fit_computes_what_an_ordinary_fit_does(digits, graphed, monke
         assert through_graph.net_.history[:, key] == ordinary.net_.history[:, key], key
     np.testing.assert_array_equal(through_graph.transform(digits), ordinary.transform(digits))
     assert not hasattr(through_graph.net_, "graphed_steps_")  # dropped with the run
+
+
+def test_a_new_learning_rate_is_captured_anew(digits, graphed, monkeypatch):
+    """A CUDA graph holds Adam's learning rate as a constant: a scheduler's
+    new rate each epoch is a new capture, and the fit is the ordinary one."""
+    schedule = dict(PARAMS, callbacks=[LRScheduler(StepLR, step_size=1, gamma=0.5)])
+    with monkeypatch.context() as ordinary_steps:
+        ordinary_steps.setattr(_graphs, "applies", lambda net: False)
+        ordinary = BetaVAETransformer(**schedule).fit(digits)
+    through_graph = BetaVAETransformer(**schedule).fit(digits)
+    assert [step.replays for step in graphed] == [6 - _graphs.WARMUP_STEPS, 6, 6, 6]
+    assert through_graph.net_.history[:, "train_loss"] == ordinary.net_.history[:, "train_loss"]
+
+
+def test_callbacks_keep_each_batchs_outputs(digits, graphed):
+    """A graph overwrites its outputs at each replay: the step hands
+    callbacks copies (skorch's EpochScoring keeps every batch's)."""
+
+    class KeepOutputs(Callback):
+        def initialize(self):
+            self.kept = []
+            return self
+
+        def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+            if training:
+                self.kept.append((y_pred[1], y_pred[1].clone()))
+
+    keep = KeepOutputs()
+    BetaVAETransformer(**dict(PARAMS, max_iter=1, callbacks=[keep])).fit(digits)
+    assert graphed[0].replays > 1
+    assert all(torch.equal(kept, copy) for kept, copy in keep.kept)
+    assert len({id(kept) for kept, _ in keep.kept}) == len(keep.kept)
 
 
 def test_a_warm_start_captures_again(digits, graphed):
@@ -107,7 +152,7 @@ def test_graphs_apply_only_where_they_can(monkeypatch):
         def on_grad_computed(self, net, named_parameters, **kwargs):
             pass
 
-    for net in (_net(device="cpu"), _net(accelerated=True),
+    for net in (_net(device="cpu"), _net(accelerated=True), _net(module__encoder=torch.nn.Identity()),
                 _net(optimizer_=SimpleNamespace(param_groups=[{"fused": True}, {"fused": None}])),
                 _net(callbacks_=[("clip", ClipGradients())])):
         assert not _graphs.applies(net)
