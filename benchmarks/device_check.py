@@ -120,7 +120,7 @@ def steps(args):
     if workers > 1 and _has_xdist():
         suite += ["-n", str(workers)]
     return [
-        ("gpu tests", [*pytest, "-m", "gpu", "tests"], 45, _summarise_pytest),
+        ("gpu tests", [*pytest, "-m", "gpu", "tests"], 60, _summarise_pytest),
         ("smoke", [python, __file__, "--smoke", "--device", device], 40, _summarise_smoke),
         ("inference", inference, 70, _summarise_inference),
         ("train b1024", [*train, "--batch-size", "1024"], 75, _summarise_training),
