@@ -1,9 +1,10 @@
-"""Shared fixtures: autouse seeding, tiny data, fast parameters, GPU skip helper."""
+"""Shared fixtures: autouse seeding, tiny data, fast parameters, a failing callback, GPU skip helper."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from skorch.callbacks import Callback
 
 # Few epochs and small layers: every fit in the suite takes well under a second.
 FAST_PARAMS = dict(
@@ -20,6 +21,18 @@ class LinearEncoder(torch.nn.Module):
 
     def forward(self, x):
         return tuple(self.linear(x).chunk(2, dim=-1))
+
+
+class PoisonWeightsAt(Callback):
+    """Set the first weight matrix to NaN when epoch ``epoch`` begins."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
 
 
 _skip_without_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

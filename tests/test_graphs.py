@@ -15,7 +15,7 @@ from skorch.callbacks import Callback, LRScheduler
 from torch.optim.lr_scheduler import StepLR
 
 from sklearn_betavae import BetaVAETransformer, _graphs
-from tests.conftest import FAST_PARAMS, requires_cuda
+from tests.conftest import FAST_PARAMS, PoisonWeightsAt, requires_cuda
 
 # Validation between epochs (the module in evaluation mode before a replay),
 # a KL warm-up (the factor changing between replays), a partial last batch.
@@ -115,16 +115,6 @@ def test_a_warm_start_captures_again(digits, graphed):
     # Each run warms up and captures anew (its optimizer may have been made anew).
     assert [step.replays for step in graphed] == [4 * 6 - 3, 6 - 3]
     assert model.n_iter_ == 5
-
-
-class PoisonWeightsAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, net, **kwargs):
-        if len(net.history) == self.epoch:
-            with torch.no_grad():
-                next(net.module_.parameters()).fill_(float("nan"))
 
 
 def test_a_non_finite_replayed_step_stops_the_fit_and_is_undone(digits, graphed):

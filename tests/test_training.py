@@ -9,23 +9,11 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from skorch.callbacks import Callback, Checkpoint, LoadInitState
 
 from sklearn_betavae import BetaVAETransformer
-from tests.conftest import FAST_PARAMS, requires_cuda
+from tests.conftest import FAST_PARAMS, PoisonWeightsAt, requires_cuda
 
 # No KL warm-up: its schedule depends on max_iter, so only without it is
 # fit(2 + 3 epochs) the same computation as fit(5 epochs).
 EXACT = dict(FAST_PARAMS, beta_warmup=0.0)
-
-
-class PoisonWeightsAt(Callback):
-    """Set the first weight matrix to NaN when epoch ``epoch`` begins."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, net, **kwargs):
-        if len(net.history) == self.epoch:
-            with torch.no_grad():
-                next(net.module_.parameters()).fill_(float("nan"))
 
 
 class ScaleWeightsAt(Callback):
