@@ -155,24 +155,37 @@ def _rss():
         return int(statm.read().split()[1]) * 4096
 
 
-def estimator_run(X, X_test, args, device, accelerator=None):
+def estimator_run(X, X_test, args, device, accelerator=None, keep=None):
+    """``BetaVAETransformer.fit`` (appended to ``keep`` if given)."""
     vae = BetaVAETransformer(
         beta=args.beta, device="auto" if accelerator else str(device), n_components=args.n_components,
         hidden_layer_sizes=args.hidden, max_iter=args.epochs, batch_size=args.batch_size,
         random_state=0, accelerator=accelerator,
     )
     vae.fit(X)
+    if keep is not None:
+        keep.append(vae)
     times = list(vae.net_.history[:, "dur"])
     return times, vae.inverse_transform(vae.transform(X_test))
 
 
 def estimator_graphed_run(X, X_test, args, device):
-    """The estimator, its steps replayed from a CUDA graph where it can."""
+    """The estimator, its steps replayed from a CUDA graph where it can. On
+    CUDA, a fit that replayed no step is an error naming why (else its row
+    would time the ordinary step under this one's name)."""
     enabled, _graphs.ENABLED = _graphs.ENABLED, True
+    replays = []
+    train_step = _graphs.GraphedSteps.train_step
+    _graphs.GraphedSteps.train_step = lambda steps, batch: replays.append(1) or train_step(steps, batch)
     try:
-        return estimator_run(X, X_test, args, device)
+        fitted = []
+        times, reconstruction = estimator_run(X, X_test, args, device, keep=fitted)
+        if device.type == "cuda" and not replays:
+            raise RuntimeError(f"no step was replayed from a graph: {_graphs.why_not(fitted[0].net_)}")
+        return times, reconstruction
     finally:
         _graphs.ENABLED = enabled
+        _graphs.GraphedSteps.train_step = train_step
 
 
 def plain_loop_run(X, X_test, args, device, autocast_dtype=None):

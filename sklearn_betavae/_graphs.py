@@ -29,21 +29,32 @@ WARMUP_STEPS = 3
 
 
 def applies(net):
-    """Whether ``net``'s run can train through a graph: ``ENABLED``, a CUDA
-    device, no accelerator, the built-in encoder and decoder (a user's
-    module could sync with the host, which a capture cannot hold), fused
-    Adam (whose step counts live on the device), no callback that reads or
-    changes the gradients (they never leave the graph), and a torch that
-    can register a private generator with a graph."""
-    if not ENABLED or net.accelerated or torch.device(net.device).type != "cuda":
-        return False
+    """Whether ``net``'s run trains through a graph (``why_not`` says why not)."""
+    return why_not(net) is None
+
+
+def why_not(net):
+    """Why ``net``'s run cannot train through a graph, or None when it can.
+
+    It needs ``ENABLED``, a CUDA device, no accelerator, the built-in
+    encoder and decoder (a user's module could sync with the host, which a
+    capture cannot hold), fused Adam (whose step counts live on the device),
+    no callback that reads or changes the gradients (they never leave the
+    graph), and a torch that can register a private generator with a graph.
+    """
+    if not ENABLED:
+        return "_graphs.ENABLED is False"
+    if net.accelerated or torch.device(net.device).type != "cuda":
+        return "the net trains on an accelerator or off CUDA"
     if getattr(net, "module__encoder", None) is not None or getattr(net, "module__decoder", None) is not None:
-        return False
+        return "a user's encoder or decoder"
     if not all(group.get("fused") for group in net.optimizer_.param_groups):
-        return False
+        return "the optimizer is not fused Adam"
     if any(_reads_gradients(callback) for _, callback in net.callbacks_):
-        return False
-    return hasattr(torch.cuda.CUDAGraph, "register_generator_state")
+        return "a callback reads the gradients (on_grad_computed)"
+    if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+        return f"torch {torch.__version__} cannot register a generator with a graph"
+    return None
 
 
 def _reads_gradients(callback):

@@ -142,12 +142,18 @@ def test_graphs_apply_only_where_they_can(monkeypatch):
         def on_grad_computed(self, net, named_parameters, **kwargs):
             pass
 
-    for net in (_net(device="cpu"), _net(accelerated=True), _net(module__encoder=torch.nn.Identity()),
-                _net(optimizer_=SimpleNamespace(param_groups=[{"fused": True}, {"fused": None}])),
-                _net(callbacks_=[("clip", ClipGradients())])):
+    cases = {
+        "off CUDA": _net(device="cpu"),
+        "accelerator": _net(accelerated=True),
+        "user's encoder": _net(module__encoder=torch.nn.Identity()),
+        "not fused": _net(optimizer_=SimpleNamespace(param_groups=[{"fused": True}, {"fused": None}])),
+        "gradients": _net(callbacks_=[("clip", ClipGradients())]),
+    }
+    for reason, net in cases.items():
         assert not _graphs.applies(net)
+        assert reason in _graphs.why_not(net)
     monkeypatch.setattr(_graphs, "ENABLED", False)
-    assert not _graphs.applies(_net())
+    assert _graphs.why_not(_net()) == "_graphs.ENABLED is False"
 
 
 @requires_cuda
