@@ -28,6 +28,12 @@ hangs is killed with its children, and the check goes on to the next one):
   with the plain loop, the plain loop captured in a CUDA graph, the
   plain loop under bf16 autocast and the estimator with its steps replayed
   from a CUDA graph;
+* ``sprites budget`` (only when named in ``--steps`` or ``--also``: issue
+  36's part 5, once ``train beyond`` shows the graphed estimator fast
+  enough; 9 minutes): ``bench_sprites.py`` at the papers' budget (the full
+  grid, Higgins et al.'s 1200-1200 network, 299,520 steps of batch 64) with
+  the estimator's CUDA graphs, one seed, the beta-VAE and PCA, scored as
+  the CPU rows of ``benchmarks/README.md``;
 * ``test suite``: ``pytest -m "not slow and not gpu"`` (doctests included)
   with CUDA visible; last, as it takes the time left. With pytest-xdist
   installed it runs on ``--workers`` processes of one torch thread each
@@ -42,7 +48,8 @@ default path against the estimator; inference: the estimator against a
 plain float32 pass), not in its status. The exit code is 1 when a step
 failed. Each step's limit is capped by what is left of ``--budget`` (330 s:
 with the wheels' install, 6 minutes on one H100; ``--also`` adds the limits
-of the steps it names); a step that runs past its
+of the steps it names, and with ``--steps`` it is the sum of their limits);
+a step that runs past its
 limit fails, the rows it printed kept in its log and its key figure.
 
 ``--quick`` runs the same steps at small sizes (a few tests, 2,000 x 256
@@ -79,7 +86,7 @@ QUICK_TESTS = [
     "or methods_return_cpu_numpy or round_trip_is_exact",
 ]
 # Steps run only when --steps or --also names them.
-OPTIONAL_STEPS = {"train beyond"}
+OPTIONAL_STEPS = {"train beyond", "sprites budget"}
 TRAINING_METHODS = ("plain loop", "estimator", "skorch default")
 BEYOND_METHODS = ("plain loop", "graphed loop", "plain loop bf16", "estimator graphed")
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
@@ -115,6 +122,17 @@ def steps(args):
         beyond += ["--size", "2000", "256"]
     setup = [python, str(BENCHMARKS / "bench_fit_setup.py"), "--device", device, "--repeats", "1",
              "--threads", str(os.cpu_count() or 1), "--sizes", "2000x256" if quick else "160000x4096"]
+    # Issue 36, part 5: the papers' budget (Higgins et al.'s 1200-1200 network,
+    # 26 epochs of the 737,280 sprites in batches of 64: 299,520 steps), one
+    # seed, scored as benchmarks/README.md's CPU rows are.
+    sprites = [python, str(BENCHMARKS / "bench_sprites.py"), "--device", device, "--seeds", "0",
+               "--methods", "beta-VAE", "PCA", "--cuda-graphs", "--batch-size", "64"]
+    if quick:
+        sprites += ["--n-train", "500", "--n-test", "200", "--epochs", "1", "--hidden", "32",
+                    "--n-votes", "50", "--n-codes", "300", "--dci-estimators", "5"]
+    else:
+        sprites += ["--full", "--epochs", "26", "--hidden", "1200", "1200",
+                    "--n-votes", "2000", "--n-codes", "2000", "--dci-estimators", "20"]
     suite = [*pytest, "-m", "not slow and not gpu", *(QUICK_TESTS if quick else [])]
     workers = args.workers if args.workers is not None else (0 if quick else min(8, os.cpu_count() or 1))
     if workers > 1 and _has_xdist():
@@ -127,6 +145,7 @@ def steps(args):
         ("train b128", [*train, "--batch-size", "128"], 90, _summarise_training),
         ("fit set-up", setup, 45, _summarise_setup),
         ("train beyond", beyond, 120, partial(_summarise_training, methods=BEYOND_METHODS)),
+        ("sprites budget", sprites, 540, _summarise_sprites),
         ("test suite", suite, 180, _summarise_pytest),
     ]
 
@@ -274,6 +293,16 @@ def _summarise_setup(code, text):
     found = re.findall(r"^\s*(\d+x\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", text, flags=re.MULTILINE)
     figure = "; ".join(f"{size}: set-up {setup} s, {ratio}x a randomized PCA fit ({pca} s)"
                        for size, pca, setup, ratio in found)
+    return ("pass" if code == 0 and found else "fail"), figure
+
+
+def _summarise_sprites(code, text):
+    """``bench_sprites.py``'s rows of one seed: each method's scores and fit time."""
+    found = re.findall(r"^\| ([^|]+?) \| \d+ \| ([\d.]+) \(([\d.]+)\) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) "
+                       r"\| ([\d.]+) \| ([\d.]+) \|$", text, flags=re.MULTILINE)
+    figure = "; ".join(f"{method}: beta-VAE score {score}% (published {published}), FactorVAE {factor}%, "
+                       f"MIG {mig}, DCI D {dci}, rec. {rec}, fit {fit} s"
+                       for method, score, published, factor, mig, dci, rec, fit in found)
     return ("pass" if code == 0 and found else "fail"), figure
 
 
@@ -475,7 +504,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     every = steps(args)
     budget = args.budget
-    if budget is None:
+    if budget is None and args.steps:
+        budget = sum(limit for name, _, limit, _ in every if name in args.steps)
+    elif budget is None:
         also = sum(limit for name, _, limit, _ in every if name in args.also)
         budget = (110.0 if args.quick else 330.0) + also
     deadline = time.monotonic() + budget

@@ -178,6 +178,16 @@ def test_benchmark_tables_give_the_key_figures(device_check):
     assert device_check._summarise_setup(0, setup) == (
         "pass", "160000x4096: set-up 1.20 s, 0.29x a randomized PCA fit (4.10 s)")
     assert device_check._summarise_setup(None, setup.rsplit("\n", 2)[0]) == ("fail", "")
+    sprites = (
+        "| method | seed | beta-VAE score % (published) | FactorVAE score % | MIG | DCI D "
+        "| held-out rec. (SSE / image) | fit s |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        "| beta-VAE | 0 | 91.5 (99.2) | 70.2 | 0.210 | 0.305 | 28.4 | 412.0 |\n"
+    )
+    assert device_check._summarise_sprites(0, sprites) == (
+        "pass", "beta-VAE: beta-VAE score 91.5% (published 99.2), FactorVAE 70.2%, MIG 0.210, DCI D 0.305, "
+        "rec. 28.4, fit 412.0 s")
+    assert device_check._summarise_sprites(None, sprites.rsplit("| beta-VAE", 1)[0]) == ("fail", "")
     assert device_check._summarise_pytest(5, "no tests ran in 0.01s") == ("skip", "no test ran")
     assert device_check._summarise_pytest(0, "4 skipped, 300 deselected in 1.0s") == ("skip", "4 skipped")
     assert device_check._summarise_smoke(1, "FAIL fit: boom\nsmoke: 7 of 8 checks passed") == (
