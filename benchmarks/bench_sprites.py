@@ -97,10 +97,13 @@ def main():
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="train the VAEs' full batches through CUDA graphs (sklearn_betavae._graphs, off "
                              "by default until measured; a CUDA device only)")
+    parser.add_argument("--verbose", action="store_true", help="print the VAEs' epochs as they train")
     parser.add_argument("--figure", default=None,
                         help="save the latent traversals of the best beta-VAE seed (by beta-VAE score) here")
     args = parser.parse_args()
     _graphs.ENABLED = args.cuda_graphs
+    if args.cuda_graphs and torch.device(args.device).type == "cuda":
+        _check_graphs(args)
 
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, "
           f"{'full grid' if args.full else f'{args.n_train} training images'}, "
@@ -151,10 +154,22 @@ def main():
 METHODS = ("beta-VAE", "VAE", "PCA", "FastICA", "random encoder")
 
 
+def _check_graphs(args):
+    """Exit, naming why, if a short fit of the beta-VAE replays no step from
+    a graph: the long fits would run eagerly, for several times as long."""
+    from bench_training import counting_replays
+
+    model = _models(args, 0)["beta-VAE"].set_params(max_iter=1, verbose=0)
+    with counting_replays() as replays:
+        model.fit(make_sprites(8 * args.batch_size, random_state=0).images)
+    if not replays:
+        raise SystemExit(f"--cuda-graphs: no step was replayed from a graph: {_graphs.why_not(model.net_)}")
+
+
 def _models(args, seed):
     common = dict(default_dist="bernoulli", device=args.device, n_components=args.n_components,
                   batch_size=args.batch_size, input_lr_scale=args.input_lr_scale,
-                  hidden_layer_sizes=tuple(args.hidden), random_state=seed)
+                  hidden_layer_sizes=tuple(args.hidden), random_state=seed, verbose=int(args.verbose))
     trained = dict(max_iter=args.epochs, beta_warmup=args.beta_warmup, **common)
     return {
         "beta-VAE": BetaVAETransformer(beta=args.beta, **trained),

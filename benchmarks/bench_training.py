@@ -171,20 +171,31 @@ def estimator_run(X, X_test, args, device, accelerator=None, keep=None):
 
 def estimator_graphed_run(X, X_test, args, device):
     """The estimator, its steps replayed from a CUDA graph where it can. On
-    CUDA, a fit that replayed no step is an error naming why (else its row
+    CUDA, a fit refused the graph path is an error naming why (else its row
     would time the ordinary step under this one's name)."""
     enabled, _graphs.ENABLED = _graphs.ENABLED, True
+    try:
+        fitted = []
+        with counting_replays() as replays:
+            times, reconstruction = estimator_run(X, X_test, args, device, keep=fitted)
+        reason = _graphs.why_not(fitted[0].net_)
+        if device.type == "cuda" and not replays and reason is not None:
+            raise RuntimeError(f"no step was replayed from a graph: {reason}")
+        return times, reconstruction
+    finally:
+        _graphs.ENABLED = enabled
+
+
+@contextlib.contextmanager
+def counting_replays():
+    """A list that gets one item per training step replayed from a graph
+    inside the block (``bench_sprites.py`` uses it too)."""
     replays = []
     train_step = _graphs.GraphedSteps.train_step
     _graphs.GraphedSteps.train_step = lambda steps, batch: replays.append(1) or train_step(steps, batch)
     try:
-        fitted = []
-        times, reconstruction = estimator_run(X, X_test, args, device, keep=fitted)
-        if device.type == "cuda" and not replays:
-            raise RuntimeError(f"no step was replayed from a graph: {_graphs.why_not(fitted[0].net_)}")
-        return times, reconstruction
+        yield replays
     finally:
-        _graphs.ENABLED = enabled
         _graphs.GraphedSteps.train_step = train_step
 
 

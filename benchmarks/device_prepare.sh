@@ -19,8 +19,8 @@
 # Then, in a session whose `status` shows a device, one call:
 #   run(command='sh benchmarks/device_run.sh check --also "train beyond"', carry=[".whl"], timeout_s=540)
 # (at most 450 s of steps, and the install) and read the table in its output
-# (the logs: device_logs.tar.gz). Part 5, in a call of its own once that
-# table shows the graphed estimator fast enough:
+# (the logs: device_logs.tar.gz). Part 5, in a later device session of its
+# own once that table shows the graphed estimator fast enough:
 #   run(command='sh benchmarks/device_run.sh sprites --steps "sprites budget"', carry=[".whl"], timeout_s=600)
 set -eu
 SKORCH=${SKORCH:-1.4.0}

@@ -19,6 +19,7 @@ other batch (the last, partial one of an epoch) takes the ordinary step.
 """
 
 import contextlib
+import threading
 
 import torch
 
@@ -26,6 +27,7 @@ import torch
 ENABLED = False
 #: Ordinary steps before the capture.
 WARMUP_STEPS = 3
+_ONE_CAPTURE = threading.Lock()
 
 
 def applies(net):
@@ -40,7 +42,9 @@ def why_not(net):
     encoder and decoder (a user's module could sync with the host, which a
     capture cannot hold), fused Adam (whose step counts live on the device),
     no callback that reads or changes the gradients (they never leave the
-    graph), and a torch that can register a private generator with a graph.
+    graph), no learning-rate schedule stepped at every batch (each new rate
+    is a new capture), and a torch that can register a private generator
+    with a graph.
     """
     if not ENABLED:
         return "_graphs.ENABLED is False"
@@ -52,6 +56,8 @@ def why_not(net):
         return "the optimizer is not fused Adam"
     if any(_reads_gradients(callback) for _, callback in net.callbacks_):
         return "a callback reads the gradients (on_grad_computed)"
+    if any(getattr(callback, "step_every", None) == "batch" for _, callback in net.callbacks_):
+        return "a learning-rate schedule steps at every batch"
     if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
         return f"torch {torch.__version__} cannot register a generator with a graph"
     return None
@@ -171,8 +177,10 @@ class CapturedStep:
             self.graph.register_generator_state(noise)
         groups = net.optimizer_.param_groups
         with torch.cuda.device(torch.device(net.device)), _capturable(groups):
-            # thread_local: fits in other threads may go on allocating.
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            # One capture at a time in a process (torch's graphs share a
+            # capture stream); thread_local lets fits in other threads go on
+            # allocating meanwhile.
+            with _ONE_CAPTURE, torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.outputs = step()
 
     def replay(self):

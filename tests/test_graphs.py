@@ -73,7 +73,19 @@ def test_a_graphed_fit_computes_what_an_ordinary_fit_does(digits, graphed, monke
     for key in ("train_loss", "train_kl_loss", "valid_loss"):
         assert through_graph.net_.history[:, key] == ordinary.net_.history[:, key], key
     np.testing.assert_array_equal(through_graph.transform(digits), ordinary.transform(digits))
-    assert not hasattr(through_graph.net_, "graphed_steps_")  # dropped with the run
+
+
+def test_the_graph_is_dropped_when_training_ends(digits, graphed):
+    """Its memory is not kept with the fitted model (nor pickled)."""
+
+    class SeeTheEnd(Callback):
+        def on_train_end(self, net, **kwargs):  # after the net's own hook
+            self.graph_left = getattr(net, "graphed_steps_", None)
+
+    end = SeeTheEnd()
+    model = BetaVAETransformer(**dict(PARAMS, callbacks=[end])).fit(digits)
+    assert graphed and end.graph_left is None
+    assert not hasattr(model.net_, "graphed_steps_")
 
 
 def test_a_new_learning_rate_is_captured_anew(digits, graphed, monkeypatch):
@@ -148,6 +160,7 @@ def test_graphs_apply_only_where_they_can(monkeypatch):
         "user's encoder": _net(module__encoder=torch.nn.Identity()),
         "not fused": _net(optimizer_=SimpleNamespace(param_groups=[{"fused": True}, {"fused": None}])),
         "gradients": _net(callbacks_=[("clip", ClipGradients())]),
+        "every batch": _net(callbacks_=[("lr", LRScheduler(StepLR, step_every="batch", step_size=10))]),
     }
     for reason, net in cases.items():
         assert not _graphs.applies(net)
@@ -157,11 +170,15 @@ def test_graphs_apply_only_where_they_can(monkeypatch):
 
 
 @requires_cuda
-def test_a_fit_through_a_cuda_graph_trains_as_the_eager_fit(digits, monkeypatch):
-    """The same replays on the GPU: the run captures once, replays the full
-    batches, and ends where the eager run ends (the same kernels, and the
-    noise drawn from the same generator through the graph's offsets)."""
+@pytest.mark.parametrize("schedule", [False, True])
+def test_a_fit_through_a_cuda_graph_trains_as_the_eager_fit(digits, monkeypatch, schedule):
+    """The same replays on the GPU: the run captures once (or once an epoch,
+    with a new learning rate each), replays the full batches, and ends
+    where the eager run ends (the same kernels, and the noise drawn from the
+    same generator through the graph's offsets)."""
     params = dict(PARAMS, device="cuda")
+    if schedule:
+        params["callbacks"] = [LRScheduler(StepLR, step_size=1, gamma=0.5)]
     eager = BetaVAETransformer(**params).fit(digits)
     replays = []
     replay = _graphs.CapturedStep.replay
