@@ -33,6 +33,7 @@ import torch
 from scipy import linalg
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
+from sklearn.utils.extmath import svd_flip
 
 from . import _data
 from ._loss import LOGVAR_RANGE
@@ -363,13 +364,12 @@ def _randomized_pca(chunks, n_rows, raw_mean, scale, k, random_state, n_iter):
 
 
 def _signed(components):
-    """``components`` with each one's largest loading made positive, as
-    scikit-learn signs ``PCA.components_``: an eigensolver may return either
-    sign, and which one can change with the last bits of its input (another
-    device, another BLAS), so the start would otherwise differ by a flip."""
-    rows = np.arange(len(components))
-    signs = np.sign(components[rows, np.abs(components).argmax(axis=1)])
-    return components * np.where(signs == 0, 1.0, signs)[:, None]
+    """``components`` (fresh arrays, signed in place) with each one's largest
+    loading made positive, as scikit-learn signs ``PCA.components_`` (its
+    ``svd_flip``): an eigensolver may return either sign, and which one can
+    change with the last bits of its input (another device, another BLAS),
+    so the start would otherwise differ by a flip."""
+    return svd_flip(None, components, u_based_decision=False)[1]
 
 
 def pca_start(net, dataset, beta, random_state, log=None):
