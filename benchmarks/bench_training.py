@@ -349,11 +349,7 @@ def skorch_default_run(X, X_test, args, device):
         verbose=0,
     )
     net.fit(data, None)
-    module = net.module_.eval()
-    with torch.no_grad():
-        test = torch.as_tensor(_standardized(X_test, mean, scale), device=device)
-        decoded = module.decoder(module.encoder(test)[0]).double().cpu().numpy()
-    return list(net.history[:, "dur"]), decoded * scale + mean
+    return list(net.history[:, "dur"]), _plain_reconstruction(net.module_, X_test, mean, scale, device)
 
 
 def linear_run(model_class, X, X_test, args):
