@@ -1139,7 +1139,8 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         check_is_fitted(self)
         # Any numeric dtype as it is: chunks are converted one at a time, so a
         # memmap of ints is not loaded whole either.
-        X = check_numbers(validate_data(self, X, reset=False, dtype="numeric"))
+        X = check_numbers(validate_data(self, X, reset=False, dtype="numeric",
+                                        ensure_all_finite=not self._checks_rows_on_device()))
         if self.default_dist_ == "bernoulli":
             check_unit_interval(X, self.default_dist_)
         return X
@@ -1157,7 +1158,23 @@ class BetaVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             # Once after fit, load or unpickling: inference uses posterior means.
             module.eval()
         return FittedModel(module, self.mean_, self.scale_, self.default_dist_, self.device_,
-                           covariates=encoded)
+                           covariates=encoded,
+                           check_rows=self._raise_if_not_finite if self._checks_rows_on_device() else None)
+
+    def _checks_rows_on_device(self):
+        """Whether inference checks X for NaN and infinity on the device, as it
+        standardizes each chunk, rather than in a pass over X on the host.
+
+        On a GPU, where that host pass alone is a large share of a plain
+        float32 pass (``benchmarks/README.md``); not for Bernoulli rows,
+        whose range the host checks anyway (``check_unit_interval``).
+        """
+        return self.device_.type == "cuda" and self.default_dist_ != "bernoulli"
+
+    def _raise_if_not_finite(self, X):
+        """scikit-learn's error for rows X holding NaN or infinity, as
+        ``validate_data`` raises it; nothing for finite rows."""
+        check_array(X, dtype=None, estimator=self, input_name="X")
 
     def _encoded_covariates(self, covariates, n_rows, method):
         """``covariates`` encoded as in fit, or None for a model without;

@@ -55,9 +55,17 @@ class FittedModel:
     covariates : ndarray of shape (n_rows, n_covariates) or None, default=None
         The encoded covariates of the rows (of X or of codes Z) that the
         methods are then given: the network reads them after each row.
+    check_rows : callable or None, default=None
+        Given, the rows that ``encode``, ``latent_kl`` and ``elbo`` receive
+        were not checked for NaN and infinity on the host: each chunk is
+        checked where it is standardized (on a GPU, where the host's pass
+        over X is a large share of a plain pass: ``benchmarks/README.md``),
+        and where one is not finite ``check_rows(X)`` raises the caller's
+        error (returning, for finite rows whose standardization overflowed,
+        leaves them to the methods' own checks).
     """
 
-    def __init__(self, module, mean, scale, default_dist, device, covariates=None):
+    def __init__(self, module, mean, scale, default_dist, device, covariates=None, check_rows=None):
         self.module = module
         parameters = [p for p in module.parameters() if p.ndim]
         self.dtype = parameters[0].dtype if parameters else torch.float32
@@ -68,20 +76,27 @@ class FittedModel:
         self.default_dist = default_dist
         self.device = device
         self.covariates = covariates
+        self.check_rows = check_rows
         self.n_features = self.standardization.mean_array.size
 
     def map_chunks(self, X, fn):
         """Apply ``fn`` to row chunks of X, standardized and in the network's
         dtype, and concatenate its outputs on the CPU."""
         # Filled chunk by chunk: concatenating would hold the output twice.
-        result, start = None, 0
+        result, start, finite = None, 0, None
         with torch.inference_mode():
             for chunk in self.standardization.chunks(X, self.dtype, self.device, self.width):
+                if self.check_rows is not None:
+                    # Kept on the device and read once, after the last chunk.
+                    chunk_finite = torch.isfinite(chunk).all()
+                    finite = chunk_finite if finite is None else finite.logical_and_(chunk_finite)
                 values = fn(self.with_covariates(chunk, start)).cpu().numpy()
                 if result is None:
                     result = np.empty((X.shape[0], *values.shape[1:]), dtype=values.dtype)
                 result[start:start + len(values)] = values
                 start += len(values)
+        if finite is not None and not finite.item():
+            self.check_rows(X)
         return result
 
     def with_covariates(self, rows, start):
@@ -115,7 +130,9 @@ class FittedModel:
                     # Straight into the result: no float64 copy of the output.
                     self.standardization.invert_into(output, rows)
                 else:
-                    rows[:] = self.standardization.invert(output).cpu().numpy()
+                    # One copy from the device straight into the result: no
+                    # host tensor in between, and no second pass over it.
+                    torch.from_numpy(rows).copy_(self.standardization.invert(output))
                 start += len(output)
         return _finite(result, "inverse_transform", _FAR_CODES)
 

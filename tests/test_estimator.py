@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, EpochScoring, PrintLog
 from torch import nn
 
-from sklearn_betavae import BetaVAETransformer
+from sklearn_betavae import BetaVAETransformer, _data
 from sklearn_betavae.inspection import latent_kl
 from tests.conftest import FAST_PARAMS, LinearEncoder, requires_cuda
 
@@ -425,6 +425,72 @@ def test_non_finite_input_is_refused(digits, fitted, bad_value):
     with pytest.raises(ValueError, match="NaN|infinity"):
         fitted.transform(X)
     np.testing.assert_array_equal(X, snapshot)
+
+
+def _error_of(call, X):
+    with pytest.raises(ValueError) as caught:
+        call(X)
+    return str(caught.value)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the far row
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_checked_on_the_device_give_the_hosts_results_and_errors(digits, fitted, monkeypatch, dtype):
+    """On a GPU, NaN and infinity are found where each chunk is standardized,
+    not in a host pass over X: the same outputs, the same errors.
+
+    Shown on the CPU by switching the device check on; one chunk per row
+    makes the bad row's chunk neither the first nor the last.
+    """
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 1)
+    vae = pickle.loads(pickle.dumps(fitted))
+    X = digits[:12].astype(dtype)
+    far = X.astype(np.float64)
+    # Finite, but beyond float32's range once standardized: the far-rows
+    # error, not sklearn's.
+    far[5] = 1e300
+    calls = [vae.transform, vae.score_samples, lambda X: latent_kl(vae, X)]
+    on_host = [call(X) for call in calls]
+    host_errors = {}
+    for bad_value in (np.nan, np.inf, -np.inf):
+        bad = X.copy()
+        bad[7, 4] = bad_value
+        host_errors[bad_value] = [_error_of(call, bad) for call in calls]
+    far_error = _error_of(vae.transform, far)
+
+    monkeypatch.setattr(BetaVAETransformer, "_checks_rows_on_device", lambda self: True)
+    checked = []
+    real_raise = BetaVAETransformer._raise_if_not_finite
+
+    def counted_raise(self, X):
+        checked.append(len(X))
+        return real_raise(self, X)
+
+    monkeypatch.setattr(BetaVAETransformer, "_raise_if_not_finite", counted_raise)
+    for call, expected in zip(calls, on_host):
+        np.testing.assert_array_equal(call(X), expected)
+    assert checked == []  # finite rows: no host pass at all
+    for bad_value, errors in host_errors.items():
+        bad = X.copy()
+        bad[7, 4] = bad_value
+        assert [_error_of(call, bad) for call in calls] == errors
+        assert "NaN" in errors[0] or "infinity" in errors[0]
+    checked.clear()
+    assert _error_of(vae.transform, far) == far_error
+    assert "far outside the training data" in far_error and checked == [12]
+
+
+@requires_cuda
+def test_non_finite_rows_are_refused_on_a_gpu(digits):
+    vae = BetaVAETransformer(**{**FAST_PARAMS, "device": "cuda"}).fit(digits)
+    assert vae._checks_rows_on_device()
+    X = digits[:50].astype(np.float32)
+    X[30, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        vae.transform(X)
+    X[30, 2] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        vae.score_samples(X)
 
 
 def test_wrong_number_of_features(fitted, digits):

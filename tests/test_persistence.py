@@ -106,6 +106,10 @@ def test_cpu_and_cuda_models_load_on_each_other(fitted, saved, digits, tmp_path)
     # H100; on the CPU this model's float32 rounding is 1.6e-7 of its
     # largest code, against a float64 pass).
     np.testing.assert_allclose(on_gpu.transform(digits), codes, rtol=0, atol=1e-5 * np.abs(codes).max())
+    # Decoded on the device and copied straight into the float64 result.
+    images = fitted.inverse_transform(codes)
+    np.testing.assert_allclose(on_gpu.inverse_transform(codes), images,
+                               rtol=0, atol=1e-5 * np.abs(images).max())
     on_gpu.save(tmp_path / "gpu.safetensors")
     back = BetaVAETransformer.load(tmp_path / "gpu.safetensors", device="cpu")
     np.testing.assert_array_equal(back.transform(digits), fitted.transform(digits))
