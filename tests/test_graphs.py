@@ -189,3 +189,23 @@ def test_a_fit_through_a_cuda_graph_trains_as_the_eager_fit(digits, monkeypatch,
     np.testing.assert_allclose(graphed.net_.history[:, "train_loss"], eager.net_.history[:, "train_loss"],
                                rtol=1e-4)
     np.testing.assert_allclose(graphed.transform(digits), eager.transform(digits), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("extra", [
+    {"covariates": True},  # a conditional model: the covariates ride in the batch
+    {"input_lr_scale": 0.5},  # two parameter groups, two learning rates
+], ids=["covariates", "input_lr_scale"])
+def test_conditional_models_and_parameter_groups_replay_as_ordinary_steps(
+        digits, graphed, monkeypatch, extra):
+    rng = np.random.default_rng(0)
+    params = dict(PARAMS, **{k: v for k, v in extra.items() if k != "covariates"})
+    covariates = rng.normal(size=(len(digits), 2)) if "covariates" in extra else None
+    with monkeypatch.context() as ordinary_steps:
+        ordinary_steps.setattr(_graphs, "applies", lambda net: False)
+        ordinary = BetaVAETransformer(**params).fit(digits, covariates=covariates)
+    through_graph = BetaVAETransformer(**params).fit(digits, covariates=covariates)
+    (step,) = graphed
+    assert step.replays == 4 * 6 - _graphs.WARMUP_STEPS
+    assert through_graph.net_.history[:, "train_loss"] == ordinary.net_.history[:, "train_loss"]
+    np.testing.assert_array_equal(through_graph.transform(digits, covariates=covariates),
+                                  ordinary.transform(digits, covariates=covariates))
