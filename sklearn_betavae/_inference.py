@@ -87,8 +87,12 @@ class FittedModel:
         with torch.inference_mode():
             for chunk in self.standardization.chunks(X, self.dtype, self.device, self.width):
                 if self.check_rows is not None:
-                    # Kept on the device and read once, after the last chunk.
-                    chunk_finite = torch.isfinite(chunk).all()
+                    # Whether its sum is finite, as scikit-learn's own check
+                    # starts: one pass (isfinite(chunk).all() makes several,
+                    # with temporaries); a finite chunk whose sum overflows
+                    # costs only check_rows's pass. Kept on the device, read
+                    # after the last chunk.
+                    chunk_finite = torch.isfinite(chunk.sum())
                     finite = chunk_finite if finite is None else finite.logical_and_(chunk_finite)
                 values = fn(self.with_covariates(chunk, start)).cpu().numpy()
                 if result is None:

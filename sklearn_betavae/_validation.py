@@ -40,7 +40,9 @@ def check_numbers(X):
         )
     if X.dtype.kind == "f" and X.dtype.itemsize > 8:  # longdouble: may exceed float64
         largest = np.abs(X).max()
-        if largest > np.finfo(np.float64).max:
+        # Infinity is not "beyond range": it gets scikit-learn's error, also
+        # where it is found later (on a GPU, as each chunk is standardized).
+        if np.isfinite(largest) and largest > np.finfo(np.float64).max:
             raise ValueError(
                 "X has values beyond float64's range (largest magnitude "
                 f"{np.format_float_scientific(largest, precision=2)}), the precision the "

@@ -35,12 +35,13 @@ class PoisonWeightsAt(Callback):
                 next(net.module_.parameters()).fill_(float("nan"))
 
 
-_skip_without_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+#: Skips a test, or one of its parameters (with ``pytest.mark.gpu``), without CUDA.
+skip_without_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def requires_cuda(test):
     """Mark a test ``gpu`` (select them with ``-m gpu``) and skip it without CUDA."""
-    return pytest.mark.gpu(_skip_without_cuda(test))
+    return pytest.mark.gpu(skip_without_cuda(test))
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from sklearn_betavae import BetaVAETransformer, _persistence
+from sklearn_betavae import BetaVAETransformer, _data, _persistence
 from sklearn_betavae._persistence import read_model_file, write_model_file
 from tests.conftest import FAST_PARAMS, LinearEncoder, requires_cuda
 
@@ -98,7 +98,8 @@ def test_a_model_saved_on_cuda_loads_on_the_cpu(saved, digits, tmp_path, monkeyp
 
 
 @requires_cuda
-def test_cpu_and_cuda_models_load_on_each_other(fitted, saved, digits, tmp_path):
+def test_cpu_and_cuda_models_load_on_each_other(fitted, saved, digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(_data, "CHUNK_VALUES", 64 * 7)  # 7 rows a chunk: several chunks each way
     on_gpu = BetaVAETransformer.load(saved, device="cuda")
     codes = fitted.transform(digits)
     # The same float32 weights give codes that differ by rounding only: the
