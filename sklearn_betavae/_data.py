@@ -105,8 +105,12 @@ class Standardization:
                 widened = np.empty(chunk.shape, dtype=np.float64)
                 narrow = np.empty(chunk.shape, dtype=numpy_dtype)
             n = len(chunk)
-            np.subtract(chunk, self.mean_array, out=widened[:n])
-            np.divide(widened[:n], self.scale_array, out=narrow[:n], casting="same_kind")
+            # Rows beyond the network's range round to inf here, and the
+            # methods report them (an error naming the first, or -inf): not
+            # NumPy's warning as well.
+            with np.errstate(over="ignore"):
+                np.subtract(chunk, self.mean_array, out=widened[:n])
+                np.divide(widened[:n], self.scale_array, out=narrow[:n], casting="same_kind")
             yield torch.from_numpy(narrow[:n])
 
     def _float32_terms(self, device):

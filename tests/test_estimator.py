@@ -433,7 +433,7 @@ def _error_of(call, X):
     return str(caught.value)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the far row
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the far row: our error, no NumPy warning before it
 # (Long doubles: an infinity among them is sklearn's error, not "beyond float64's range".)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.longdouble])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, skip_without_cuda])])
@@ -725,6 +725,7 @@ def test_score_samples_is_a_monte_carlo_elbo(digits):
     np.testing.assert_allclose(got, expected, atol=0.5)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # -inf is the answer, not a warning and -inf
 def test_score_samples_is_minus_infinity_far_from_the_data_never_nan(fitted, digits):
     X = digits[:4].copy()
     X[0] = 1e30  # far out: a finite but hopeless bound
