@@ -116,7 +116,7 @@ def steps(args):
         train += ["--size", "2000", "256"]
     inference = [python, str(BENCHMARKS / "bench_inference.py"), "--device", device]
     if quick:
-        inference += ["--features", "500", "--n-train", "100", "--n-query", "200", "--repeats", "1"]
+        inference += ["--features", "500", "--n-train", "100", "--n-query", "200", "--repeats", "5"]
     beyond = [*train[: train.index("--epochs")], "--epochs", "3", "--batch-size", "128",
               "--methods", *BEYOND_METHODS]
     if quick:
