@@ -259,10 +259,11 @@ def _capture(step, index, optimizer, n_rows, device, warmup_steps=3):
     rewound), so that the graph trains from the plain loop's start, on its
     batches and noise, and takes as many steps.
 
-    Moving this into the estimator's step: its private noise generator must
-    be registered with the graph (``graph.register_generator_state``; only
-    the default CUDA generator is registered by itself), and autocast inside
-    a captured region needs ``cache_enabled=False``."""
+    The estimator's own capture (``sklearn_betavae._graphs``) also
+    registers its private noise generator with the graph
+    (``graph.register_generator_state``; only the default CUDA generator is
+    registered by itself); autocast inside a captured region would need
+    ``cache_enabled=False``."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     start = [p.detach().clone() for p in params]
     with torch.cuda.device(device):  # the capture's stream is the current device's

@@ -5,13 +5,14 @@ Only skorch's documented hooks are overridden (``get_loss``,
 ``initialize_module``, ``on_train_begin``, ``on_train_end``,
 ``_default_callbacks``); the training loop, callbacks and history are
 skorch's own, and the training logic around it (KL warm-up, roll-back to
-the last finite state) is in the default callbacks of ``_callbacks``. The two single-step hooks do not call
-``super()``: skorch's versions need a target and compute one loss, where
-these record three terms. ``train_step`` replays full batches from a CUDA
-graph where ``_graphs`` says it can (off by default) and is skorch's
-otherwise. ``n_processes``, ``finite_everywhere``, ``backward``,
-``vae_module``, ``truncate_history`` and ``end_run`` are this class's own
-hooks, for the distributed subclass in ``_distributed``.
+the last finite state) is in the default callbacks of ``_callbacks``. The
+two single-step hooks do not call ``super()``: skorch's versions need a
+target and compute one loss, where these record three terms.
+``train_step`` replays full batches from a CUDA graph where ``_graphs``
+says it can (off by default) and is skorch's otherwise. ``n_processes``,
+``finite_everywhere``, ``backward``, ``vae_module``, ``truncate_history``
+and ``end_run`` are this class's own hooks, for the distributed subclass in
+``_distributed``.
 """
 
 import math

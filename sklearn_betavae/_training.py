@@ -233,9 +233,8 @@ def private_rng(net, cpu_state, device):
     that order, as torch's global generator did before; on a GPU the noise
     comes from a generator on that device seeded from its state (without
     advancing it, so that the weights and the shuffling are the CPU's). The
-    net finds them
-    as ``generator_``, ``noise_generator_`` and ``iterator_train__generator``
-    for the block's duration (generators do not pickle). Fits in several
+    net finds them as ``generator_``, ``noise_generator_`` and
+    ``iterator_train__generator`` for the block's duration (generators do not pickle). Fits in several
     threads at once are therefore each reproducible, and the caller's RNG
     states are never touched.
 
